@@ -1,0 +1,14 @@
+# One image for web and workers. GPU workers use the same image on the NVIDIA runtime:
+# the pinned torch wheel from PyPI is a CUDA build and falls back to the CPU without a GPU.
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+RUN apt-get update && apt-get install -y --no-install-recommends libjpeg62-turbo && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml README.md ./
+COPY searchsite searchsite
+COPY catalog catalog
+COPY embeddings embeddings
+RUN pip install --no-cache-dir -e .
+COPY . .
+EXPOSE 8000
+CMD ["gunicorn", "searchsite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+DEMO_CSV = Path(settings.BASE_DIR) / "demo" / "catalogue.csv"
+
+
+class Command(BaseCommand):
+    help = "Run the whole site: migrate, start Celery workers, load the demo catalogue, serve HTTP."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--no-demo", action="store_true", help="do not load the demo catalogue")
+        parser.add_argument("--no-train", action="store_true", help="do not train a joint model on first run")
+        parser.add_argument("--web-workers", type=int, default=2)
+
+    def handle(self, *args: object, **opts: object) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        self._ensure_admin()
+        children: list[subprocess.Popen] = []
+
+        def stop(*_: object) -> None:
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+            for child in children:
+                try:
+                    child.wait(15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+        signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+        celery = [sys.executable, "-m", "celery", "-A", "searchsite", "worker", "--loglevel", "INFO"]
+        log_dir = settings.DATA_DIR / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for queue in ("prepare", "embed"):
+            log = open(log_dir / f"worker-{queue}.log", "ab")
+            children.append(
+                subprocess.Popen(
+                    [*celery, "-Q", queue, "-c", "1", "-n", f"{queue}@%h"], stdout=log, stderr=subprocess.STDOUT
+                )
+            )
+        self.stdout.write(f"workers started (queues prepare, embed); logs in {log_dir}")
+        try:
+            from catalog.models import Product
+
+            if not opts["no_demo"] and not Product.objects.exists() and DEMO_CSV.exists():
+                self.stdout.write(f"loading the demo catalogue from {DEMO_CSV} ...")
+                call_command("ingest_csv", str(DEMO_CSV), wait=True, quiet_errors=True)
+            if not opts["no_train"] and Product.objects.exists():
+                self._train_if_needed()
+            bind = f"{opts['host']}:{opts['port']}"
+            self.stdout.write(self.style.SUCCESS(f"Vitrine is running at http://{bind}/  (admin: http://{bind}/admin/)"))
+            web = subprocess.Popen(
+                [
+                    sys.executable, "-m", "gunicorn", "searchsite.wsgi:application", "--bind", bind,
+                    "--workers", str(opts["web_workers"]), "--timeout", "120", "--access-logfile", "-",
+                ]
+            )
+            children.append(web)
+            web.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop()
+
+    def _train_if_needed(self) -> None:
+        from embeddings.models import EmbeddingModel
+
+        if EmbeddingModel.objects.filter(kind=EmbeddingModel.Kind.JOINT).exists():
+            return
+        self.stdout.write("training the joint image/text model on the catalogue (first run only) ...")
+        call_command("train_embeddings", activate=True, wait=True)
+
+    def _ensure_admin(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            return
+        password = os.environ.get("VITRINE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        User.objects.create_superuser("admin", "admin@localhost", password)
+        secret = settings.DATA_DIR / "admin-password.txt"
+        secret.write_text(password + "\n")
+        secret.chmod(0o600)
+        self.stdout.write(f"created superuser 'admin'; password in {secret}")

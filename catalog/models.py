@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+
+from django.db import models
+from django.urls import reverse
+
+
+class Product(models.Model):
+    sku = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=300)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=120, db_index=True)
+    price = models.DecimalField(max_digits=12, decimal_places=2, db_index=True)
+    image = models.ImageField(upload_to="products/", max_length=300)
+    thumbnail = models.ImageField(upload_to="thumbs/", max_length=300, blank=True)
+    # sha256 of the original image bytes: files are stored by it, so re-imports reuse them.
+    image_hash = models.CharField(max_length=64, blank=True)
+    # sha256 of everything the towers see (text fields + image_hash); a vector is current
+    # when it was computed from this hash.
+    content_hash = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["sku"]
+
+    def __str__(self) -> str:
+        return f"{self.sku} · {self.title}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:product", args=[self.sku])
+
+    @staticmethod
+    def compute_content_hash(
+        title: str, description: str, category: str, price: Decimal, image_hash: str
+    ) -> str:
+        # Price is not seen by the towers, but a price change must still count as "updated".
+        parts = [title, description, category, f"{price:.2f}", image_hash]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    @property
+    def text_for_embedding(self) -> str:
+        return f"{self.title}. {self.description} ({self.category})"
+
+    def needs_embedding(self, model_id: int) -> bool:
+        return not self.vectors.filter(model_id=model_id, content_hash=self.content_hash).exists()
+
+
+class ImportJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        EMBEDDING = "embedding"  # rows stored, vectors still being computed
+        DONE = "done"
+        FAILED = "failed"
+
+    source_name = models.CharField(max_length=300)  # what the admin uploaded / the CLI path
+    csv_path = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    # [{"row": 12, "sku": "...", "error": "..."}], capped so a broken 1M-row file stays small
+    errors = models.JSONField(default=list, blank=True)
+    error_message = models.TextField(blank=True)  # a whole-file problem (bad header, bad zip)
+    # ids of products created/updated by this job: what --wait and the progress bar watch
+    product_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    MAX_STORED_ERRORS = 1000
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import #{self.pk} {self.source_name} ({self.status})"
+
+    def add_error(self, row: int, sku: str, message: str) -> None:
+        self.failed += 1
+        if len(self.errors) < self.MAX_STORED_ERRORS:
+            self.errors.append({"row": row, "sku": sku, "error": message})
+
+    @property
+    def percent(self) -> int:
+        if not self.total_rows:
+            return 100 if self.status in {self.Status.DONE, self.Status.EMBEDDING} else 0
+        return min(100, round(100 * self.processed_rows / self.total_rows))
+
+    def summary(self) -> str:
+        return (
+            f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.failed} failed"
+        )

@@ -1,0 +1,23 @@
+"""Products and hits as JSON: the API's response shape (fields may be added, never renamed)."""
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from catalog.models import Product
+from catalog.search import Hit
+
+
+def product_json(request: HttpRequest, product: Product) -> dict:
+    return {
+        "sku": product.sku,
+        "title": product.title,
+        "category": product.category,
+        "price": float(product.price),
+        "image_url": request.build_absolute_uri(product.image.url) if product.image else None,
+        "thumbnail_url": request.build_absolute_uri(product.thumbnail.url) if product.thumbnail else None,
+        "url": request.build_absolute_uri(product.get_absolute_url()),
+    }
+
+
+def hit_json(request: HttpRequest, hit: Hit) -> dict:
+    return {**product_json(request, hit.product), "score": round(hit.score, 6)}

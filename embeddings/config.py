@@ -1,0 +1,62 @@
+"""Config dataclasses for the towers and training; saved inside every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="_Cfg")
+
+
+class _Cfg:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+        # Ignore unknown keys so checkpoints written by newer code still load.
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class ImageTowerCfg(_Cfg):
+    backbone: str = "resnet50"  # "resnet50" | "efficientnet_lite0" | "efficientnet_lite2"
+    weights_path: str | None = None  # local backbone weights; None = packaged/torchvision default
+    embed_dim: int = 256  # joint space dimension
+    image_size: int = 224  # crop size fed to the backbone
+    finetune_last_stage: bool = False  # only used on CUDA; CPU training caches frozen features
+    head_hidden: int = 1024  # hidden width of the MLP head; 0 = linear projection
+    dropout: float = 0.2  # dropout inside the head (also regularises cached features)
+
+
+@dataclass
+class TextTowerCfg(_Cfg):
+    kind: str = "gru"  # "gru" (GloVe + BiGRU, trained) | "minilm" (frozen MiniLM + projection)
+    embed_dim: int = 256  # joint space dimension (must equal ImageTowerCfg.embed_dim)
+    word_dim: int = 50  # word vector size; 50 matches GloVe 6B-50d
+    hidden: int = 256  # GRU hidden size per direction
+    max_len: int = 48  # tokens kept per text
+    vocab_source: str = "glove6b50d"  # frozen pretrained table: "glove6b50d" | "none"
+    glove_words: int = 100_000  # most frequent GloVe words kept (frozen, reloaded at load time)
+    min_count: int = 1  # catalogue words outside GloVe need this many occurrences for an own vector
+    dropout: float = 0.2  # dropout on word vectors and before the projection
+
+
+@dataclass
+class TrainCfg(_Cfg):
+    epochs: int = 40  # upper bound; early stopping usually ends sooner
+    batch_size: int = 128  # in-batch negatives: bigger batches give harder negatives
+    lr: float = 1e-3  # AdamW, cosine decay after a short warm-up
+    weight_decay: float = 1e-4
+    margin: float = 0.4  # triplet margin on euclidean distance of unit vectors (range 0..2)
+    mining: str = "semi-hard"  # "hardest" | "semi-hard"
+    warmup_epochs: int = 2  # semi-hard mining is used during warm-up even if mining="hardest"
+    val_fraction: float = 0.15  # products held out for early stopping/metrics
+    patience: int = 6  # epochs without val text->image R@10 improvement before stopping
+    seed: int = 0
+    feature_batch_size: int = 32  # images per backbone forward pass when caching features
+    flip_augment: bool = True  # also cache features of the horizontally flipped image
+    cache_dir: str | None = None  # feature cache; None = <out_dir>/feature_cache
+    num_threads: int | None = None  # torch CPU threads; None = torch default

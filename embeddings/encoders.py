@@ -1,0 +1,221 @@
+"""The encoder API used by the site: images/texts -> L2-normalised float32 vectors.
+
+``load_encoder(spec)`` returns one cached ``Encoder`` per (spec, device) per
+process, loaded once behind a lock (as immich's InferenceModel does), so web
+workers and Celery tasks share it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .backbones import autocast, backbone_spec, bf16_supported, build_backbone
+from .config import ImageTowerCfg, TextTowerCfg
+from .tokenizer import Vocabulary
+from .towers import MINILM_DIM, GRUTextTower, ImageTower, MiniLM, MiniLMTextTower, build_text_tower
+from .training import CHECKPOINT_FORMAT
+from .transforms import to_model_input
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    name = device or os.environ.get("EMBEDDINGS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    # Re-normalise in float32: bf16 autocast leaves norms off by ~1e-3.
+    x = x.astype(np.float32, copy=False)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class Encoder:
+    """Base encoder; subclasses provide ``_image_forward`` and ``_text_forward``."""
+
+    name: str
+    joint: bool  # True when image and text vectors share one space
+    image_dim: int
+    text_dim: int
+    backbone: str  # backbone actually used (after any fallback)
+
+    def __init__(self, device: torch.device, bf16: bool | None = None) -> None:
+        self.device = device
+        self.bf16 = bf16_supported(device) if bf16 is None else bf16
+        self.batch_size = max(1, _env_int("EMBEDDINGS_BATCH_SIZE", 64))
+        self.image_size = 224
+        self.mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+        self.std: tuple[float, ...] = (0.5, 0.5, 0.5)
+        # One forward pass at a time: each already uses all intra-op threads,
+        # so concurrent requests would only oversubscribe the CPU.
+        self._lock = threading.Lock()
+
+    def _prepare(self, module: nn.Module, image: bool) -> nn.Module:
+        module = module.to(self.device).eval()
+        if image:
+            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if os.environ.get("EMBEDDINGS_COMPILE") == "1":
+            module = torch.compile(module)  # type: ignore[assignment]
+        return module
+
+    def _image_forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _text_forward(self, texts: Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(N, image_dim) float32, L2-normalised."""
+        out = [np.zeros((0, self.image_dim), np.float32)]
+        for s in range(0, len(images), self.batch_size):
+            x = to_model_input(images[s : s + self.batch_size], self.image_size, self.mean, self.std)
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+            with self._lock, torch.inference_mode(), autocast(self.device, self.bf16):
+                out.append(self._image_forward(x).float().cpu().numpy())
+        return _l2(np.concatenate(out))
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, text_dim) float32, L2-normalised."""
+        out = [np.zeros((0, self.text_dim), np.float32)]
+        for s in range(0, len(texts), self.batch_size):
+            with self._lock, torch.inference_mode(), autocast(self.device, self.bf16):
+                out.append(self._text_forward(list(texts[s : s + self.batch_size])).float().cpu().numpy())
+        return _l2(np.concatenate(out))
+
+
+class BaselineEncoder(Encoder):
+    """Untrained baseline: pretrained backbone features + MiniLM sentence vectors (two spaces)."""
+
+    joint = False
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        weights_path: str | None = None,
+        device: torch.device | None = None,
+        bf16: bool | None = None,
+    ) -> None:
+        super().__init__(device or resolve_device(), bf16)
+        model, self.image_dim, self.backbone = build_backbone(backbone, weights_path)
+        spec = backbone_spec(self.backbone)
+        self.image_size, self.mean, self.std = spec.input_size, spec.mean, spec.std
+        self.image_model = self._prepare(model, image=True)
+        self.minilm = MiniLM()
+        self.text_model = self._prepare(self.minilm, image=False)
+        self.text_dim = MINILM_DIM
+        self.name = f"baseline-{self.backbone}-minilm"
+
+    def _image_forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.image_model(pixels)
+
+    def _text_forward(self, texts: Sequence[str]) -> torch.Tensor:
+        batch = self.minilm.tokenize(texts)
+        return self.text_model(**{k: v.to(self.device) for k, v in batch.items()})
+
+
+class CheckpointEncoder(Encoder):
+    """A trained joint model saved by ``embeddings.training.train``."""
+
+    joint = True
+
+    def __init__(self, path: str | Path, device: torch.device | None = None, bf16: bool | None = None) -> None:
+        super().__init__(device or resolve_device(), bf16)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+        image_cfg = ImageTowerCfg.from_dict(ckpt["image_cfg"])
+        image_cfg.backbone = ckpt["backbone"]  # the resolved one: never re-run the fallback
+        text_cfg = TextTowerCfg.from_dict(ckpt["text_cfg"])
+
+        image_tower = ImageTower(image_cfg)
+        missing, unexpected = image_tower.load_state_dict(ckpt["image_tower"], strict=False)
+        if unexpected or any(k.startswith("head.") for k in missing):
+            raise ValueError(f"{path}: image tower mismatch ({unexpected[:3]}, {missing[:3]})")
+        vocab = Vocabulary(ckpt["vocab"]["extra_words"]) if ckpt.get("vocab") else None
+        text_tower = build_text_tower(text_cfg, vocab=vocab)
+        missing, unexpected = text_tower.load_state_dict(ckpt["text_tower"], strict=False)
+        # MiniLM weights come from their package, everything else from the checkpoint.
+        if unexpected or [k for k in missing if not k.startswith("minilm.")]:
+            raise ValueError(f"{path}: text tower mismatch ({unexpected[:3]}, {missing[:3]})")
+
+        self.text_tower: GRUTextTower | MiniLMTextTower = text_tower
+        self.image_model = self._prepare(image_tower, image=True)
+        self.text_model = self._prepare(text_tower, image=False)
+        spec = backbone_spec(image_cfg.backbone)
+        self.image_size, self.mean, self.std = image_cfg.image_size, spec.mean, spec.std
+        self.image_dim = self.text_dim = image_cfg.embed_dim
+        self.backbone = image_cfg.backbone
+        self.metrics: dict[str, float] = dict(ckpt.get("metrics") or {})
+        self.name = f"{Path(path).stem}-{self.backbone}-{text_cfg.kind}"
+
+    def _image_forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.image_model(pixels)
+
+    def _text_forward(self, texts: Sequence[str]) -> torch.Tensor:
+        batch = self.text_tower.tokenize(texts)
+        return self.text_model(**{k: v.to(self.device) for k, v in batch.items()})
+
+
+_cache: dict[tuple[str, str], Encoder] = {}
+_cache_lock = threading.Lock()
+
+
+def load_encoder(spec: dict[str, Any], device: str | None = None) -> Encoder:
+    """Return the process-wide encoder for ``spec``, loading it on first use.
+
+    ``{"kind": "baseline", "backbone": "resnet50", "weights_path": None, "text": "minilm"}``
+    or ``{"kind": "checkpoint", "path": "/path/model.pt"}``. Device: ``device``
+    argument, else env EMBEDDINGS_DEVICE, else CUDA when available, else CPU.
+    """
+    dev = resolve_device(device)
+    key = (json.dumps(spec, sort_keys=True, default=str), str(dev))
+    with _cache_lock:
+        enc = _cache.get(key)
+        if enc is None:
+            kind = spec.get("kind")
+            if kind == "baseline":
+                if spec.get("text", "minilm") != "minilm":
+                    raise ValueError("baseline text encoder must be 'minilm'")
+                enc = BaselineEncoder(spec.get("backbone", "resnet50"), spec.get("weights_path"), dev)
+            elif kind == "checkpoint":
+                enc = CheckpointEncoder(spec["path"], dev)
+            else:
+                raise ValueError(f"unknown encoder kind {kind!r}")
+            logger.info("loaded encoder %s on %s", enc.name, dev)
+            _cache[key] = enc
+        return enc
+
+
+def clear_encoder_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def encoder_info(enc: Encoder) -> dict[str, Any]:
+    return {
+        "name": enc.name,
+        "backbone": enc.backbone,
+        "image_dim": enc.image_dim,
+        "text_dim": enc.text_dim,
+        "joint": enc.joint,
+        "device": str(enc.device),
+        "bf16": enc.bf16,
+    }

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from django.db import models, transaction
+from pgvector.django import VectorField
+
+
+class EmbeddingModel(models.Model):
+    """One trained (or baseline) pair of towers. Exactly one is active at a time."""
+
+    class Kind(models.TextChoices):
+        BASELINE = "baseline"  # pretrained backbone features + MiniLM text: two spaces
+        JOINT = "joint"  # trained towers: image and text share one space
+
+    class Status(models.TextChoices):
+        READY = "ready"
+        ACTIVATING = "activating"  # re-embedding the catalogue; search still on the old model
+        ACTIVE = "active"
+        RETIRED = "retired"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=120, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    spec = models.JSONField()  # what embeddings.encoders.load_encoder takes
+    backbone = models.CharField(max_length=60)  # the backbone actually used
+    text_tower = models.CharField(max_length=60)
+    image_dim = models.PositiveIntegerField()
+    text_dim = models.PositiveIntegerField()
+    training_data = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    notes = models.TextField(blank=True)  # e.g. why ResNet50 was replaced by a fallback
+    checkpoint = models.CharField(max_length=500, blank=True)
+    curve = models.CharField(max_length=500, blank=True)  # loss/recall plot
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=models.Q(status="active"),
+                name="one_active_embedding_model",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def joint(self) -> bool:
+        return self.kind == self.Kind.JOINT
+
+    @classmethod
+    def active(cls) -> EmbeddingModel | None:
+        return cls.objects.filter(status=cls.Status.ACTIVE).first()
+
+    def vector_count(self) -> int:
+        return self.vectors.count()
+
+
+class ProductVector(models.Model):
+    """A product's image and text vectors under one model; rows of two models never mix."""
+
+    product = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="vectors")
+    model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, related_name="vectors")
+    # No fixed dimension: models differ. Each model gets its own partial HNSW index on a
+    # cast expression (see embeddings/vector_index.py).
+    image_vec = VectorField()
+    text_vec = VectorField()
+    content_hash = models.CharField(max_length=64)  # Product.content_hash it was computed from
+    # Copies of the product's filterable fields, so a filtered HNSW scan (iterative_scan)
+    # can filter inside the index scan instead of after a join. Rewritten on every change,
+    # because a changed category or price changes content_hash and so re-embeds.
+    category = models.CharField(max_length=120, default="")
+    price = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["product", "model"], name="one_vector_per_model")
+        ]
+
+
+def atomic_switch(new: EmbeddingModel) -> EmbeddingModel | None:
+    """Make `new` the active model in one transaction; return the model it replaced."""
+    from django.utils import timezone
+
+    with transaction.atomic():
+        old = EmbeddingModel.objects.select_for_update().filter(status=EmbeddingModel.Status.ACTIVE).first()
+        if old and old.pk == new.pk:
+            return None
+        if old:
+            old.status = EmbeddingModel.Status.RETIRED
+            old.save(update_fields=["status"])
+        new.status = EmbeddingModel.Status.ACTIVE
+        new.activated_at = timezone.now()
+        new.save(update_fields=["status", "activated_at"])
+    return old

@@ -1,0 +1,147 @@
+"""The model registry: which towers exist, which one is active, and switching between them.
+
+Switching never mixes models: search always reads the vectors of the one ACTIVE model.
+Activating another model marks it ACTIVATING and fans its re-embedding out to the
+workers; when the last batch lands, one transaction makes it ACTIVE, and only then are
+the old model's vectors and indexes dropped.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from embeddings.encoders import Encoder, load_encoder
+from embeddings.models import EmbeddingModel, ProductVector, atomic_switch
+from embeddings.vector_index import create_indexes, drop_indexes
+
+logger = logging.getLogger(__name__)
+
+
+def encoder_for(model: EmbeddingModel) -> Encoder:
+    return load_encoder(model.spec, device=settings.EMBEDDINGS_DEVICE)
+
+
+def _register(name: str, kind: str, spec: dict, **fields: object) -> EmbeddingModel:
+    encoder = load_encoder(spec, device=settings.EMBEDDINGS_DEVICE)
+    notes = str(fields.pop("notes", ""))
+    requested = spec.get("backbone")
+    if requested and encoder.backbone != requested:
+        notes = (
+            f"Requested image backbone {requested!r} was not available (no weights offline); "
+            f"using {encoder.backbone!r} instead. {notes}"
+        ).strip()
+    model, _ = EmbeddingModel.objects.update_or_create(
+        name=name,
+        defaults=dict(
+            kind=kind,
+            spec=spec,
+            backbone=encoder.backbone,
+            text_tower=str(spec.get("text", fields.pop("text_tower", "gru"))),
+            image_dim=encoder.image_dim,
+            text_dim=encoder.text_dim,
+            notes=notes,
+            **fields,
+        ),
+    )
+    create_indexes(model.pk, model.image_dim, model.text_dim)
+    return model
+
+
+def register_baseline(backbone: str | None = None) -> EmbeddingModel:
+    backbone = backbone or settings.EMBEDDINGS_IMAGE_BACKBONE
+    spec = {"kind": "baseline", "backbone": backbone, "text": "minilm"}
+    if backbone == "resnet50" and settings.RESNET50_WEIGHTS:
+        spec["weights_path"] = settings.RESNET50_WEIGHTS
+    return _register(f"baseline-{backbone}", EmbeddingModel.Kind.BASELINE, spec)
+
+
+def register_checkpoint(
+    path: Path, name: str | None = None, training_data: dict | None = None, metrics: dict | None = None,
+    curve: str = "",
+) -> EmbeddingModel:
+    spec = {"kind": "checkpoint", "path": str(Path(path).resolve())}
+    return _register(
+        name or Path(path).stem,
+        EmbeddingModel.Kind.JOINT,
+        spec,
+        checkpoint=spec["path"],
+        training_data=training_data or {},
+        metrics=metrics or {},
+        curve=curve,
+        text_tower=load_encoder(spec).name,
+    )
+
+
+def ensure_active_model() -> EmbeddingModel:
+    """The active model; on a fresh site, register and activate the default one."""
+    active = EmbeddingModel.active()
+    if active:
+        return active
+    if settings.EMBEDDINGS_CHECKPOINT:
+        model = register_checkpoint(Path(settings.EMBEDDINGS_CHECKPOINT))
+    else:
+        model = register_baseline()
+    # Nothing to serve yet, so there is nothing to keep serving: switch at once.
+    atomic_switch(model)
+    model.refresh_from_db()
+    return model
+
+
+def target_models() -> list[EmbeddingModel]:
+    """Models new or changed products must be embedded with: the active one and any activating."""
+    ensure_active_model()
+    return list(
+        EmbeddingModel.objects.filter(
+            status__in=[EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING]
+        )
+    )
+
+
+def start_activation(model: EmbeddingModel) -> None:
+    """Begin re-embedding the catalogue with `model`; search stays on the current model."""
+    from embeddings.dispatch import queue_missing
+
+    if model.status == EmbeddingModel.Status.ACTIVE:
+        return
+    if EmbeddingModel.active() is None:
+        atomic_switch(model)
+        queue_missing(model)
+        return
+    create_indexes(model.pk, model.image_dim, model.text_dim)
+    model.status = EmbeddingModel.Status.ACTIVATING
+    model.save(update_fields=["status"])
+    if queue_missing(model) == 0:
+        finish_activation_if_complete(model.pk)
+
+
+def missing_count(model: EmbeddingModel) -> int:
+    """Products without a vector computed from their current content under `model`."""
+    from catalog.models import Product
+
+    up_to_date = Product.objects.filter(
+        vectors__model=model, vectors__content_hash=F("content_hash")
+    ).count()
+    return Product.objects.count() - up_to_date
+
+
+def finish_activation_if_complete(model_id: int) -> bool:
+    """Switch to an ACTIVATING model once every product has a current vector under it."""
+    with transaction.atomic():
+        model = EmbeddingModel.objects.select_for_update().get(pk=model_id)
+        if model.status != EmbeddingModel.Status.ACTIVATING or missing_count(model) > 0:
+            return False
+        old = atomic_switch(model)
+    if old is not None:
+        retire(old)
+    logger.info("activated embedding model %s", model.name)
+    return True
+
+
+def retire(model: EmbeddingModel) -> None:
+    """Drop a retired model's vectors and indexes (only ever after the switch)."""
+    drop_indexes(model.pk)
+    ProductVector.objects.filter(model=model).delete()

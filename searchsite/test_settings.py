@@ -1,0 +1,16 @@
+"""Settings for the test suite: the production settings, with test defaults for the environment.
+
+Only defaults: every variable can still be set from outside, exactly as in production.
+"""
+import os
+
+# The machine's Redis (CI has one on 6379), on a database of the tests' own; a short
+# visibility timeout so a killed worker's task comes back within the test.
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CELERY_VISIBILITY_TIMEOUT", "10")
+# ResNet50 has no offline weights here; ask for the backbone that exists instead of
+# exercising the (loud) fallback in every test. tests/embeddings covers the fallback.
+os.environ.setdefault("EMBEDDINGS_IMAGE_BACKBONE", "efficientnet_lite0")
+os.environ.setdefault("EMBED_BATCH_SIZE", "16")
+
+from searchsite.settings import *  # noqa: E402,F403
