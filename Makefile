@@ -14,6 +14,7 @@ setup: $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@$(MAKE) --no-print-directory chromium
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
 
 # Debian chromium for the browser tests; installing it needs root (CI runs as root).
 chromium:

@@ -27,7 +27,7 @@ class ImageTowerCfg(_Cfg):
     embed_dim: int = 256  # joint space dimension
     image_size: int = 224  # crop size fed to the backbone
     finetune_last_stage: bool = False  # only used on CUDA; CPU training caches frozen features
-    head_hidden: int = 1024  # hidden width of the MLP head; 0 = linear projection
+    head_hidden: int = 512  # hidden width of the MLP head; 0 = linear projection
     dropout: float = 0.2  # dropout inside the head (also regularises cached features)
 
 

@@ -211,7 +211,7 @@ def save_checkpoint(
             "vocab": vocab,
             "metrics": metrics,
             "epoch": epoch,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         },
         path,
     )
@@ -360,7 +360,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             active.append(stats["active"])
 
         image_tower.eval()

@@ -97,7 +97,7 @@ def test_gradient_finite_for_identical_pairs() -> None:
     loss = CrossModalTripletLoss(margin=2.0, mining="semi-hard")(images, x.clone())
     loss.backward()
     assert torch.isfinite(images.grad).all()
-    assert float(loss) > 0
+    assert loss.item() > 0
 
 
 def test_unknown_mining_rejected() -> None:

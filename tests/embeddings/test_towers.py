@@ -66,7 +66,7 @@ def test_glove_gives_unseen_words_pretrained_vectors() -> None:
     cfg = small_text_cfg(vocab_source="glove6b50d", glove_words=20_000)
     tower = GRUTextTower(cfg, texts=["red zorblaxian shoe"])
     assert tower.vocab.extra_words == ["zorblaxian"]  # only non-GloVe words get own vectors
-    ids = tower.vocab.ids("crimson sneaker qqqzzz", 12)  # words never seen in the catalogue
+    ids = tower.vocab.ids("crimson couch qqqzzz", 12)  # words never seen in the catalogue
     assert ids[0] >= tower.vocab.n_trainable and ids[1] >= tower.vocab.n_trainable and ids[2] == UNK
     words, vectors = load_glove(20_000)
     emb = tower.embed(torch.tensor([ids[:2]]))[0].detach().numpy()

@@ -29,7 +29,10 @@ class Command(BaseCommand):
         self._ensure_admin()
         children: list[subprocess.Popen] = []
 
-        def stop(*_: object) -> None:
+        def stop() -> None:
+            # No second signal may interrupt the clean-up half-way.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             for child in children:
                 if child.poll() is None:
                     child.terminate()
@@ -39,7 +42,10 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     child.kill()
 
-        signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+        def on_sigterm(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_sigterm)
         celery = [sys.executable, "-m", "celery", "-A", "searchsite", "worker", "--loglevel", "INFO"]
         log_dir = settings.DATA_DIR / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from embeddings.config import ImageTowerCfg, TextTowerCfg, TrainCfg
+from embeddings.data import Record, read_catalogue_csv, split_by_product
+from embeddings.encoders import clear_encoder_cache, load_encoder
+from embeddings.metrics import rank_by_similarity, recall_at_k
+from embeddings.training import TrainResult, train
+
+COLOURS = {
+    "red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220), "yellow": (235, 210, 20),
+    "purple": (130, 40, 160), "orange": (245, 130, 20), "black": (20, 20, 20), "pink": (250, 150, 190),
+}
+SHAPES = ["circle", "square", "triangle", "cross", "ring"]
+SIZES = {"small": 0.35, "large": 0.8}
+
+
+def draw(colour: str, shape: str, size: str, rng: random.Random, px: int = 64) -> bytes:
+    img = Image.new("RGB", (px, px), tuple(rng.randint(225, 255) for _ in range(3)))
+    d = ImageDraw.Draw(img)
+    s = SIZES[size] * px * rng.uniform(0.9, 1.0)
+    jitter = (0.8 - SIZES[size]) * px / 4
+    cx, cy = px / 2 + rng.uniform(-jitter, jitter), px / 2 + rng.uniform(-jitter, jitter)
+    box = (cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2)
+    c = COLOURS[colour]
+    if shape == "circle":
+        d.ellipse(box, fill=c)
+    elif shape == "square":
+        d.rectangle(box, fill=c)
+    elif shape == "triangle":
+        d.polygon([(cx, box[1]), (box[0], box[3]), (box[2], box[3])], fill=c)
+    elif shape == "cross":
+        w = s / 5
+        d.rectangle((cx - w, box[1], cx + w, box[3]), fill=c)
+        d.rectangle((box[0], cy - w, box[2], cy + w), fill=c)
+    else:
+        d.ellipse(box, outline=c, width=max(2, int(s / 7)))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def shape_catalogue(seed: int = 0) -> list[Record]:
+    """80 products whose text names exactly what the image shows."""
+    rng = random.Random(seed)
+    return [
+        Record(
+            sku=f"{size}-{colour}-{shape}", title=f"{size} {colour} {shape}",
+            description=f"A {size} {colour} {shape} printed on a card.", category=shape, price=1.0,
+            image_path=None, image_bytes=draw(colour, shape, size, rng),
+        )
+        for size in SIZES for colour in COLOURS for shape in SHAPES
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, list[dict], list[Record]]:
+    records = shape_catalogue()
+    events: list[dict] = []
+    result = train(
+        records,
+        ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128),
+        TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000),
+        TrainCfg(epochs=25, batch_size=32, lr=3e-3, val_fraction=0.25, patience=25, seed=0),
+        tmp_path_factory.mktemp("run"),
+        progress=events.append,
+    )
+    return result, events, records
+
+
+def test_training_lowers_loss_and_raises_recall(trained) -> None:
+    result, _, _ = trained
+    first, last = result.history[0], result.history[-1]
+    assert last["loss"] < first["loss"] - 0.03
+    assert last["val_loss"] < first["val_loss"] - 0.03
+    best_map = max(h["val_map@10"] for h in result.history)
+    assert best_map > first["val_map@10"] + 0.15
+    assert result.metrics["t2i_recall@10"] >= first["val_recall@10"]
+    assert result.metrics["t2i_recall@5"] > 0.5  # 20 val products: chance is 0.25
+
+
+def test_training_writes_small_checkpoint_and_curve(trained) -> None:
+    result, events, _ = trained
+    assert result.checkpoint_path.exists() and result.curve_png.exists()
+    assert result.checkpoint_path.stat().st_size < 3_000_000  # GloVe table is not stored
+    assert Image.open(result.curve_png).format == "PNG"
+    assert result.backbone == "efficientnet_lite0"
+    phases = {e["phase"] for e in events}
+    assert phases == {"features", "train"}
+    last = [e for e in events if e["phase"] == "train"][-1]
+    assert set(last) >= {"epoch", "epochs", "loss", "val_recall@10", "done", "total"}
+
+
+def test_feature_cache_reused(trained, tmp_path) -> None:
+    result, _, _ = trained
+    cached = list((result.checkpoint_path.parent / "feature_cache").rglob("*.npy"))
+    assert len(cached) == 80
+
+
+def test_trained_checkpoint_encodes_and_retrieves(trained) -> None:
+    result, _, records = trained
+    clear_encoder_cache()
+    enc = load_encoder({"kind": "checkpoint", "path": str(result.checkpoint_path)}, device="cpu")
+    assert enc.joint and enc.image_dim == enc.text_dim == 64 and enc.backbone == "efficientnet_lite0"
+    _, val = split_by_product(records, 0.25, 0)
+    images = [Image.open(io.BytesIO(r.image_bytes)) for r in val]  # type: ignore[arg-type]
+    img = enc.encode_images(images)
+    txt = enc.encode_texts([r.text for r in val])
+    assert img.dtype == np.float32 and img.shape == (len(val), 64)
+    assert np.allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5)
+    assert np.allclose(np.linalg.norm(txt, axis=1), 1, atol=1e-5)
+    ranked = rank_by_similarity(txt, img, list(range(len(val))), 5)
+    recall = np.mean([recall_at_k(r, {i}, 5) for i, r in enumerate(ranked)])
+    assert recall > 0.5  # through the full pixel pipeline, unseen products
+
+
+def test_read_catalogue_csv(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").write_bytes(draw("red", "circle", "small", random.Random(0)))
+    (tmp_path / "cat.csv").write_text(
+        "sku,title,description,category,price,image\n"
+        'A1,Red circle,"Round, red",Shapes,9.50,img/a.png\n'
+        "B2,Blue square,,Shapes,,\n"
+    )
+    recs = read_catalogue_csv(tmp_path / "cat.csv")
+    assert recs[0].text == "Red circle. Round, red (Shapes)"
+    assert recs[0].price == 9.5 and recs[0].image_path == (tmp_path / "img" / "a.png").resolve()
+    assert recs[0].read_image()[:4] == b"\x89PNG"
+    assert recs[1].image_path is None and recs[1].price is None
+
+
+def test_split_by_product_is_deterministic_and_keeps_groups_together() -> None:
+    recs = shape_catalogue()
+    dup = Record("dup", recs[0].title, "other text", recs[0].category, None, None, b"")
+    train_a, val_a = split_by_product(recs + [dup], 0.25, seed=3)
+    train_b, val_b = split_by_product(recs + [dup], 0.25, seed=3)
+    assert [r.sku for r in val_a] == [r.sku for r in val_b]
+    assert len(val_a) in (20, 21)
+    side = {r.sku: "val" for r in val_a} | {r.sku: "train" for r in train_a}
+    assert side["dup"] == side[recs[0].sku]
