@@ -1,18 +1,28 @@
 """JSON API. Contract: {"query", "took_ms", "results": [{sku, title, category, price, score,
-image_url, thumbnail_url}, ...]} in rank order; bad input -> 400 (413 too large) naming it."""
+image_url, thumbnail_url}, ...]} in rank order; bad input -> 400 (413 too large) naming it.
+Fields may be added (mode, page, has_next, total_candidates, per-result sources), never
+renamed or removed. docs/search.md and /api/openapi.json describe the parameters."""
 from __future__ import annotations
+
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from catalog.query_image import UploadTooLarge, read_query_image
-from catalog.search import SearchUnavailable, search_by_image, search_by_text
+from catalog.forms import MAX_K, MAX_QUERY_CHARS, SearchForm
+from catalog.query_image import (
+    UploadTooLarge,
+    find_query_image,
+    query_vector,
+    read_query_image,
+    store_query_image,
+)
+from catalog.search import SearchResult, SearchUnavailable, active_model, category_counts, image_query_vector, search
 from catalog.serializers import hit_json
 
-MAX_K = 100
-MAX_QUERY_CHARS = 500
+__all__ = ["BadRequest", "parse_k", "parse_query", "MAX_K", "MAX_QUERY_CHARS"]
 
 
 class BadRequest(ValueError):
@@ -27,9 +37,9 @@ def parse_k(raw: str | None, default: int = 24) -> int:
     if raw in (None, ""):
         return default
     try:
-        k = int(raw)
+        k = int(raw)  # type: ignore[arg-type]
     except ValueError as exc:
-        raise BadRequest(f"k must be a whole number from 1 to {MAX_K}, got {raw[:20]!r}") from exc
+        raise BadRequest(f"k must be a whole number from 1 to {MAX_K}, got {raw[:20]!r}") from exc  # type: ignore[index]
     if not 1 <= k <= MAX_K:
         raise BadRequest(f"k must be from 1 to {MAX_K}, got {k}")
     return k
@@ -44,44 +54,81 @@ def parse_query(raw: str | None) -> str:
     return query
 
 
+def result_json(request: HttpRequest, form: SearchForm, query: Any, result: SearchResult) -> dict:
+    return {
+        "query": query,
+        "took_ms": round(result.took_ms, 2),
+        "results": [hit_json(request, h) for h in result.hits],
+        "mode": result.mode,
+        "sort": result.sort,
+        "page": form.page_number,
+        "k": form.per_page_k,
+        "has_next": result.has_next,
+        "total_candidates": result.total_candidates,
+        "model": result.model.name if result.model else None,
+    }
+
+
 @require_GET
 def search_text(request: HttpRequest) -> JsonResponse:
+    """GET /api/search: words (q) and/or a stored photo (img) with filters and paging."""
+    form = SearchForm(request.GET)
+    if not form.is_valid():
+        return error(form.first_error())
+    if not form.query and not form.image_key:
+        return error("q is required: the text to search for (or img, the id of a photo search)")
     try:
-        query = parse_query(request.GET.get("q"))
-        k = parse_k(request.GET.get("k"))
-        result = search_by_text(query, k=k)
-    except BadRequest as exc:
-        return error(str(exc))
+        vector = None
+        if form.image_key:
+            stored = find_query_image(form.image_key)
+            if stored is None:
+                return error(f"img {form.image_key!r} is unknown or expired: upload the photo again", 404)
+            vector = query_vector(stored, active_model())
+        result = search(
+            form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
+            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector,
+        )
     except SearchUnavailable as exc:
         return error(str(exc), 503)
-    return JsonResponse(
-        {"query": query, "took_ms": round(result.took_ms, 2), "results": [hit_json(request, h) for h in result.hits]}
-    )
+    query: Any = form.query if not form.image_key else {"q": form.query, "image_id": form.image_key}
+    return JsonResponse(result_json(request, form, query, result))
 
 
 @csrf_exempt
 @require_POST
 def search_image(request: HttpRequest) -> JsonResponse:
+    """POST /api/search/image: multipart `image`, optional `q` (a composed query) and the
+    same fields as GET /api/search. The answer's query.image_id pages it via GET."""
     length = request.META.get("CONTENT_LENGTH") or "0"
     if length.isdigit() and int(length) > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return error(f"request is {int(length):,} bytes; images up to {settings.MAX_UPLOAD_BYTES:,}", 413)
+    form = SearchForm(request.POST)
+    if not form.is_valid():
+        return error(form.first_error())
     upload = request.FILES.get("image")
+    if upload is None:
+        return error("multipart field 'image' is required")
     try:
-        if upload is None:
-            raise BadRequest("multipart field 'image' is required")
-        k = parse_k(request.POST.get("k"))
         image = read_query_image(upload)
-        result = search_by_image(image, k=k)
+        model = active_model()
+        vector = image_query_vector(model, image)
+        stored = store_query_image(image, model, vector, upload.name or "")
+        result = search(
+            form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
+            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector,
+        )
     except UploadTooLarge as exc:
         return error(str(exc), 413)
-    except (BadRequest, ValueError) as exc:
-        return error(str(exc))
     except SearchUnavailable as exc:
         return error(str(exc), 503)
-    return JsonResponse(
-        {
-            "query": {"image": upload.name, "width": image.width, "height": image.height},
-            "took_ms": round(result.took_ms, 2),
-            "results": [hit_json(request, h) for h in result.hits],
-        }
-    )
+    except ValueError as exc:
+        return error(f"image: {exc}")
+    query = {"image": upload.name, "width": image.width, "height": image.height, "image_id": stored.key,
+             "q": form.query}
+    return JsonResponse(result_json(request, form, query, result))
+
+
+@require_GET
+def categories(request: HttpRequest) -> JsonResponse:
+    """GET /api/categories: [{"name", "count"}] for the filter UI."""
+    return JsonResponse({"categories": [{"name": n, "count": c} for n, c in category_counts()]})

@@ -97,3 +97,24 @@ class ImportJob(models.Model):
             f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
             f"{self.failed} failed"
         )
+
+
+class QueryImage(models.Model):
+    """A shopper's uploaded query photo, kept briefly so a photo search has a URL (?img=key).
+
+    Stored downscaled in the row (a few tens of KB) with its vector under the model that
+    computed it; the vector is recomputed from the photo if the active model changes.
+    Rows older than SEARCH_QUERY_IMAGE_TTL_HOURS are pruned when new ones are stored.
+    """
+
+    key = models.CharField(max_length=22, primary_key=True)
+    photo = models.BinaryField()  # JPEG
+    width = models.PositiveIntegerField()  # of the upload, after EXIF rotation
+    height = models.PositiveIntegerField()
+    filename = models.CharField(max_length=200, blank=True)
+    model_id = models.IntegerField(null=True)  # the EmbeddingModel `vector` belongs to
+    vector = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"query photo {self.key}"

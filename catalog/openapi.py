@@ -13,6 +13,11 @@ RESULT = {
         "image_url": {"type": "string", "format": "uri"},
         "thumbnail_url": {"type": "string", "format": "uri"},
         "url": {"type": "string", "format": "uri", "description": "the product's page"},
+        "sources": {
+            "type": "object",
+            "additionalProperties": {"type": "number"},
+            "description": "the score each ranked list gave this product: semantic, keyword, image, composed",
+        },
     },
 }
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
@@ -26,42 +31,74 @@ def response(query_schema: dict) -> dict:
             "query": query_schema,
             "took_ms": {"type": "number"},
             "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
+            "mode": {"type": "string", "enum": ["hybrid", "semantic", "keyword"]},
+            "sort": {"type": "string", "enum": ["relevance", "price_asc", "price_desc"]},
+            "page": {"type": "integer"},
+            "k": {"type": "integer"},
+            "has_next": {"type": "boolean"},
+            "total_candidates": {
+                "type": "integer",
+                "description": "ranked candidates after min_score; lists are read SEARCH_CANDIDATES (200) deep",
+            },
+            "model": {"type": ["string", "null"], "description": "the embedding model that answered"},
         },
     }
 
 
 def errors(*codes: int) -> dict:
-    text = {400: "bad input, named in `error`", 413: "upload too large", 503: "no model active yet"}
+    text = {400: "bad input, named in `error`", 404: "img unknown or expired", 413: "upload too large",
+            503: "no model active yet"}
     return {
         str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         for c in codes
     }
 
 
-K_PARAM = {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 24}}
+K_PARAM = {"name": "k", "in": "query", "description": "results per page",
+           "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 24}}
+SEARCH_FIELDS = {
+    "mode": {"type": "string", "enum": ["hybrid", "semantic", "keyword"],
+             "description": "hybrid: vector + full text fused by reciprocal rank; default SEARCH_DEFAULT_MODE"},
+    "category": {"type": "string", "description": "exact category name (see /api/categories)"},
+    "min_price": {"type": "number", "minimum": 0},
+    "max_price": {"type": "number", "minimum": 0, "description": "must not be below min_price"},
+    "sort": {"type": "string", "enum": ["relevance", "price_asc", "price_desc"], "default": "relevance",
+             "description": "price sorts re-order the top 200 candidates by relevance"},
+    "page": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
+    "min_score": {"type": "number", "minimum": -1, "maximum": 1,
+                  "description": "drop results whose score is below this"},
+}
+PARAMS = [{"name": name, "in": "query", "schema": schema} for name, schema in SEARCH_FIELDS.items()]
 
 
 def schema() -> dict:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Vitrine search API", "version": "1.0.0"},
+        "info": {"title": "Vitrine search API", "version": "1.1.0"},
         "paths": {
             "/api/search": {
                 "get": {
-                    "summary": "Search products by a text description",
+                    "summary": "Search products by words (and/or a stored photo search)",
                     "parameters": [
-                        {"name": "q", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 500}},
+                        {"name": "q", "in": "query", "required": False,
+                         "description": "the words; required unless img is given",
+                         "schema": {"type": "string", "maxLength": 500}},
                         K_PARAM,
+                        *PARAMS,
+                        {"name": "img", "in": "query",
+                         "description": "query.image_id of an earlier POST /api/search/image: page or refine it",
+                         "schema": {"type": "string", "maxLength": 22}},
                     ],
                     "responses": {
-                        "200": {"description": "ranked results", "content": {"application/json": {"schema": response({"type": "string"})}}},
-                        **errors(400, 503),
+                        "200": {"description": "ranked results", "content": {"application/json": {"schema": response(
+                            {"oneOf": [{"type": "string"}, {"type": "object"}]})}}},
+                        **errors(400, 404, 503),
                     },
                 }
             },
             "/api/search/image": {
                 "post": {
-                    "summary": "Search products by an example photo",
+                    "summary": "Search products by an example photo, optionally with words (a composed query)",
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -71,7 +108,10 @@ def schema() -> dict:
                                     "required": ["image"],
                                     "properties": {
                                         "image": {"type": "string", "format": "binary"},
+                                        "q": {"type": "string", "maxLength": 500,
+                                              "description": "words combined with the photo"},
                                         "k": {"type": "integer", "minimum": 1, "maximum": 100},
+                                        **SEARCH_FIELDS,
                                     },
                                 }
                             }
@@ -79,11 +119,20 @@ def schema() -> dict:
                     },
                     "responses": {
                         "200": {
-                            "description": "ranked results",
+                            "description": "ranked results; query.image_id pages this search via GET /api/search?img=",
                             "content": {"application/json": {"schema": response({"type": "object"})}},
                         },
                         **errors(400, 413, 503),
                     },
+                }
+            },
+            "/api/categories": {
+                "get": {
+                    "summary": "Categories and their product counts, for filters",
+                    "responses": {"200": {"description": "categories by name", "content": {"application/json": {
+                        "schema": {"type": "object", "properties": {"categories": {"type": "array", "items": {
+                            "type": "object", "required": ["name", "count"],
+                            "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}}}}}}}},
                 }
             },
         },

@@ -1,11 +1,22 @@
-"""Reading a shopper's uploaded query photo, with the same guards as catalogue images."""
+"""Reading a shopper's uploaded query photo, with the same guards as catalogue images,
+and keeping it (with its vector) behind a short random key so a photo search has a URL."""
 from __future__ import annotations
 
+import io
+import secrets
+from datetime import timedelta
+
+import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.utils import timezone
 from PIL import Image
 
+from catalog.models import QueryImage
+from embeddings.models import EmbeddingModel
 from embeddings.transforms import open_image
+
+STORED_SIDE = 512  # the encoders see 224-260 px; keep enough to re-encode and to show
 
 
 class UploadTooLarge(ValueError):
@@ -23,3 +34,38 @@ def read_query_image(upload: UploadedFile) -> Image.Image:
     if not data:
         raise ValueError("the uploaded image is empty")
     return open_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+
+
+def store_query_image(image: Image.Image, model: EmbeddingModel, vector: np.ndarray, filename: str = "") -> QueryImage:
+    small = image.copy()
+    small.thumbnail((STORED_SIDE, STORED_SIDE))
+    out = io.BytesIO()
+    small.convert("RGB").save(out, "JPEG", quality=88)
+    cutoff = timezone.now() - timedelta(hours=settings.SEARCH_QUERY_IMAGE_TTL_HOURS)
+    QueryImage.objects.filter(created_at__lt=cutoff).delete()
+    return QueryImage.objects.create(
+        key=secrets.token_urlsafe(9),  # 12 characters, 72 random bits
+        photo=out.getvalue(),
+        width=image.width,
+        height=image.height,
+        filename=filename[:200],
+        model_id=model.pk,
+        vector=[round(float(x), 7) for x in vector],
+    )
+
+
+def find_query_image(key: str) -> QueryImage | None:
+    cutoff = timezone.now() - timedelta(hours=settings.SEARCH_QUERY_IMAGE_TTL_HOURS)
+    return QueryImage.objects.filter(key=key, created_at__gte=cutoff).first()
+
+
+def query_vector(stored: QueryImage, model: EmbeddingModel) -> np.ndarray:
+    """The stored photo's vector under `model`, re-encoded once if the model changed."""
+    from catalog.search import image_query_vector
+
+    if stored.model_id == model.pk and stored.vector:
+        return np.asarray(stored.vector, dtype=np.float32)
+    vector = image_query_vector(model, open_image(bytes(stored.photo)))
+    stored.model_id, stored.vector = model.pk, [round(float(x), 7) for x in vector]
+    stored.save(update_fields=["model_id", "vector"])
+    return vector

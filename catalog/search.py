@@ -1,7 +1,9 @@
-"""Search: a query (text or photo) -> a vector from the active model -> pgvector -> products.
+"""Search: words and/or a photo -> ranked lists (pgvector, Postgres full text) -> products.
 
 Every query reads the vectors of exactly one model, the active one; a switch between
 models is one transaction elsewhere, so a query never mixes two models' vectors.
+``search()`` is the one entry point (page, API and evaluation); docs/search.md says
+what each mode does.
 """
 from __future__ import annotations
 
@@ -58,6 +60,12 @@ class SearchResult:
     hits: list[Hit]
     took_ms: float
     model: EmbeddingModel | None
+    mode: str = ""
+    sort: str = "relevance"
+    offset: int = 0
+    k: int = 0
+    total_candidates: int = 0  # ranked candidates after min_score (capped, see search())
+    has_next: bool = False
 
 
 def active_model() -> EmbeddingModel:
@@ -65,6 +73,33 @@ def active_model() -> EmbeddingModel:
     if model is None:
         raise SearchUnavailable("no embedding model is active yet: ingest a catalogue first")
     return model
+
+
+def vector_search_sql(
+    model: EmbeddingModel,
+    column: str,
+    vector: np.ndarray,
+    k: int,
+    offset: int = 0,
+    filters: Filters = NO_FILTERS,
+    exclude_product: int | None = None,
+) -> tuple[str, list]:
+    """The SQL and parameters of vector_search (tests EXPLAIN it)."""
+    dim = model.image_dim if column == "image_vec" else model.text_dim
+    if vector.shape != (dim,):
+        raise ValueError(f"query vector has shape {vector.shape}, model {model.name} expects ({dim},)")
+    expr = indexed_expr(column, dim)
+    where, params = filters.sql("pv")
+    if exclude_product is not None:
+        where += " AND pv.product_id <> %s"
+        params.append(exclude_product)
+    literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+    sql = (
+        f"WITH hits AS MATERIALIZED (SELECT pv.product_id, {expr} <=> {query_param(dim)} AS distance "
+        f"FROM embeddings_productvector pv WHERE pv.model_id = %s{where} "
+        f"ORDER BY distance LIMIT %s) SELECT product_id, distance FROM hits ORDER BY distance OFFSET %s"
+    )
+    return sql, [literal, model.pk, *params, k + offset, offset]
 
 
 def vector_search(
@@ -77,27 +112,15 @@ def vector_search(
     exclude_product: int | None = None,
 ) -> list[tuple[int, float]]:
     """(product_id, cosine similarity) of the nearest vectors of `model`, best first."""
-    dim = model.image_dim if column == "image_vec" else model.text_dim
-    if vector.shape != (dim,):
-        raise ValueError(f"query vector has shape {vector.shape}, model {model.name} expects ({dim},)")
-    expr = indexed_expr(column, dim)
-    where, params = filters.sql("pv")
-    if exclude_product is not None:
-        where += " AND pv.product_id <> %s"
-        params.append(exclude_product)
-    literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
-    # relaxed_order keeps scanning the HNSW graph until enough rows pass the filter;
-    # its slightly unordered output is re-sorted by the outer query.
-    sql = (
-        f"WITH hits AS MATERIALIZED (SELECT pv.product_id, {expr} <=> {query_param(dim)} AS distance "
-        f"FROM embeddings_productvector pv WHERE pv.model_id = %s{where} "
-        f"ORDER BY distance LIMIT %s) SELECT product_id, distance FROM hits ORDER BY distance OFFSET %s"
-    )
+    sql, params = vector_search_sql(model, column, vector, k, offset, filters, exclude_product)
     with transaction.atomic(), connection.cursor() as cursor:
         ef = max(settings.HNSW_EF_SEARCH, min(1000, k + offset))
         cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+        # relaxed_order keeps scanning the HNSW graph until enough rows pass the filter
+        # (a rare category still fills a page); its slightly unordered output is
+        # re-sorted by the outer query. tests/catalog/test_search.py proves both.
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute(sql, [literal, model.pk, *params, k + offset, offset])
+        cursor.execute(sql, params)
         return [(pid, 1.0 - float(distance)) for pid, distance in cursor.fetchall()]
 
 
@@ -128,20 +151,182 @@ def image_query_vector(model: EmbeddingModel, image: Image.Image) -> np.ndarray:
     return encoder_for(model).encode_images([image])[0]
 
 
-def search_by_text(query: str, k: int = 24, offset: int = 0, filters: Filters = NO_FILTERS) -> SearchResult:
+def composed_vector(image_vec: np.ndarray, text_vec: np.ndarray, weight: float) -> np.ndarray:
+    """normalise(image + weight * text): "like this photo, but <words>" in a joint space."""
+    v = image_vec.astype(np.float32) + float(weight) * text_vec.astype(np.float32)
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 1e-12 else image_vec
+
+
+MODES = ("hybrid", "semantic", "keyword")
+SORTS = ("relevance", "price_asc", "price_desc")
+MAX_DEPTH = 1000  # the deepest any ranked list is read (HNSW ef_search tops out here)
+
+Ranking = list[tuple[int, float]]
+
+
+def _text_rankings(
+    model: EmbeddingModel | None, q: str, mode: str, depth: int, filters: Filters
+) -> dict[str, Ranking]:
+    from catalog.keyword import keyword_search
+
+    rankings: dict[str, Ranking] = {}
+    if mode in ("hybrid", "semantic"):
+        if model is None:
+            raise SearchUnavailable("no embedding model is active yet: ingest a catalogue first")
+        column, vector = text_query_vector(model, q)
+        rankings["semantic"] = vector_search(model, column, vector, depth, filters=filters)
+    if mode in ("hybrid", "keyword"):
+        rankings["keyword"] = keyword_search(q, depth, filters)
+    return rankings
+
+
+def _photo_rankings(
+    model: EmbeddingModel, image_vec: np.ndarray, q: str | None, mode: str, depth: int, filters: Filters
+) -> tuple[dict[str, Ranking], list[int] | None]:
+    """Rankings for a photo, alone or with words, and the items fusion may return."""
+    image_ranking = vector_search(model, "image_vec", image_vec, depth, filters=filters)
+    if not q:
+        return {"image": image_ranking}, None
+    if model.joint:
+        # One query in the joint space; keyword matches of the words join in by RRF.
+        _, text_vec = text_query_vector(model, q)
+        rankings: dict[str, Ranking] = {}
+        if mode in ("hybrid", "semantic"):
+            vec = composed_vector(image_vec, text_vec, settings.SEARCH_COMPOSE_TEXT_WEIGHT)
+            rankings["composed"] = vector_search(model, "image_vec", vec, depth, filters=filters)
+        if mode == "keyword":
+            rankings["image"] = image_ranking
+        if mode in ("hybrid", "keyword"):
+            from catalog.keyword import keyword_search
+
+            rankings["keyword"] = keyword_search(q, depth, filters)
+        return rankings, None
+    # Baseline: photo and words live in different spaces. Keep the photo's neighbours and
+    # re-rank them by RRF with the words' own (semantic/keyword) rankings.
+    rankings = {"image": image_ranking, **_text_rankings(model, q, mode, MAX_DEPTH, filters)}
+    return rankings, [pid for pid, _ in image_ranking]
+
+
+def _price_order(candidates: list[Hit], descending: bool) -> list[Hit]:
+    prices = dict(Product.objects.filter(pk__in=[h.product.pk for h in candidates]).values_list("pk", "price"))
+    ranked = [h for h in candidates if h.product.pk in prices]
+    # Stable: equal prices keep their relevance order.
+    ranked.sort(key=lambda h: prices[h.product.pk], reverse=descending)
+    return ranked
+
+
+def search(
+    q: str | None = None,
+    image: Image.Image | None = None,
+    *,
+    mode: str | None = None,
+    filters: Filters = NO_FILTERS,
+    k: int = 24,
+    offset: int = 0,
+    sort: str = "relevance",
+    min_score: float | None = None,
+    image_vector: np.ndarray | None = None,
+) -> SearchResult:
+    """Search by words, a photo, or both; one page of hits, best first.
+
+    ``mode`` (default settings.SEARCH_DEFAULT_MODE): "semantic" ranks by the active
+    model's vectors, "keyword" by Postgres full text, "hybrid" fuses both by reciprocal
+    rank (catalog/hybrid.py). A photo alone ranks by image similarity whatever the mode.
+    Each list is read SEARCH_CANDIDATES deep (deeper for deep relevance pages, up to
+    1,000); ``min_score`` drops candidates below it, and a price ``sort`` re-orders those
+    candidates by price. ``image_vector`` replaces ``image`` with a stored query vector.
+    """
+    from catalog.hybrid import rrf
+
     started = time.perf_counter()
-    model = active_model()
-    column, vector = text_query_vector(model, query)
-    hits = load_hits(vector_search(model, column, vector, k, offset, filters), "semantic")
-    return SearchResult(hits, (time.perf_counter() - started) * 1000, model)
+    mode = mode or settings.SEARCH_DEFAULT_MODE
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
+    if k < 1 or offset < 0:
+        raise ValueError("k must be >= 1 and offset >= 0")
+    q = (q or "").strip() or None
+    has_photo = image is not None or image_vector is not None
+    if q is None and not has_photo:
+        raise ValueError("nothing to search for: give words, a photo, or both")
+
+    depth = settings.SEARCH_CANDIDATES
+    if sort == "relevance":
+        depth = max(depth, offset + k + 1)  # +1: is there a next page?
+    depth = min(depth, MAX_DEPTH)
+
+    model = EmbeddingModel.active()
+    restrict: list[int] | None = None
+    if has_photo:
+        if model is None:
+            raise SearchUnavailable("no embedding model is active yet: ingest a catalogue first")
+        vec = image_vector if image_vector is not None else image_query_vector(model, image)  # type: ignore[arg-type]
+        rankings, restrict = _photo_rankings(model, vec, q, mode, depth, filters)
+    else:
+        rankings = _text_rankings(model, q or "", mode, depth, filters)
+
+    if len(rankings) == 1:
+        name, ranking = next(iter(rankings.items()))
+        scored = [(pid, score, {name: score}) for pid, score in ranking]
+    else:
+        weights = {"image": float(len(rankings) - 1)} if restrict is not None else None
+        fused = rrf(rankings, k=settings.SEARCH_RRF_K, weights=weights, restrict_to=restrict)
+        scored = [(f.item, f.score, f.sources) for f in fused]
+    if min_score is not None:
+        scored = [s for s in scored if s[1] >= min_score]
+    scored = scored[:depth]
+
+    if sort == "relevance":
+        page_ids = scored[offset : offset + k]
+        products = Product.objects.in_bulk([pid for pid, _, _ in page_ids])
+        hits = [Hit(products[pid], score, src) for pid, score, src in page_ids if pid in products]
+    else:
+        products = Product.objects.in_bulk([pid for pid, _, _ in scored])
+        candidates = [Hit(products[pid], score, src) for pid, score, src in scored if pid in products]
+        hits = _price_order(candidates, descending=sort == "price_desc")[offset : offset + k]
+    return SearchResult(
+        hits,
+        (time.perf_counter() - started) * 1000,
+        model,
+        mode=mode,
+        sort=sort,
+        offset=offset,
+        k=k,
+        total_candidates=len(scored),
+        has_next=offset + k < len(scored),
+    )
+
+
+def browse(filters: Filters = NO_FILTERS, *, k: int = 24, offset: int = 0, sort: str = "relevance") -> SearchResult:
+    """A category/price listing without a query: newest first, or by price."""
+    started = time.perf_counter()
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
+    products = Product.objects.all()
+    if filters.category:
+        products = products.filter(category=filters.category)
+    if filters.min_price is not None:
+        products = products.filter(price__gte=filters.min_price)
+    if filters.max_price is not None:
+        products = products.filter(price__lte=filters.max_price)
+    order = {"relevance": ["sku"], "price_asc": ["price", "sku"], "price_desc": ["-price", "sku"]}[sort]
+    total = products.count()
+    page = list(products.order_by(*order)[offset : offset + k])
+    return SearchResult(
+        [Hit(p, 0.0) for p in page], (time.perf_counter() - started) * 1000, EmbeddingModel.active(),
+        mode="browse", sort=sort, offset=offset, k=k, total_candidates=total, has_next=offset + k < total,
+    )
+
+
+def search_by_text(query: str, k: int = 24, offset: int = 0, filters: Filters = NO_FILTERS) -> SearchResult:
+    """Vector-only text search (the original behaviour); search() is the full entry point."""
+    return search(query, mode="semantic", k=k, offset=offset, filters=filters)
 
 
 def search_by_image(image: Image.Image, k: int = 24, offset: int = 0, filters: Filters = NO_FILTERS) -> SearchResult:
-    started = time.perf_counter()
-    model = active_model()
-    vector = image_query_vector(model, image)
-    hits = load_hits(vector_search(model, "image_vec", vector, k, offset, filters), "image")
-    return SearchResult(hits, (time.perf_counter() - started) * 1000, model)
+    return search(image=image, k=k, offset=offset, filters=filters)
 
 
 def similar_products(product: Product, k: int = 8, by: str = "image") -> list[Hit]:
@@ -151,4 +336,11 @@ def similar_products(product: Product, k: int = 8, by: str = "image") -> list[Hi
     row = product.vectors.filter(model=model).values_list(column, flat=True).first()
     if row is None:
         return []
-    return load_hits(vector_search(model, column, np.asarray(row, dtype=np.float32), k, exclude_product=product.pk))
+    return load_hits(vector_search(model, column, np.asarray(row, dtype=np.float32), k, exclude_product=product.pk), by)
+
+
+def category_counts() -> list[tuple[str, int]]:
+    from django.db.models import Count
+
+    rows = Product.objects.values("category").annotate(n=Count("id")).order_by("category")
+    return [(r["category"], r["n"]) for r in rows]

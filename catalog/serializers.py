@@ -20,4 +20,10 @@ def product_json(request: HttpRequest, product: Product) -> dict:
 
 
 def hit_json(request: HttpRequest, hit: Hit) -> dict:
-    return {**product_json(request, hit.product), "score": round(hit.score, 6)}
+    # sources: the score each ranked list gave this product ("semantic", "keyword",
+    # "image", "composed"); `score` is the one it is ranked by (fused in hybrid mode).
+    return {
+        **product_json(request, hit.product),
+        "score": round(hit.score, 6),
+        "sources": {name: round(value, 6) for name, value in hit.sources.items()},
+    }

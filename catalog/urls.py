@@ -6,7 +6,9 @@ app_name = "catalog"
 urlpatterns = [
     path("", views.search_page, name="search"),
     path("p/<path:sku>/", views.product_page, name="product"),
+    path("q/<slug:key>.jpg", views.query_photo, name="query-photo"),
     path("api/search", api.search_text, name="api-search"),
     path("api/search/image", api.search_image, name="api-search-image"),
+    path("api/categories", api.categories, name="api-categories"),
     path("api/openapi.json", views.openapi_schema, name="openapi"),
 ]

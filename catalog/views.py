@@ -1,39 +1,162 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+import math
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
 
 from catalog import openapi
-from catalog.api import BadRequest, parse_k, parse_query
+from catalog.api import BadRequest, parse_k, parse_query  # noqa: F401  (kept importable here)
+from catalog.forms import MODE_LABELS, SORT_LABELS, SearchForm
 from catalog.models import Product
-from catalog.query_image import read_query_image
-from catalog.search import SearchUnavailable, search_by_image, search_by_text, similar_products
+from catalog.query_image import find_query_image, query_vector, read_query_image, store_query_image
+from catalog.search import (
+    Filters,
+    SearchUnavailable,
+    active_model,
+    browse,
+    category_counts,
+    image_query_vector,
+    search,
+    similar_products,
+)
 
 
+def _url(form: SearchForm, **changes: Any) -> str:
+    params = form.params(**changes)
+    return reverse("catalog:search") + ("?" + urlencode(params) if params else "")
+
+
+def _pages(form: SearchForm, total: int) -> list[dict[str, Any]]:
+    count = max(1, math.ceil(total / form.per_page_k))
+    current = form.page_number
+    shown = sorted({1, count, *range(max(1, current - 2), min(count, current + 2) + 1)})
+    pages: list[dict[str, Any]] = []
+    for number in shown:
+        if pages and number - pages[-1]["number"] > 1:
+            pages.append({"number": number - 1, "gap": True})
+        pages.append({"number": number, "url": _url(form, page=number), "current": number == current})
+    return pages
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
 def search_page(request: HttpRequest) -> HttpResponse:
-    context: dict = {"query": request.GET.get("q", "")}
+    """The shop's search page. A photo upload (POST) is stored and redirected to ?img=<id>,
+    so every search, photo or not, lives in a URL that pages, filters and reloads."""
+    if request.method == "POST":
+        return _photo_upload(request)
+    form = SearchForm(request.GET)
+    context: dict[str, Any] = {"form": form, "sort_labels": SORT_LABELS, "mode_labels": MODE_LABELS}
+    status = 200
     try:
-        if request.method == "POST" and request.FILES.get("image"):
-            image = read_query_image(request.FILES["image"])
-            context["result"] = search_by_image(image, k=parse_k(request.POST.get("k")))
-            context["query_kind"] = "image"
-        elif context["query"].strip():
-            context["result"] = search_by_text(parse_query(context["query"]), k=parse_k(request.GET.get("k")))
+        context["categories"] = category_counts()
+        if not form.is_valid():
+            raise BadRequest(form.first_error())
+        context["query"] = form.query
+        if form.image_key:
+            stored = find_query_image(form.image_key)
+            if stored is None:
+                raise BadRequest("That photo search has expired. Please upload the photo again.")
+            context["photo"] = stored
+            vector = query_vector(stored, active_model())
+            result = search(form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
+                            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector)
+            context["query_kind"] = "photo+text" if form.query else "photo"
+        elif form.query:
+            result = search(form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
+                            sort=form.sort_order, min_score=form.score_cutoff)
             context["query_kind"] = "text"
-    except (BadRequest, ValueError, SearchUnavailable) as exc:
+        elif form.filters.category or form.filters.min_price is not None or form.filters.max_price is not None:
+            result = browse(form.filters, k=form.per_page_k, offset=form.offset, sort=form.sort_order)
+            context["query_kind"] = "browse"
+        else:
+            result = None
+        if result is not None:
+            context["result"] = result
+            context["pages"] = _pages(form, result.total_candidates)
+            context["first_rank"] = result.offset + 1
+            context["last_rank"] = result.offset + len(result.hits)
+            context["show_scores"] = result.mode != "browse"
+            context["next_url"] = _url(form, page=form.page_number + 1) if result.has_next else ""
+            context["prev_url"] = _url(form, page=form.page_number - 1) if form.page_number > 1 else ""
+        context["results_url"] = _url(form) if form.is_valid() else ""
+        context["clear_photo_url"] = _url(form, img=None, page=None) if form.is_bound and form.is_valid() else ""
+        context["clear_filters_url"] = (
+            _url(form, category=None, min_price=None, max_price=None, min_score=None, page=None)
+            if form.is_valid() and (form.filters != Filters() or form.score_cutoff is not None) else ""
+        )
+    except (BadRequest, ValueError) as exc:
         context["error"] = str(exc)
-    status = 400 if "error" in context else 200
-    return render(request, "catalog/search.html", context, status=status)
+        status = 400
+    except SearchUnavailable as exc:
+        context["error"] = str(exc)
+        status = 503
+    if "result" not in context and "error" not in context:
+        context["showcase"] = _showcase(context.get("categories", []))
+    template = "catalog/_results.html" if request.GET.get("fragment") else "catalog/search.html"
+    return render(request, template, context, status=status)
+
+
+def _showcase(categories: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    tiles = []
+    for name, count in categories[:12]:
+        product = Product.objects.filter(category=name).order_by("sku").first()
+        tiles.append({"name": name, "count": count, "product": product,
+                      "url": reverse("catalog:search") + "?" + urlencode({"category": name})})
+    return tiles
+
+
+def _photo_upload(request: HttpRequest) -> HttpResponse:
+    form = SearchForm(request.POST)
+    context: dict[str, Any] = {"form": SearchForm({}), "sort_labels": SORT_LABELS, "mode_labels": MODE_LABELS}
+    try:
+        context["categories"] = category_counts()
+        if not form.is_valid():
+            raise BadRequest(form.first_error())
+        upload = request.FILES.get("image")
+        if upload is None:
+            raise BadRequest("Choose a photo to search with.")
+        image = read_query_image(upload)
+        model = active_model()
+        stored = store_query_image(image, model, image_query_vector(model, image), upload.name or "")
+    except SearchUnavailable as exc:
+        context["error"] = str(exc)
+        return render(request, "catalog/search.html", context, status=503)
+    except ValueError as exc:  # BadRequest, UploadTooLarge, ImageError
+        context["error"] = f"We could not use that photo: {exc}."
+        return render(request, "catalog/search.html", context, status=400)
+    return redirect(_url(form, img=stored.key, page=None), permanent=False)
+
+
+def query_photo(request: HttpRequest, key: str) -> HttpResponse:
+    stored = find_query_image(key)
+    if stored is None:
+        raise Http404("no such photo search")
+    response = HttpResponse(bytes(stored.photo), content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 def product_page(request: HttpRequest, sku: str) -> HttpResponse:
     product = get_object_or_404(Product, sku=sku)
     try:
-        by_image = similar_products(product, by="image")
-        by_text = similar_products(product, by="text")
+        by_image = similar_products(product, k=8, by="image")
+        by_text = similar_products(product, k=8, by="text")
     except SearchUnavailable:
         by_image = by_text = []
-    return render(request, "catalog/product.html", {"product": product, "by_image": by_image, "by_text": by_text})
+    category_url = reverse("catalog:search") + "?" + urlencode({"category": product.category})
+    return render(request, "catalog/product.html", {
+        "product": product, "by_image": by_image, "by_text": by_text, "category_url": category_url,
+        "back_url": request.GET.get("back") if _is_local(request.GET.get("back")) else "",
+    })
+
+
+def _is_local(url: str | None) -> bool:
+    return bool(url) and url.startswith("/") and not url.startswith("//")  # type: ignore[union-attr]
 
 
 def openapi_schema(request: HttpRequest) -> JsonResponse:

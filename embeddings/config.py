@@ -58,5 +58,6 @@ class TrainCfg(_Cfg):
     seed: int = 0
     feature_batch_size: int = 32  # images per backbone forward pass when caching features
     flip_augment: bool = True  # also cache features of the horizontally flipped image
+    query_views: bool = True  # GRU: also train on short query-like views of the texts (text_views.py)
     cache_dir: str | None = None  # feature cache; None = <out_dir>/feature_cache
     num_threads: int | None = None  # torch CPU threads; None = torch default

@@ -59,6 +59,7 @@ class CrossModalTripletLoss(nn.Module):
         group_ids: torch.Tensor | None = None,
         mining: str | None = None,
         return_stats: bool = False,
+        not_negative: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, float]]:
         n = image.shape[0]
         mining = mining or self.mining
@@ -66,6 +67,10 @@ class CrossModalTripletLoss(nn.Module):
         valid = ~torch.eye(n, dtype=torch.bool, device=image.device)
         if group_ids is not None:
             valid &= group_ids[:, None] != group_ids[None, :]
+        if not_negative is not None:
+            # [i, j] True: text j also describes image i (e.g. a short query-like view), so
+            # the pair is not a negative in either direction.
+            valid &= ~not_negative.to(valid.device)
         # Image anchors compare against texts (rows); text anchors against images (columns).
         i2t, has_i2t = select_negatives(dist, valid, mining)
         t2i, has_t2i = select_negatives(dist.T, valid.T, mining)

@@ -97,3 +97,43 @@ def atomic_switch(new: EmbeddingModel) -> EmbeddingModel | None:
         new.activated_at = timezone.now()
         new.save(update_fields=["status", "activated_at"])
     return old
+
+
+class TrainingJob(models.Model):
+    """One run of train_embeddings (from the command line or the staff page), with live progress."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    params = models.JSONField(default=dict)  # backbone, text tower, dim, epochs, mining, margin
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.JSONField(default=dict, blank=True)  # last progress event
+    history = models.JSONField(default=list, blank=True)  # one entry per epoch
+    model = models.ForeignKey(EmbeddingModel, null=True, blank=True, on_delete=models.SET_NULL)
+    activate = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"training #{self.pk} ({self.status})"
+
+
+class EvaluationRun(models.Model):
+    """The result of `manage.py evaluate`: metrics of every method on one query file."""
+
+    queries_file = models.CharField(max_length=500)
+    n_text_queries = models.PositiveIntegerField(default=0)
+    n_image_queries = models.PositiveIntegerField(default=0)
+    # {"rows": [{"method", "model", "task", "R@1", "R@5", "R@10", "MRR@10", "mAP@10", "P@10"}, ...]}
+    results = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]

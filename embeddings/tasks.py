@@ -80,3 +80,21 @@ def activate_model(model_id: int) -> None:
     from embeddings.registry import start_activation
 
     start_activation(EmbeddingModel.objects.get(pk=model_id))
+
+
+@shared_task(acks_late=False)  # a training run is not safely repeatable mid-way: no redelivery
+def train_model(job_id: int) -> int | None:
+    from django.utils import timezone
+
+    from embeddings.models import TrainingJob
+    from embeddings.train_jobs import run_training
+
+    job = TrainingJob.objects.get(pk=job_id)
+    if job.status != TrainingJob.Status.QUEUED:
+        return None
+    try:
+        return run_training(job).pk
+    except Exception as exc:
+        job.status, job.error, job.finished_at = TrainingJob.Status.FAILED, f"{type(exc).__name__}: {exc}", timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        raise

@@ -25,6 +25,7 @@ from .config import ImageTowerCfg, TextTowerCfg, TrainCfg
 from .data import Record, content_hash, group_ids, split_by_product
 from .losses import CrossModalTripletLoss
 from .metrics import rank_by_similarity, retrieval_metrics
+from .text_views import TextViews
 from .tokenizer import PAD
 from .towers import GRUTextTower, ImageTower, MiniLMTextTower, build_text_tower, text_tower_state
 from .transforms import ImageError, open_image, to_model_input, to_train_input
@@ -140,10 +141,10 @@ class _TextInputs:
             assert isinstance(tower, GRUTextTower)
             self.rows = [tower.vocab.ids(t, tower.cfg.max_len) for t in texts]
 
-    def embed(self, index: Sequence[int]) -> torch.Tensor:
+    def embed(self, index: Sequence[int], rows: list[list[int]] | None = None) -> torch.Tensor:
         if isinstance(self.tower, MiniLMTextTower):
             return self.tower.forward_features(self.sentences[list(index)].to(self.device))
-        rows = [self.rows[i] for i in index]
+        rows = rows or [self.rows[i] for i in index]
         lengths = torch.tensor([len(r) for r in rows])
         ids = torch.full((len(rows), int(lengths.max())), PAD, dtype=torch.long)
         for j, r in enumerate(rows):
@@ -309,6 +310,11 @@ def train(
     # The vocabulary sees training texts only, so validation measures unseen words too.
     text_tower = build_text_tower(text_cfg, texts=[texts[i] for i in train_idx]).to(device)
     text_inputs = _TextInputs(text_tower, texts, device)
+    views = (
+        TextViews(text_tower, [r.title for r in usable], [r.category for r in usable], texts, train_cfg.seed)
+        if isinstance(text_tower, GRUTextTower) and train_cfg.query_views
+        else None
+    )
 
     params = [p for p in image_tower.head.parameters()] + [p for p in text_tower.parameters() if p.requires_grad]
     if finetune:
@@ -354,7 +360,15 @@ def train(
         mining = "semi-hard" if epoch <= train_cfg.warmup_epochs else train_cfg.mining
         losses, active = [], []
         for index in _batches(train_idx, train_cfg.batch_size, rng):
-            loss, stats = loss_fn(image_batch(index), text_inputs.embed(index), groups_t[index], mining=mining, return_stats=True)
+            if views is not None:
+                rows, also_described = views.sample(index)
+                text_emb = text_inputs.embed(index, rows)
+            else:
+                text_emb, also_described = text_inputs.embed(index), None
+            loss, stats = loss_fn(
+                image_batch(index), text_emb, groups_t[index], mining=mining, return_stats=True,
+                not_negative=also_described,
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)

@@ -146,6 +146,17 @@ EMBEDDINGS_DEVICE = envstr("EMBEDDINGS_DEVICE") or None  # "cuda", "cpu"; defaul
 MODELS_DIR = Path(envstr("MODELS_DIR", str(DATA_DIR / "models")))
 HNSW_EF_SEARCH = envint("HNSW_EF_SEARCH", 100)
 
+# --- search (catalog/search.py, docs/search.md) ---
+# "hybrid" (vector + full-text, fused by reciprocal rank), "semantic" or "keyword".
+SEARCH_DEFAULT_MODE = envstr("SEARCH_DEFAULT_MODE", "hybrid")
+SEARCH_RRF_K = envint("SEARCH_RRF_K", 60)
+# How deep each ranked list is read; sorting by price re-orders these top candidates.
+SEARCH_CANDIDATES = envint("SEARCH_CANDIDATES", 200)
+# Photo + words in a joint model: normalise(image_vec + w * text_vec).
+SEARCH_COMPOSE_TEXT_WEIGHT = envfloat("SEARCH_COMPOSE_TEXT_WEIGHT", 0.5)
+# Uploaded query photos are kept this long so paging and filters work on photo searches.
+SEARCH_QUERY_IMAGE_TTL_HOURS = envint("SEARCH_QUERY_IMAGE_TTL_HOURS", 24)
+
 # --- Celery ---
 # REDIS_URL names the broker. Without it the embedded default uses kombu's filesystem
 # transport under DATA_DIR/broker: no extra server, but no redelivery of a killed worker's task.

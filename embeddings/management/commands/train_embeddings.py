@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from embeddings.models import EmbeddingModel, TrainingJob
+from embeddings.train_jobs import run_training
+
+
+class Command(BaseCommand):
+    help = "Train the joint image/text towers on the catalogue and register the model."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--backbone", help="resnet50 | efficientnet_lite0 | efficientnet_lite2 (default: EMBEDDINGS_IMAGE_BACKBONE)")
+        parser.add_argument("--text", choices=["gru", "minilm"], default="gru")
+        parser.add_argument("--dim", type=int, help="joint dimension (default: EMBED_DIM)")
+        parser.add_argument("--epochs", type=int, default=40)
+        parser.add_argument("--mining", choices=["hardest", "semi-hard"], default="semi-hard")
+        parser.add_argument("--margin", type=float, default=0.4)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--name", help="model name (default: joint-<backbone>-<text>-<time>)")
+        parser.add_argument("--activate", action="store_true", help="re-embed the catalogue with it and switch")
+        parser.add_argument("--wait", action="store_true", help="with --activate: wait until it serves search")
+
+    def handle(self, *args: object, **opts: object) -> None:
+        params = {k: opts[k] for k in ("backbone", "text", "dim", "epochs", "mining", "margin", "seed", "name")}
+        job = TrainingJob.objects.create(params=params, activate=bool(opts["activate"]))
+        bars: dict[str, tqdm] = {}
+
+        def echo(event: dict) -> None:
+            phase = event.get("phase", "")
+            if phase == "features":
+                bar = bars.setdefault("features", tqdm(total=event.get("total", 0), desc="backbone features", unit="img"))
+                bar.n = event.get("done", 0)
+                bar.refresh()
+            elif phase == "train" and "epoch" in event:
+                bar = bars.setdefault("train", tqdm(total=event.get("epochs", 0), desc="epochs", unit="epoch"))
+                bar.n = event["epoch"]
+                bar.set_postfix(loss=f"{event.get('loss', 0):.4f}", val_r10=f"{event.get('val_recall@10', 0):.3f}")
+                bar.refresh()
+
+        started = time.monotonic()
+        try:
+            model = run_training(job, echo=echo)
+        except ValueError as exc:
+            job.status, job.error = TrainingJob.Status.FAILED, str(exc)
+            job.save(update_fields=["status", "error"])
+            raise CommandError(str(exc)) from exc
+        finally:
+            for bar in bars.values():
+                bar.close()
+        took = time.monotonic() - started
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in model.metrics.items() if isinstance(v, (int, float)))
+        self.stdout.write(f"trained {model.name} in {took:.0f}s ({model.backbone} + {model.text_tower}); {metrics}")
+        if opts["activate"] and opts["wait"]:
+            self._wait_active(model)
+
+    def _wait_active(self, model: EmbeddingModel, timeout: float = 3600) -> None:
+        from embeddings.registry import missing_count
+
+        bar = tqdm(desc="re-embedding catalogue", unit="product")
+        deadline = time.monotonic() + timeout
+        while True:
+            model.refresh_from_db()
+            if model.status == EmbeddingModel.Status.ACTIVE:
+                break
+            from catalog.models import Product
+
+            bar.total = Product.objects.count()
+            bar.n = bar.total - missing_count(model)
+            bar.refresh()
+            if time.monotonic() > deadline:
+                raise CommandError("timed out waiting for the model to become active: is an 'embed' worker running?")
+            time.sleep(1)
+        bar.close()
+        self.stdout.write(f"{model.name} is now the active model")

@@ -1,0 +1,121 @@
+"""Training from the catalogue: export rows to records, train, register the model.
+
+Shared by `manage.py train_embeddings` and the staff page's Celery task.
+"""
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from embeddings.config import ImageTowerCfg, TextTowerCfg, TrainCfg
+from embeddings.data import Record
+from embeddings.models import EmbeddingModel, TrainingJob
+
+DEFAULTS = {
+    "backbone": None,  # settings.EMBEDDINGS_IMAGE_BACKBONE
+    "text": "gru",
+    "dim": None,  # settings.EMBED_DIM
+    "epochs": 40,
+    "mining": "semi-hard",
+    "margin": 0.4,
+    "seed": 0,
+}
+
+
+def catalogue_records() -> list[Record]:
+    from catalog.models import Product
+
+    return [
+        Record(
+            sku=p.sku,
+            title=p.title,
+            description=p.description,
+            category=p.category,
+            price=float(p.price),
+            image_path=Path(default_storage.path(p.image.name)),
+        )
+        for p in Product.objects.order_by("sku").iterator(chunk_size=2000)
+    ]
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except OSError:
+        return ""
+
+
+def resolved_params(params: dict) -> dict:
+    merged = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+    merged["backbone"] = merged["backbone"] or settings.EMBEDDINGS_IMAGE_BACKBONE
+    merged["dim"] = int(merged["dim"] or settings.EMBED_DIM)
+    if merged["text"] not in ("gru", "minilm"):
+        raise ValueError(f"text tower must be 'gru' or 'minilm', got {merged['text']!r}")
+    if merged["mining"] not in ("hardest", "semi-hard"):
+        raise ValueError(f"mining must be 'hardest' or 'semi-hard', got {merged['mining']!r}")
+    return merged
+
+
+def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -> EmbeddingModel:
+    """Train with job.params on the current catalogue; register (and maybe activate) the model."""
+    from embeddings.registry import register_checkpoint, start_activation
+    from embeddings.training import train
+
+    params = resolved_params(job.params)
+    job.params, job.status = params, TrainingJob.Status.RUNNING
+    job.save(update_fields=["params", "status"])
+    records = catalogue_records()
+    if len(records) < 20:
+        raise ValueError(f"the catalogue has {len(records)} products; training needs at least 20")
+    name = params.get("name") or f"joint-{params['backbone']}-{params['text']}-{timezone.now():%Y%m%d-%H%M%S}"
+    out_dir = settings.MODELS_DIR / name
+    image_cfg = ImageTowerCfg(
+        backbone=params["backbone"], weights_path=settings.RESNET50_WEIGHTS, embed_dim=params["dim"]
+    )
+    text_cfg = TextTowerCfg(kind=params["text"], embed_dim=params["dim"])
+    train_cfg = TrainCfg(
+        epochs=int(params["epochs"]), margin=float(params["margin"]), mining=params["mining"],
+        seed=int(params["seed"]), cache_dir=str(settings.MODELS_DIR / "feature_cache"),
+    )
+    last_save = [0.0]
+
+    def progress(event: dict) -> None:
+        if echo:
+            echo(event)
+        now = timezone.now().timestamp()
+        if event.get("phase") == "train" and "epoch" in event:
+            job.history.append({k: v for k, v in event.items() if isinstance(v, (int, float, str))})
+        # Progress goes to the DB at most twice a second: the page polls it.
+        if now - last_save[0] > 0.5 or event.get("phase") == "train":
+            job.progress = {k: v for k, v in event.items() if isinstance(v, (int, float, str))}
+            job.save(update_fields=["progress", "history"])
+            last_save[0] = now
+
+    result = train(records, image_cfg, text_cfg, train_cfg, out_dir, progress=progress)
+    categories = sorted({r.category for r in records})
+    model = register_checkpoint(
+        result.checkpoint_path,
+        name=name,
+        training_data={
+            "source": "catalogue",
+            "products": len(records) - len(result.skipped),
+            "skipped": result.skipped[:50],
+            "categories": len(categories),
+            "params": params,
+            "git_commit": _git_commit(),
+        },
+        metrics=result.metrics,
+        curve=str(result.curve_png),
+    )
+    job.model, job.status, job.finished_at = model, TrainingJob.Status.DONE, timezone.now()
+    job.save(update_fields=["model", "status", "finished_at"])
+    if job.activate:
+        start_activation(model)
+    return model
