@@ -2,7 +2,7 @@
 
 No Django, no database: just the towers on a synthetic batch, as the embedding worker runs them.
 
-    .venv/bin/python -m bench.encoder_throughput [--no-compile] [--batch 32]
+    .venv/bin/python -m bench.encoder_throughput [--compile all|none|resnet50,...] [--batch 32]
 """
 from __future__ import annotations
 
@@ -195,7 +195,7 @@ def bench_jpeg(n: int = 40) -> tuple[list[dict], dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--compile", default="all", help="backbones to also run under torch.compile: all, none or a list")
     parser.add_argument("--compile-one", nargs=4, metavar=("NAME", "SIZE", "BATCH", "REF"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compile_one:
@@ -210,7 +210,8 @@ def main() -> None:
     image_rows = []
     for name, size, _ in BACKBONES:
         log(f"image backbone {name} @ {size}")
-        image_rows += bench_backbone(name, size, args.batch, compile_=not args.no_compile)
+        compile_ = args.compile == "all" or name in args.compile.split(",")
+        image_rows += bench_backbone(name, size, args.batch, compile_=compile_)
     table(image_rows, ["backbone", "input", "batch", "mode", "img/s", "ms/img", "cos_min_vs_fp32", "compile_s", "note"],
           title="Image backbones")
     log("text towers")

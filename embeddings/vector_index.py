@@ -39,6 +39,9 @@ def index_name(column: str, model_id: int) -> str:
 def create_indexes(model_id: int, image_dim: int, text_dim: int) -> None:
     ops = {"vector": "vector_cosine_ops", "halfvec": "halfvec_cosine_ops"}
     with connection.cursor() as cursor:
+        # Inside a transaction that already wrote vectors, deferred FK checks must run
+        # first: Postgres refuses CREATE INDEX on a table with pending trigger events.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for column, dim in (("image_vec", image_dim), ("text_vec", text_dim)):
             opclass = ops[vector_type(dim).split("(")[0]]
             cursor.execute(

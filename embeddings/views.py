@@ -126,14 +126,14 @@ def _task_tables(rows: list[dict]) -> list[dict]:
 
 def _bar_chart(rows: list[dict]) -> dict:
     """Geometry of a horizontal SVG bar chart of mAP@10, one bar per row."""
-    label_w, bar_w, row_h = 330, 360, 26
+    label_w, bar_w, row_h = 420, 360, 26
     top = max((r["map"] for r in rows), default=0.0) or 1.0
     scale = 1.0 if top <= 1.0 else top
     bars = []
     for i, r in enumerate(rows):
         label = r["method"] if r["model"] == "-" else f"{r['model']} · {r['method']}"
         bars.append({
-            "y": i * row_h, "text_y": i * row_h + 17, "label": label[:60],
+            "y": i * row_h, "text_y": i * row_h + 17, "label": label if len(label) <= 62 else label[:61] + "…",
             "width": round(bar_w * r["map"] / scale, 1), "value": r["map"], "family": r["family"],
             "value_x": label_w + round(bar_w * r["map"] / scale, 1) + 6,
         })

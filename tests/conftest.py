@@ -23,6 +23,7 @@ def _media_and_eager(settings, tmp_path_factory):
 
     settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
     settings.DATA_DIR = tmp_path_factory.mktemp("data")
+    settings.MODELS_DIR = settings.DATA_DIR / "models"
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = True

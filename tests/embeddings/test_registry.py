@@ -1,0 +1,73 @@
+"""Training from the catalogue, registering, and switching models without mixing them."""
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from catalog.search import search_by_image, search_by_text
+from embeddings.models import EmbeddingModel, ProductVector, TrainingJob
+from embeddings.registry import finish_activation_if_complete, missing_count, start_activation
+from embeddings.tasks import embed_batch
+from embeddings.vector_index import index_name
+
+
+@pytest.fixture
+def trained(small_catalogue, django_capture_on_commit_callbacks):
+    call_command("train_embeddings", epochs=3, name="tiny-joint", backbone="efficientnet_lite0")
+    return EmbeddingModel.objects.get(name="tiny-joint")
+
+
+def indexes() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings_productvector'")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_training_registers_a_joint_model(trained):
+    assert trained.kind == EmbeddingModel.Kind.JOINT and trained.status == EmbeddingModel.Status.READY
+    assert trained.backbone == "efficientnet_lite0" and trained.image_dim == trained.text_dim == 256
+    assert trained.training_data["products"] == 40
+    assert "t2i_recall@10" in trained.metrics
+    job = TrainingJob.objects.get(model=trained)
+    assert job.status == TrainingJob.Status.DONE and len(job.history) >= 1
+    assert {index_name("image_vec", trained.pk), index_name("text_vec", trained.pk)} <= indexes()
+
+
+def test_switching_never_mixes_models(trained, django_capture_on_commit_callbacks, small_image_query):
+    old = EmbeddingModel.active()
+    assert old is not None and old.kind == EmbeddingModel.Kind.BASELINE
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        start_activation(trained)
+    trained.refresh_from_db()
+    assert trained.status == EmbeddingModel.Status.ACTIVATING and len(queued) == 3  # 40 products / 16
+
+    # Half-way: the new model has vectors for some products only.
+    first_ids = list(ProductVector.objects.filter(model=old).values_list("product_id", flat=True)[:16])
+    embed_batch(first_ids, trained)
+    assert 0 < missing_count(trained) < 40
+    assert not finish_activation_if_complete(trained.pk)
+    during = search_by_text("trousers", k=40)
+    assert during.model.pk == old.pk and len(during.hits) == 40  # the old model, whole catalogue
+    assert search_by_image(small_image_query, k=40).model.pk == old.pk
+
+    for callback in queued:
+        callback()  # the remaining batches land; the last one switches
+    trained.refresh_from_db()
+    old.refresh_from_db()
+    assert trained.status == EmbeddingModel.Status.ACTIVE and old.status == EmbeddingModel.Status.RETIRED
+    after = search_by_text("trousers", k=40)
+    assert after.model.pk == trained.pk and len(after.hits) == 40
+    # The old model's vectors and indexes go only after the switch.
+    assert not ProductVector.objects.filter(model=old).exists()
+    assert index_name("image_vec", old.pk) not in indexes()
+    assert ProductVector.objects.filter(model=trained).count() == 40
+
+
+@pytest.fixture
+def small_image_query():
+    from PIL import Image
+
+    from tests.conftest import SMALL_CSV
+
+    return Image.open(next((SMALL_CSV.parent / "images").iterdir())).convert("RGB")
