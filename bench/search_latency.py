@@ -115,7 +115,7 @@ def stages(kind: str, inputs: list, model) -> dict[str, list[float]]:  # type: i
     from catalog.serializers import hit_json
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    request = RequestFactory().get("/api/search")
+    request = RequestFactory().get("/api/search", HTTP_HOST="127.0.0.1")
     out: dict[str, list[float]] = {"model lookup": [], "decode upload": [], "encode query": [], "SQL (vector_search)": [],
                                    "load products (ORM)": [], "serialise JSON": [], "total": []}
     vectors = []
@@ -166,7 +166,8 @@ def main() -> None:
     assert model is not None
     log(f"model {model.name} ({model.backbone}), {model.vector_count()} vectors")
 
-    queries = [json.loads(line)["query"] for line in (ROOT / "demo/eval/queries.jsonl").read_text().splitlines() if line]
+    lines = [json.loads(line) for line in (ROOT / "demo/eval/queries.jsonl").read_text().splitlines() if line.strip()]
+    queries = [d["query"] for d in lines if isinstance(d.get("query"), str)]
     texts = [queries[i % len(queries)] for i in range(args.text_queries)]
     products = list(Product.objects.order_by("?")[: args.image_queries])
     images = [(Path(p.image.name).name, Path(settings.MEDIA_ROOT, p.image.name).read_bytes()) for p in products]

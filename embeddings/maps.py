@@ -121,6 +121,7 @@ def write_cached(cache_dir: Path, key: str, result: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         json.dump(result, handle, separators=(",", ":"))
+    os.chmod(tmp, 0o644)
     os.replace(tmp, cache_dir / f"{key}.json")
 
 

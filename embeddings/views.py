@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, F
+from django.db.models import Count, F, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -22,7 +22,7 @@ TASK_ORDER = ("text→image", "image→image")
 SYNC_MAP_LIMIT = 400
 
 
-def _current_vectors():
+def _current_vectors() -> QuerySet[ProductVector]:
     """Vectors computed from each product's current content (stale ones don't count)."""
     return ProductVector.objects.filter(content_hash=F("product__content_hash"))
 
@@ -154,7 +154,7 @@ def _headline(task: str, rows: list[dict]) -> str:
     if reference is None:
         return ""
     verb = "beats" if best["map"] > reference["map"] else "does not beat"
-    return (f"Best trained model {best['model']} ({best['method']}) {verb} {reference['method']} "
+    return (f"Best trained model: {best['model']} · {best['method']} — {verb} {reference['method']} "
             f"on mAP@10: {best['map']:.3f} vs {reference['map']:.3f}.")
 
 
@@ -182,7 +182,7 @@ def _map_model(request: HttpRequest) -> EmbeddingModel | None:
     return EmbeddingModel.active()
 
 
-def _map_rows(model: EmbeddingModel):
+def _map_rows(model: EmbeddingModel) -> QuerySet[ProductVector]:
     return _current_vectors().filter(model=model).order_by("product_id")
 
 
