@@ -59,14 +59,34 @@ def purge_broker() -> None:
 def start_worker(queue: str, threads: str = "default") -> subprocess.Popen:
     data_dir = Path(bench_env()["VITRINE_DATA_DIR"])
     env = bench_env()
-    if threads != "default":
-        env["OMP_NUM_THREADS"] = threads  # torch reads it at import: its intra-op pool size
+    env.update(worker_env(threads))
     log_file = open(data_dir / f"worker-{queue}-bench.log", "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "searchsite", "worker", "-Q", queue, "-c", "1",
          "-n", f"bench-{queue}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
     )
+
+
+def worker_env(threads: str) -> dict[str, str]:
+    """'default': torch's defaults; 'passive': OMP_WAIT_POLICY=PASSIVE; a number: OMP_NUM_THREADS."""
+    # libgomp reads these when torch is first imported, so they must be in the environment.
+    if threads == "default":
+        return {}
+    if threads == "passive":
+        return {"OMP_WAIT_POLICY": "PASSIVE"}
+    return {"OMP_NUM_THREADS": threads}
+
+
+def raw_encoder_subprocess(n: int, threads: str) -> dict:
+    """The raw encoder in a fresh interpreter with the same OpenMP environment as the embed worker."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.ingest_throughput", "--raw-only", str(n)],
+        cwd=ROOT, env={**bench_env(), **worker_env(threads)}, capture_output=True, text=True, check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def wait_workers(names: list[str], timeout: float = 120) -> None:
@@ -200,12 +220,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bulk-rows", type=int, default=100_000)
     parser.add_argument("--raw-products", type=int, default=640)
+    parser.add_argument("--raw-only", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--bulk-only", action="store_true", help="only the bulk import (writes ingest_bulk.json)")
-    parser.add_argument("--embed-threads", default="default,1",
-                        help="torch threads of the embed worker, one timed ingest each ('default' = all cores)")
+    parser.add_argument("--embed-threads", default="default,passive",
+                        help="OpenMP setting of the embed worker, one timed ingest each: default, passive "
+                        "(OMP_WAIT_POLICY=PASSIVE) or a thread count")
     args = parser.parse_args()
     started = time.time()
     bench_env()
+    if args.raw_only:
+        import json
+
+        from bench.common import setup_django
+        from django.conf import settings as dj_settings
+
+        setup_django()
+        from embeddings.models import EmbeddingModel
+
+        print(json.dumps(raw_encoder(EmbeddingModel.active(), args.raw_only, dj_settings.EMBED_BATCH_SIZE)))
+        return
     choose_broker()
     from bench.common import setup_django
 
@@ -256,7 +289,10 @@ def main() -> None:
     import psutil  # noqa: F401 - needed by run_ingest; fail early
 
     log(f"raw encoder on {args.raw_products} of the same products, batch {settings.EMBED_BATCH_SIZE}")
-    raw = raw_encoder(model, args.raw_products, settings.EMBED_BATCH_SIZE)
+    # Same OpenMP environment as the faster embed worker above.
+    best_threads = max(demos, key=lambda k: len(demo_rows) / demos[k]["wall_s"])
+    raw = raw_encoder_subprocess(args.raw_products, best_threads)
+    raw["omp_env"] = best_threads
 
     bulk = bulk_import(args.bulk_rows, work, demo_rows, None) if args.bulk_rows else {}
 

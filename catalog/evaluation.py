@@ -111,7 +111,8 @@ class Catalogue:
             out.append([(self.ids[j], float(row[j])) for j in order])
         return out
 
-    def skus_of(self, ranking: list[tuple[int, float]] | list, k: int = 10) -> list[str]:
+    def skus_of(self, ranking: list, k: int = 10) -> list[str]:
+        """Skus of the first k items of a ranking of ids or of (id, score) pairs."""
         return [self.sku_of[item if isinstance(item, int) else item[0]] for item in ranking[:k]]
 
 
@@ -142,11 +143,21 @@ def evaluate(queries_path: Path, models: list[EmbeddingModel]) -> EvaluationRun:
         if text_q:
             query_vecs = encoder.encode_texts([q.text or "" for q in text_q])
             # Joint models match words to photos; the baseline can only match words to texts.
-            semantic = catalogue.top(query_vecs, image_vecs if model.joint else text_vecs)
-            label = "semantic (text→photo)" if model.joint else "semantic (MiniLM text→text, baseline)"
+            # The same lists catalog.search fuses: a joint model's words against the photos
+            # and against the product texts; the baseline's words against texts only.
+            if model.joint:
+                photo = catalogue.top(query_vecs, image_vecs)
+                own_text = catalogue.top(query_vecs, text_vecs)
+                add("text→photo only", model.name, "text→image", [catalogue.skus_of(r) for r in photo], text_rel)
+                semantic_lists = [{"semantic": p, "semantic_text": t} for p, t in zip(photo, own_text)]
+                label = "semantic (RRF text→photo + text→text)"
+            else:
+                semantic_lists = [{"semantic": t} for t in catalogue.top(query_vecs, text_vecs)]
+                label = "semantic (MiniLM text→text, baseline)"
+            semantic = [[f.item for f in rrf(lists)] for lists in semantic_lists]
             add(label, model.name, "text→image", [catalogue.skus_of(r) for r in semantic], text_rel)
             hybrid = [
-                [f.item for f in rrf({"semantic": s, "keyword": kw})] for s, kw in zip(semantic, keyword_lists)
+                [f.item for f in rrf({**lists, "keyword": kw})] for lists, kw in zip(semantic_lists, keyword_lists)
             ]
             add("hybrid (RRF semantic + keyword)", model.name, "text→image", [catalogue.skus_of(h) for h in hybrid], text_rel)
         if images:

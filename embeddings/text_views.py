@@ -25,15 +25,15 @@ NEIGHBOURS, MIN_COSINE = 8, 0.6
 
 
 class TextViews:
-    def __init__(self, tower: torch.nn.Module, titles: Sequence[str], categories: Sequence[str], texts: Sequence[str], seed: int = 0) -> None:
-        self.vocab = tower.vocab
-        self.max_len = tower.cfg.max_len
+    def __init__(self, tower: torch.nn.Module | None, titles: Sequence[str], categories: Sequence[str], texts: Sequence[str], seed: int = 0) -> None:
+        self.vocab = getattr(tower, "vocab", None)
+        self.max_len = tower.cfg.max_len if tower is not None else 64
         self.rng = random.Random(seed)
         self.full = [tokenize(t)[: self.max_len] for t in texts]
         self.title = [tokenize(t) for t in titles]
         self.category = [tokenize(c) for c in categories]
         self.words = [set(f) | set(c) for f, c in zip(self.full, self.category)]
-        self.neighbours = self._neighbours(tower)
+        self.neighbours = self._neighbours(tower) if self.vocab is not None else {}
 
     def _neighbours(self, tower: torch.nn.Module) -> dict[int, list[int]]:
         table = getattr(tower.embed, "pretrained", None)
@@ -55,28 +55,22 @@ class TextViews:
                     out[word_id] = keep
         return out
 
-    def sample(self, index: Sequence[int]) -> tuple[list[list[int]], torch.Tensor]:
-        """Token ids of one view per product, and the (N, N) 'also described' mask."""
-        views: list[list[str]] = []
-        for i in index:
-            r = self.rng.random()
-            if r < P_FULL or not self.title[i]:
-                view = self.full[i]
-            elif r < P_FULL + P_TITLE:
-                view = self.title[i]
-            elif r < P_FULL + P_TITLE + P_CATEGORY and self.category[i]:
-                view = self.category[i]
-            else:
-                source = self.title[i] + self.category[i]
-                size = self.rng.randint(1, min(4, len(source)))
-                start = self.rng.randint(0, len(source) - size)
-                view = source[start : start + size]
-            views.append(view or self.full[i])
-        rows = []
-        for view in views:
-            ids = [self.vocab._index.get(w, 1) for w in view[: self.max_len]] or [1]
-            ids = [self.rng.choice(self.neighbours[t]) if t in self.neighbours and self.rng.random() < P_SWAP else t for t in ids]
-            rows.append(ids)
+    def view(self, i: int) -> list[str]:
+        """One query-like view of product i's text, as words."""
+        r = self.rng.random()
+        if r < P_FULL or not self.title[i]:
+            return self.full[i]
+        if r < P_FULL + P_TITLE:
+            return self.title[i]
+        if r < P_FULL + P_TITLE + P_CATEGORY and self.category[i]:
+            return self.category[i]
+        source = self.title[i] + self.category[i]
+        size = self.rng.randint(1, min(4, len(source)))
+        start = self.rng.randint(0, len(source) - size)
+        return source[start : start + size] or self.full[i]
+
+    def also_described(self, index: Sequence[int], views: Sequence[Sequence[str]]) -> torch.Tensor:
+        """(N, N) mask: [row, col] True when view col's words all occur in product row's text."""
         mask = torch.zeros(len(index), len(index), dtype=torch.bool)
         for col, view in enumerate(views):
             if view is self.full[index[col]]:
@@ -85,4 +79,37 @@ class TextViews:
             for row, i in enumerate(index):
                 if row != col and wanted <= self.words[i]:
                     mask[row, col] = True
-        return rows, mask
+        return mask
+
+    def sample(self, index: Sequence[int]) -> tuple[list[list[int]], torch.Tensor]:
+        """GRU: token ids of one view per product (some words swapped), and the mask."""
+        views = [self.view(i) for i in index]
+        rows = []
+        for view in views:
+            ids = [self.vocab._index.get(w, 1) for w in view[: self.max_len]] or [1]
+            ids = [self.rng.choice(self.neighbours[t]) if t in self.neighbours and self.rng.random() < P_SWAP else t for t in ids]
+            rows.append(ids)
+        return rows, self.also_described(index, views)
+
+
+class SentenceViewBank:
+    """Frozen sentence encoders (MiniLM) cannot encode a fresh view every step cheaply,
+    so each product gets a fixed bank of views encoded once; training samples from it."""
+
+    def __init__(self, views: TextViews, encode, n_views: int = 4) -> None:  # type: ignore[no-untyped-def]
+        self.views = views
+        n = len(views.full)
+        self.words: list[list[list[str]]] = []
+        for i in range(n):
+            bank = [views.full[i]]
+            while len(bank) < n_views + 1:
+                bank.append(views.view(i))
+            self.words.append(bank)
+        flat = [" ".join(w) for bank in self.words for w in bank]
+        self.vectors = encode(flat).reshape(n, n_views + 1, -1)
+        self.rng = views.rng
+
+    def sample(self, index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        picks = [self.rng.randrange(len(self.words[i])) for i in index]
+        vectors = torch.stack([self.vectors[i, p] for i, p in zip(index, picks)])
+        return vectors, self.views.also_described(index, [self.words[i][p] for i, p in zip(index, picks)])

@@ -25,7 +25,7 @@ from .config import ImageTowerCfg, TextTowerCfg, TrainCfg
 from .data import Record, content_hash, group_ids, split_by_product
 from .losses import CrossModalTripletLoss
 from .metrics import rank_by_similarity, retrieval_metrics
-from .text_views import TextViews
+from .text_views import SentenceViewBank, TextViews
 from .tokenizer import PAD
 from .towers import GRUTextTower, ImageTower, MiniLMTextTower, build_text_tower, text_tower_state
 from .transforms import ImageError, open_image, to_model_input, to_train_input
@@ -131,15 +131,18 @@ class _TextInputs:
     def __init__(self, tower: nn.Module, texts: Sequence[str], device: torch.device) -> None:
         self.tower, self.device = tower, device
         if isinstance(tower, MiniLMTextTower):
-            chunks = []
-            with torch.no_grad():
-                for s in range(0, len(texts), 64):
-                    batch = tower.tokenize(texts[s : s + 64])
-                    chunks.append(tower.minilm(**{k: v.to(device) for k, v in batch.items()}).cpu())
-            self.sentences = torch.cat(chunks)
+            self.sentences = self.encode_sentences(texts)
         else:
             assert isinstance(tower, GRUTextTower)
             self.rows = [tower.vocab.ids(t, tower.cfg.max_len) for t in texts]
+
+    def encode_sentences(self, texts: Sequence[str]) -> torch.Tensor:
+        chunks = []
+        with torch.no_grad():
+            for s in range(0, len(texts), 64):
+                batch = self.tower.tokenize(texts[s : s + 64])
+                chunks.append(self.tower.minilm(**{k: v.to(self.device) for k, v in batch.items()}).cpu())
+        return torch.cat(chunks)
 
     def embed(self, index: Sequence[int], rows: list[list[int]] | None = None) -> torch.Tensor:
         if isinstance(self.tower, MiniLMTextTower):
@@ -310,11 +313,14 @@ def train(
     # The vocabulary sees training texts only, so validation measures unseen words too.
     text_tower = build_text_tower(text_cfg, texts=[texts[i] for i in train_idx]).to(device)
     text_inputs = _TextInputs(text_tower, texts, device)
-    views = (
-        TextViews(text_tower, [r.title for r in usable], [r.category for r in usable], texts, train_cfg.seed)
-        if isinstance(text_tower, GRUTextTower) and train_cfg.query_views
-        else None
-    )
+    views = bank = None
+    if train_cfg.query_views:
+        is_gru = isinstance(text_tower, GRUTextTower)
+        views = TextViews(
+            text_tower if is_gru else None, [r.title for r in usable], [r.category for r in usable], texts, train_cfg.seed
+        )
+        if not is_gru:
+            bank = SentenceViewBank(views, text_inputs.encode_sentences)
 
     params = [p for p in image_tower.head.parameters()] + [p for p in text_tower.parameters() if p.requires_grad]
     if finetune:
@@ -360,7 +366,10 @@ def train(
         mining = "semi-hard" if epoch <= train_cfg.warmup_epochs else train_cfg.mining
         losses, active = [], []
         for index in _batches(train_idx, train_cfg.batch_size, rng):
-            if views is not None:
+            if bank is not None:
+                sentences, also_described = bank.sample(index)
+                text_emb = text_tower.forward_features(sentences.to(device))
+            elif views is not None:
                 rows, also_described = views.sample(index)
                 text_emb = text_inputs.embed(index, rows)
             else:

@@ -147,8 +147,10 @@ MODELS_DIR = Path(envstr("MODELS_DIR", str(DATA_DIR / "models")))
 HNSW_EF_SEARCH = envint("HNSW_EF_SEARCH", 100)
 
 # --- search (catalog/search.py, docs/search.md) ---
-# "hybrid" (vector + full-text, fused by reciprocal rank), "semantic" or "keyword".
-SEARCH_DEFAULT_MODE = envstr("SEARCH_DEFAULT_MODE", "hybrid")
+# "semantic" (the model's vectors), "hybrid" (vectors + full text, fused by reciprocal
+# rank) or "keyword". Semantic measured best on the held-out evaluation queries
+# (docs/evaluation.md); hybrid helps when shoppers type the catalogue's own words.
+SEARCH_DEFAULT_MODE = envstr("SEARCH_DEFAULT_MODE", "semantic")
 SEARCH_RRF_K = envint("SEARCH_RRF_K", 60)
 # How deep each ranked list is read; sorting by price re-orders these top candidates.
 SEARCH_CANDIDATES = envint("SEARCH_CANDIDATES", 200)

@@ -6,6 +6,7 @@ import struct
 import zlib
 
 import pytest
+from django.conf import settings
 from PIL import Image
 
 from catalog.models import Product, QueryImage
@@ -37,10 +38,10 @@ def test_text_search_answers_the_contract_in_rank_order(catalogue, db, client):
     for result in body["results"]:
         assert SHAPE <= set(result)
         assert result["image_url"].startswith("http://testserver/media/")
-        assert set(result["sources"]) <= {"semantic", "keyword"}
+        assert set(result["sources"]) <= {"semantic", "semantic_text", "keyword"}
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
-    assert body["mode"] == "hybrid" and body["page"] == 1 and body["has_next"] is True
+    assert body["mode"] == settings.SEARCH_DEFAULT_MODE and body["page"] == 1 and body["has_next"] is True
     assert body["total_candidates"] == 40
 
 

@@ -13,6 +13,17 @@ from embeddings.models import ProductVector
 from tests.conftest import BAD_CSV, SMALL_CSV
 
 
+def rewrite_csv(path, edit) -> list[dict]:
+    """Apply edit(rows) to a catalogue CSV in place; return the edited rows."""
+    rows = list(csv.DictReader(open(path)))
+    edit(rows)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=rows[0].keys())
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
 def import_file(path, capture) -> ImportJob:
     job = ImportJob.objects.create(source_name=str(path), csv_path=str(path))
     with capture(execute=True):
@@ -39,13 +50,12 @@ def test_reimport_changes_nothing(small_catalogue, django_capture_on_commit_call
 
 def test_changed_row_is_updated_and_reembedded(small_catalogue, copy_catalogue, django_capture_on_commit_callbacks):
     path = copy_catalogue()
-    rows = list(csv.DictReader(open(path)))
-    rows[0]["title"] = "A completely new title"
-    rows[1]["price"] = "1.00"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=rows[0].keys())
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def edit(rows: list[dict]) -> None:
+        rows[0]["title"] = "A completely new title"
+        rows[1]["price"] = "1.00"
+
+    rows = rewrite_csv(path, edit)
     old_vector = ProductVector.objects.get(product__sku=rows[0]["sku"])
     job = import_file(path, django_capture_on_commit_callbacks)
     assert (job.created, job.updated, job.unchanged, job.failed) == (0, 2, 38, 0)
@@ -74,14 +84,9 @@ def test_bad_rows_are_reported_and_good_rows_land(small_catalogue, django_captur
 
 def test_bad_row_never_overwrites_a_stored_product(small_catalogue, copy_catalogue, django_capture_on_commit_callbacks):
     path = copy_catalogue()
-    rows = list(csv.DictReader(open(path)))
-    before = Product.objects.get(sku=rows[0]["sku"])
-    rows[0]["image"] = "images/does-not-exist.png"
-    rows[0]["title"] = "Should not land"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=rows[0].keys())
-        writer.writeheader()
-        writer.writerows(rows)
+    first_sku = next(csv.DictReader(open(path)))["sku"]
+    before = Product.objects.get(sku=first_sku)
+    rows = rewrite_csv(path, lambda rows: rows[0].update(image="images/does-not-exist.png", title="Should not land"))
     job = import_file(path, django_capture_on_commit_callbacks)
     assert job.failed == 1 and job.errors[0]["row"] == 1
     after = Product.objects.get(sku=rows[0]["sku"])

@@ -63,17 +63,19 @@ class Command(BaseCommand):
             if not opts["no_demo"] and not Product.objects.exists() and DEMO_CSV.exists():
                 self.stdout.write(f"loading the demo catalogue from {DEMO_CSV} ...")
                 call_command("ingest_csv", str(DEMO_CSV), wait=True, quiet_errors=True)
-            if not opts["no_train"] and Product.objects.exists():
-                self._train_if_needed()
             bind = f"{opts['host']}:{opts['port']}"
-            self.stdout.write(self.style.SUCCESS(f"Vitrine is running at http://{bind}/  (admin: http://{bind}/admin/)"))
             web = subprocess.Popen(
                 [
                     sys.executable, "-m", "gunicorn", "searchsite.wsgi:application", "--bind", bind,
-                    "--workers", str(opts["web_workers"]), "--timeout", "120", "--access-logfile", "-",
+                    "--workers", str(opts["web_workers"]), "--timeout", "120",
+                    "--access-logfile", str(log_dir / "access.log"),
                 ]
             )
             children.append(web)
+            self.stdout.write(self.style.SUCCESS(f"Vitrine is running at http://{bind}/  (admin: http://{bind}/admin/)"))
+            if not opts["no_train"] and Product.objects.exists():
+                self._train_if_needed()
+            self.stdout.write("Press Ctrl-C to stop.")
             web.wait()
         except KeyboardInterrupt:
             pass
@@ -81,12 +83,24 @@ class Command(BaseCommand):
             stop()
 
     def _train_if_needed(self) -> None:
-        from embeddings.models import EmbeddingModel
+        """First run only: train the joint model on an 'embed' worker, then switch to it.
 
-        if EmbeddingModel.objects.filter(kind=EmbeddingModel.Kind.JOINT).exists():
+        Search keeps serving the baseline model meanwhile; progress is on /admin/ and /models/.
+        """
+        from django.db import transaction
+
+        from embeddings.models import EmbeddingModel, TrainingJob
+        from embeddings.tasks import train_model
+
+        if EmbeddingModel.objects.filter(kind=EmbeddingModel.Kind.JOINT).exists() or TrainingJob.objects.exists():
             return
-        self.stdout.write("training the joint image/text model on the catalogue (first run only) ...")
-        call_command("train_embeddings", activate=True, wait=True)
+        job = TrainingJob.objects.create(params={}, activate=True)
+        transaction.on_commit(lambda: train_model.delay(job.pk))
+        self.stdout.write(
+            f"training the joint image/text model in the background (training #{job.pk}, a few minutes on a "
+            "2-core CPU); search serves the baseline model until the trained one is ready. "
+            "Progress: /models/ and /admin/embeddings/trainingjob/"
+        )
 
     def _ensure_admin(self) -> None:
         from django.contrib.auth import get_user_model
