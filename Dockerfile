@@ -1,7 +1,7 @@
 # One image for web and workers. GPU workers use the same image on the NVIDIA runtime:
 # the pinned torch wheel from PyPI is a CUDA build and falls back to the CPU without a GPU.
 FROM python:3.11-slim-bookworm
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 OMP_WAIT_POLICY=PASSIVE
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends libjpeg62-turbo && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./

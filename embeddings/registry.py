@@ -30,6 +30,9 @@ def _register(name: str, kind: str, spec: dict, **fields: object) -> EmbeddingMo
     notes = str(fields.pop("notes", ""))
     requested = spec.get("backbone")
     if requested and encoder.backbone != requested:
+        # Load the fallback directly from now on instead of retrying the missing weights
+        # (a failed download costs seconds) on every worker start.
+        spec = {**spec, "backbone": encoder.backbone, "requested_backbone": requested}
         notes = (
             f"Requested image backbone {requested!r} was not available (no weights offline); "
             f"using {encoder.backbone!r} instead. {notes}"

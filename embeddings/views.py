@@ -95,8 +95,13 @@ def _method_info(method: str, model_kind: str | None) -> tuple[str, str]:
                 "Reciprocal-rank fusion of this model's semantic list with the keyword list.")
     if "MiniLM" in method:
         return "baseline", "Query embedded with pretrained MiniLM, matched against product texts (no photos)."
+    if method.startswith("text→photo"):
+        return "trained", "Query words embedded by the trained text tower, matched against product photos only."
     if method.startswith("semantic"):
-        return "trained", "Query words embedded by the trained text tower, matched against product photos."
+        return "trained", (
+            "What search does: the query's match against product photos fused (RRF) with its match "
+            "against product texts, both in the trained joint space."
+        )
     if method.startswith("photo") and "pretrained" in method:
         return "baseline", "Untrained pretrained-backbone features of the query photo vs. the catalogue photos."
     if method.startswith("photo"):
