@@ -56,6 +56,7 @@ class Encoder:
     image_dim: int
     text_dim: int
     backbone: str  # backbone actually used (after any fallback)
+    text_kind: str  # "gru" or "minilm"
 
     def __init__(self, device: torch.device, bf16: bool | None = None) -> None:
         self.device = device
@@ -125,6 +126,7 @@ class BaselineEncoder(Encoder):
         self.text_model = self._prepare(self.minilm, image=False)
         self.text_dim = MINILM_DIM
         self.name = f"baseline-{self.backbone}-minilm"
+        self.text_kind = "minilm"
 
     def _image_forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.image_model(pixels)
@@ -168,6 +170,7 @@ class CheckpointEncoder(Encoder):
         self.backbone = image_cfg.backbone
         self.metrics: dict[str, float] = dict(ckpt.get("metrics") or {})
         self.name = f"{Path(path).stem}-{self.backbone}-{text_cfg.kind}"
+        self.text_kind = text_cfg.kind
 
     def _image_forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.image_model(pixels)

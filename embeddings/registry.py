@@ -65,17 +65,19 @@ def register_baseline(backbone: str | None = None) -> EmbeddingModel:
 def register_checkpoint(
     path: Path, name: str | None = None, training_data: dict | None = None, metrics: dict | None = None,
     curve: str = "",
+    notes: str = "",
 ) -> EmbeddingModel:
     spec = {"kind": "checkpoint", "path": str(Path(path).resolve())}
     return _register(
         name or Path(path).stem,
         EmbeddingModel.Kind.JOINT,
         spec,
+        notes=notes,
         checkpoint=spec["path"],
         training_data=training_data or {},
         metrics=metrics or {},
         curve=curve,
-        text_tower=load_encoder(spec).name,
+        text_tower=load_encoder(spec).text_kind,
     )
 
 

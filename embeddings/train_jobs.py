@@ -74,8 +74,8 @@ def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -
     records = catalogue_records()
     if len(records) < 20:
         raise ValueError(f"the catalogue has {len(records)} products; training needs at least 20")
-    name = params.get("name") or f"joint-{params['backbone']}-{params['text']}-{timezone.now():%Y%m%d-%H%M%S}"
-    out_dir = settings.MODELS_DIR / name
+    stamp = f"{timezone.now():%Y%m%d-%H%M%S}"
+    out_dir = settings.MODELS_DIR / (params.get("name") or f"joint-{stamp}")
     image_cfg = ImageTowerCfg(
         backbone=params["backbone"], weights_path=settings.RESNET50_WEIGHTS, embed_dim=params["dim"]
     )
@@ -100,9 +100,18 @@ def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -
 
     result = train(records, image_cfg, text_cfg, train_cfg, out_dir, progress=progress)
     categories = sorted({r.category for r in records})
+    # Named after the backbone really used: a ResNet50 request may have fallen back.
+    name = params.get("name") or f"joint-{result.backbone}-{params['text']}-{stamp}"
+    notes = (
+        f"Requested image backbone {params['backbone']!r} was not available (no weights offline); "
+        f"trained on {result.backbone!r} instead."
+        if result.backbone != params["backbone"]
+        else ""
+    )
     model = register_checkpoint(
         result.checkpoint_path,
         name=name,
+        notes=notes,
         training_data={
             "source": "catalogue",
             "products": len(records) - len(result.skipped),

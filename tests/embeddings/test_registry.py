@@ -27,6 +27,7 @@ def indexes() -> set[str]:
 def test_training_registers_a_joint_model(trained):
     assert trained.kind == EmbeddingModel.Kind.JOINT and trained.status == EmbeddingModel.Status.READY
     assert trained.backbone == "efficientnet_lite0" and trained.image_dim == trained.text_dim == 256
+    assert trained.text_tower == "gru"
     assert trained.training_data["products"] == 40
     assert "t2i_recall@10" in trained.metrics
     job = TrainingJob.objects.get(model=trained)
