@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import torch
+
+from embeddings.losses import CrossModalTripletLoss
+from embeddings.text_views import TextViews
+
+
+def views_of(texts, titles, categories) -> TextViews:
+    return TextViews(None, titles, categories, texts, seed=0)
+
+
+def test_a_view_is_not_a_negative_for_products_it_also_describes():
+    views = views_of(["Dark coat. Warm wool", "Dark dress. Light fabric", "Pale coat"], ["Dark coat", "Dark dress", "Pale coat"], ["Coats", "Dresses", "Coats"])
+    mask = views.also_described([0, 1, 2], [["dark"], ["dress"], ["coat"]])
+    # "dark" (product 0's view) also describes product 1, not product 2
+    assert mask[:, 0].tolist() == [False, True, False]
+    # "dress" describes only product 1 itself
+    assert mask[:, 1].tolist() == [False, False, False]
+    # "coat" (product 2's view) also describes product 0
+    assert mask[:, 2].tolist() == [True, False, False]
+
+
+def test_full_texts_mask_nothing():
+    views = views_of(["dark coat", "dark coat"], ["dark coat", "dark coat"], ["Coats", "Coats"])
+    assert not views.also_described([0, 1], [views.full[0], views.full[1]]).any()
+
+
+def test_masked_pairs_are_never_negatives():
+    image = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    text = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # each text sits on the other image
+    loss = CrossModalTripletLoss(margin=0.4)
+    assert loss(image, text) > 1.0  # the swapped texts are hard negatives
+    everything_masked = torch.tensor([[False, True], [True, False]])
+    value, stats = loss(image, text, not_negative=everything_masked, return_stats=True)
+    assert value.item() == 0.0 and stats["active"] == 0.0
+
+
+def test_views_are_short_parts_of_the_product_text():
+    views = views_of(["Slim dark trousers. Cut for comfort"], ["Slim dark trousers"], ["Trousers"])
+    seen = {tuple(views.view(0)) for _ in range(200)}
+    allowed_words = set(views.full[0]) | set(views.category[0])
+    assert tuple(views.full[0]) in seen and tuple(views.title[0]) in seen
+    assert any(len(v) <= 4 for v in seen)
+    assert all(set(v) <= allowed_words for v in seen)
