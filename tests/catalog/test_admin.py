@@ -72,3 +72,20 @@ def test_zip_escaping_its_folder_fails_the_job_clearly(staff_client, django_capt
 def test_product_admin_lists_thumbnails(staff_client, small_catalogue):
     page = staff_client.get(reverse("admin:catalog_product_changelist") + "?q=SM-001")
     assert page.status_code == 200 and b"thumbs/" in page.content
+
+
+def test_editing_a_product_in_the_admin_reembeds_it(staff_client, small_catalogue, django_capture_on_commit_callbacks):
+    from embeddings.models import ProductVector
+
+    product = Product.objects.get(sku="SM-001")
+    before = ProductVector.objects.get(product=product)
+    url = reverse("admin:catalog_product_change", args=[product.pk])
+    form = {"sku": product.sku, "title": "Renamed in the admin", "description": product.description,
+            "category": product.category, "price": str(product.price)}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(url, form)
+    assert response.status_code == 302, response.content[:2000]
+    product.refresh_from_db()
+    after = ProductVector.objects.get(product=product)
+    assert product.title == "Renamed in the admin"
+    assert after.content_hash == product.content_hash != before.content_hash
