@@ -29,8 +29,9 @@ def ensure_demo_catalogue(embed: bool = True) -> int:
     return Product.objects.count()
 
 
-def run_setup_subprocess(embed: bool) -> None:
-    """Run the setup in a child interpreter so this process never loads a model.
+def run_setup_subprocess(embed: bool):  # -> EmbeddingModel (Django is set up by the caller)
+    """Run the setup in a child interpreter so this process never loads a model; return
+    the active model it registered.
 
     A process that is about to fork workers must not have used torch's OpenMP pool
     (see bench/embed_profile.py): the forked child can deadlock.
@@ -42,6 +43,12 @@ def run_setup_subprocess(embed: bool) -> None:
 
     args = [sys.executable, "-m", "bench.demo_catalogue"] + ([] if embed else ["--no-embed"])
     subprocess.run(args, cwd=ROOT, env=bench_env(), check=True)
+    from embeddings.models import EmbeddingModel
+
+    model = EmbeddingModel.active()
+    if model is None:
+        raise RuntimeError("the demo set-up left no active embedding model")
+    return model
 
 
 if __name__ == "__main__":

@@ -119,11 +119,8 @@ def main() -> None:
 
     from bench.demo_catalogue import run_setup_subprocess
     from catalog.models import Product
-    from embeddings.models import EmbeddingModel
 
-    run_setup_subprocess(embed=False)
-    model = EmbeddingModel.active()
-    assert model is not None
+    model = run_setup_subprocess(embed=False)
     ids = sorted(Product.objects.values_list("pk", flat=True))[: settings.EMBED_BATCH_SIZE]
     parent_threads = torch.get_num_threads()
     # The worker's main process only imports torch (catalog.tasks -> embeddings.transforms);

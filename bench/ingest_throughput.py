@@ -247,11 +247,9 @@ def main() -> None:
 
     from bench.demo_catalogue import run_setup_subprocess
     from catalog.models import ImportJob
-    from embeddings.models import EmbeddingModel
 
-    run_setup_subprocess(embed=False)  # registers the default model (loads it in a child, not here)
-    model = EmbeddingModel.active()
-    assert model is not None
+    # registers the default model (loads it in a child, not here)
+    model = run_setup_subprocess(embed=False)
     work = Path(settings.DATA_DIR) / "ingest-bench"
     work.mkdir(parents=True, exist_ok=True)
     with open(DEMO_CSV, newline="") as f:

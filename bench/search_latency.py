@@ -158,12 +158,9 @@ def main() -> None:
 
     from bench.demo_catalogue import run_setup_subprocess
     from catalog.models import Product
-    from embeddings.models import EmbeddingModel
     from embeddings.registry import encoder_for
 
-    run_setup_subprocess(embed=True)
-    model = EmbeddingModel.active()
-    assert model is not None
+    model = run_setup_subprocess(embed=True)
     log(f"model {model.name} ({model.backbone}), {model.vector_count()} vectors")
 
     lines = [json.loads(line) for line in (ROOT / "demo/eval/queries.jsonl").read_text().splitlines() if line.strip()]
