@@ -1,0 +1,244 @@
+"""WordNet 3.0 from the Debian package ``wordnet-base``, read offline with nltk.
+
+Used for paraphrase queries (synonyms and broader terms of a word) and for a
+corpus of short texts that teaches a text tower general word meaning. Pure
+Python: no Django, no torch.
+
+The folder is ``/usr/share/wordnet`` unless ``WORDNET_DIR`` says otherwise. It
+is read with nltk's ``WordNetCorpusReader`` pointed straight at that folder;
+nothing is downloaded (no ``nltk_data``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+import threading
+import warnings
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import nltk.data
+from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+DEFAULT_WORDNET_DIR = "/usr/share/wordnet"
+
+# Debian's wordnet-base leaves out ``lexnames`` (the lexicographer file names,
+# fixed since WordNet 2.0), which nltk reads on start-up; this is its content.
+_LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
+    "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food noun.group "
+    "noun.location noun.motive noun.object noun.person noun.phenomenon noun.plant "
+    "noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
+    "noun.substance noun.time verb.body verb.change verb.cognition verb.communication "
+    "verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion "
+    "verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+_LEX_POS = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
+
+# Function words are never replaced: WordNet gives them odd senses ("in" -> inch).
+STOPWORDS = frozenset(
+    "a an the of for with and or in on at to by from as is are be it its this that "
+    "my your our their his her no not without into over under up down off".split()
+)
+_TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+_GLOSS_MAX_WORDS = 12
+
+_lock = threading.Lock()
+_reader: WordNetCorpusReader | None = None
+_load_error: str | None = None
+_pools: tuple[list[str], list[str]] | None = None
+
+
+class _DebianWordNetReader(WordNetCorpusReader):
+    """nltk's reader, fed the two things Debian's folder lacks."""
+
+    def open(self, file: str) -> Any:
+        if file == "lexnames":
+            lines = (f"{i:02d}\t{n}\t{_LEX_POS[n.split('.')[0]]}\n" for i, n in enumerate(_LEXNAMES))
+            return io.StringIO("".join(lines))
+        return super().open(file)
+
+    def map_wn(self, version: str = "wordnet") -> None:
+        # The mapping to nltk's own WordNet copy needs nltk_data; this folder *is* 3.0.
+        return None
+
+
+def wordnet_dir() -> Path:
+    return Path(os.environ.get("WORDNET_DIR") or DEFAULT_WORDNET_DIR)
+
+
+def _get_reader() -> WordNetCorpusReader | None:
+    """Load WordNet once per process (behind a lock); None when it is not installed."""
+    global _reader, _load_error
+    if _reader is not None or _load_error is not None:
+        return _reader
+    with _lock:
+        if _reader is None and _load_error is None:
+            root = wordnet_dir()
+            if not (root / "data.noun").is_file():
+                _load_error = f"WordNet not found in {root} (apt-get install wordnet-base)"
+                return None
+            # nltk only opens files under its data path; allow exactly this folder.
+            if str(root) not in nltk.data.path:
+                nltk.data.path.append(str(root))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "multilingual functions are not available"
+                _reader = _DebianWordNetReader(str(root), None)
+    return _reader
+
+
+def wordnet_available() -> bool:
+    return _get_reader() is not None
+
+
+def _require() -> WordNetCorpusReader:
+    reader = _get_reader()
+    if reader is None:
+        raise FileNotFoundError(_load_error or "WordNet is not available")
+    return reader
+
+
+def _clean(lemma: str) -> str:
+    return lemma.replace("_", " ").lower()
+
+
+def _base_forms(reader: WordNetCorpusReader, word: str) -> set[str]:
+    """The word and every base form morphy finds for it, as WordNet keys ("flip_flop")."""
+    key = word.strip().lower().replace(" ", "_")
+    forms = {key}
+    for pos in ("n", "a", "v"):
+        base = reader.morphy(key, pos)
+        if base:
+            forms.add(base.lower())
+    return forms
+
+
+def _is_inflection(reader: WordNetCorpusReader, candidate: str, forms: set[str]) -> bool:
+    return bool(_base_forms(reader, candidate) & forms)
+
+
+def alternatives(word: str) -> list[str]:
+    """Other words for ``word``: lemmas of its first two noun and adjective senses, then
+    the lemmas of its first noun sense's direct hypernyms. Lower-case, spaces for "_",
+    in a fixed order; never the word itself or an inflection of it."""
+    reader = _require()
+    key = word.strip().lower().replace(" ", "_")
+    if not key or key in STOPWORDS:
+        return []
+    if not reader.synsets(key) and reader.synsets(key.replace("_", "-")):
+        key = key.replace("_", "-")  # WordNet spells some compounds with "-": "flip-flop"
+    forms = _base_forms(reader, key)
+    own_tokens = {t for f in forms for t in re.split(r"[_-]", f)}
+    nouns = reader.synsets(key, "n")
+    senses = nouns[:2] + reader.synsets(key, "a")[:2]
+    hypernyms = nouns[0].hypernyms() + nouns[0].instance_hypernyms() if nouns else []
+    out: list[str] = []
+    seen: set[str] = set()
+    for synset in senses + hypernyms:
+        for lemma in synset.lemma_names():
+            if lemma.lower() in seen:
+                continue
+            seen.add(lemma.lower())
+            if lemma.lower() in forms or _is_inflection(reader, lemma, forms):
+                continue
+            # "running game" for "running" would copy the word it replaces.
+            if own_tokens & set(re.split(r"[_-]", lemma.lower())):
+                continue
+            out.append(_clean(lemma))
+    return out
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def paraphrase(
+    words: Sequence[str], rng: random.Random, avoid: Collection[str] = ()
+) -> list[str] | None:
+    """Replace at least one of ``words`` by an alternative (each further word with
+    probability 0.5). No replacement contains a word from ``avoid`` (lower-case
+    words, e.g. a catalogue's vocabulary). An element of the result may hold several
+    words ("gym shoe"). None when no word can be replaced."""
+    avoid_set = {a.lower() for a in avoid}
+    options: dict[int, list[str]] = {}
+    for i, word in enumerate(words):
+        if word.lower() in STOPWORDS or not word.strip():
+            continue
+        ok = [
+            alt
+            for alt in alternatives(word)
+            if not any(t in avoid_set for t in _tokens(alt) if t not in STOPWORDS)
+        ]
+        if ok:
+            options[i] = ok
+    if not options:
+        return None
+    replaceable = sorted(options)
+    first = rng.choice(replaceable)
+    out = list(words)
+    for i in replaceable:
+        if i == first or rng.random() < 0.5:
+            out[i] = rng.choice(options[i])
+    return out
+
+
+def _corpus_pools() -> tuple[list[str], list[str]]:
+    """(lemma phrases, short glosses) of all noun and adjective synsets, file order.
+
+    Read straight from the data files: building nltk Synset objects for all 100k
+    senses takes several seconds, a line split takes well under one."""
+    global _pools
+    if _pools is not None:
+        return _pools
+    _require()
+    with _lock:
+        if _pools is None:
+            phrases: list[str] = []
+            glosses: list[str] = []
+            seen_phrases: set[str] = set()
+            seen_glosses: set[str] = set()
+            for name in ("data.noun", "data.adj"):
+                with open(wordnet_dir() / name, encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        if line.startswith(" "):  # licence header
+                            continue
+                        head, _, gloss = line.partition(" | ")
+                        fields = head.split()
+                        count = int(fields[3], 16)
+                        for k in range(count):
+                            lemma = re.sub(r"\(.*\)$", "", fields[4 + 2 * k])  # adj markers "(a)"
+                            # Proper names and codes teach no shopper vocabulary.
+                            if lemma[:1].isupper() or any(c.isdigit() for c in lemma):
+                                continue
+                            phrase = _clean(lemma)
+                            if phrase not in seen_phrases:
+                                seen_phrases.add(phrase)
+                                phrases.append(phrase)
+                        # The gloss's first clause, without its quoted examples.
+                        first = gloss.split(";")[0].split('"')[0]
+                        first = " ".join(re.sub(r"\([^)]*\)", " ", first).split()).rstrip(",:")
+                        n_words = len(first.split())
+                        if 2 <= n_words <= _GLOSS_MAX_WORDS and first not in seen_glosses:
+                            seen_glosses.add(first)
+                            glosses.append(first)
+            phrase_set = set(phrases)
+            _pools = (phrases, [g for g in glosses if g not in phrase_set])
+    return _pools
+
+
+def distillation_corpus(max_items: int, seed: int = 0) -> list[str]:
+    """A deterministic sample of up to ``max_items`` short English texts: about half
+    noun/adjective lemma phrases ("flip flop", "parka"), half short glosses (first
+    clause, at most 12 words), shuffled with ``seed``."""
+    phrases, glosses = _corpus_pools()
+    rng = random.Random(seed)
+    n_phrases = min(len(phrases), (max_items + 1) // 2)
+    n_glosses = min(len(glosses), max_items - n_phrases)
+    n_phrases = min(len(phrases), max_items - n_glosses)  # top up if glosses ran out
+    items = rng.sample(phrases, n_phrases) + rng.sample(glosses, n_glosses)
+    rng.shuffle(items)
+    return items

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from embeddings import wordnet
+from embeddings.wordnet import alternatives, distillation_corpus, paraphrase, wordnet_available
+
+pytestmark = pytest.mark.skipif(
+    not wordnet_available(), reason="Debian package wordnet-base is not installed (make debian-data)"
+)
+
+
+def test_jeans_have_trouser_words() -> None:
+    alts = alternatives("jeans")
+    assert "denim" in alts
+    assert {"trouser", "pant"} & set(alts)
+    assert "jeans" not in alts and "jean" not in alts
+
+
+def test_sneakers_are_gym_or_tennis_shoes() -> None:
+    alts = alternatives("sneakers")
+    assert alts[:2] == ["gym shoe", "tennis shoe"]
+    assert "shoe" in alts  # the hypernym comes after the synonyms
+
+
+def test_plural_is_looked_up_by_its_base_form_and_never_returned() -> None:
+    alts = alternatives("boots")
+    assert alts == alternatives("boot")
+    assert "footwear" in alts
+    assert not {"boot", "boots"} & set(alts)
+
+
+def test_compound_with_a_hyphen_in_wordnet() -> None:
+    assert "thong" in alternatives("flip flops")
+
+
+def test_lower_case_spaces_and_deterministic() -> None:
+    alts = alternatives("Parka")
+    assert alts == ["windbreaker", "windcheater", "anorak", "jacket"]
+    assert all(a == a.lower() and "_" not in a for a in alternatives("handbag"))
+
+
+def test_function_words_and_unknown_words_have_none() -> None:
+    assert alternatives("in") == []
+    assert alternatives("qwzxv") == []
+
+
+def test_paraphrase_replaces_at_least_one_word() -> None:
+    rng = random.Random(3)
+    for _ in range(20):
+        out = paraphrase(["dark", "parka"], rng)
+        assert out is not None and len(out) == 2 and out != ["dark", "parka"]
+
+
+def test_paraphrase_respects_avoid() -> None:
+    rng = random.Random(0)
+    avoid = {"jacket", "anorak", "windbreaker"}
+    seen = set()
+    for _ in range(30):
+        out = paraphrase(["parka"], rng, avoid=avoid)
+        assert out is not None
+        seen.add(out[0])
+    assert seen == {"windcheater"}
+    assert paraphrase(["parka"], rng, avoid=avoid | {"windcheater"}) is None
+
+
+def test_paraphrase_none_when_nothing_can_change() -> None:
+    assert paraphrase(["qwzxv", "for"], random.Random(0)) is None
+
+
+def test_paraphrase_deterministic_for_a_seed() -> None:
+    words = ["striped", "sweater", "for", "winter"]
+    assert paraphrase(words, random.Random(7)) == paraphrase(words, random.Random(7))
+
+
+def test_distillation_corpus_sized_mixed_and_deterministic() -> None:
+    start = time.perf_counter()
+    corpus = distillation_corpus(60_000, seed=1)
+    assert time.perf_counter() - start < 5
+    assert len(corpus) == 60_000 and len(set(corpus)) == 60_000
+    assert corpus == distillation_corpus(60_000, seed=1)
+    assert corpus[:50] != distillation_corpus(60_000, seed=2)[:50]
+    glosses = [t for t in corpus if len(t.split()) >= 4]
+    assert 0.3 < len(glosses) / len(corpus) < 0.7
+    assert max(len(t.split()) for t in corpus) <= 12
+    phrases, _ = wordnet._corpus_pools()
+    assert {"parka", "flip-flop", "blue jean"} <= set(phrases)
+    assert distillation_corpus(10, seed=0) == distillation_corpus(10, seed=0)
+    assert len(distillation_corpus(10, seed=0)) == 10
