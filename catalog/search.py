@@ -8,6 +8,7 @@ what each mode does.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -85,7 +86,7 @@ def vector_search_sql(
     exclude_product: int | None = None,
 ) -> tuple[str, list]:
     """The SQL and parameters of vector_search (tests EXPLAIN it)."""
-    dim = model.image_dim if column == "image_vec" else model.text_dim
+    dim = model.column_dims()[column]
     if vector.shape != (dim,):
         raise ValueError(f"query vector has shape {vector.shape}, model {model.name} expects ({dim},)")
     expr = indexed_expr(column, dim)
@@ -133,22 +134,99 @@ def load_hits(scored: list[tuple[int, float]], sources: str | None = None) -> li
     ]
 
 
-def text_query_vector(model: EmbeddingModel, query: str) -> tuple[str, np.ndarray]:
-    """The column a text query searches, and its vector.
+@dataclass(frozen=True)
+class Signal:
+    """One ranked list a search can fuse: a query vector compared with one stored column."""
 
-    A joint model puts the words in the photos' space (text -> image). The baseline has
-    no joint space, so its text query is matched against product texts (MiniLM).
+    name: str
+    modality: str  # "text" or "photo": what the query is
+    query: str  # the encoder output the query vector comes from ("" for keyword)
+    column: str  # the stored ProductVector column it is compared with ("" for keyword)
+
+
+KEYWORD = Signal("keyword", "text", "", "")
+
+
+def model_signals(model: EmbeddingModel) -> dict[str, Signal]:
+    """Every signal `model` can serve, by name.
+
+    A joint model has its joint space (words -> photos, words -> product texts, photo ->
+    photos) and keeps the pretrained signals it was built on (MiniLM words -> texts,
+    backbone photo -> photos); the baseline has only the pretrained ones. Keyword search
+    over Postgres full text is always there.
     """
+    dims = model.column_dims()
+    signals: list[Signal] = []
+    if model.joint:
+        signals += [Signal("text_photo", "text", "text_vec", "image_vec"), Signal("text_joint", "text", "text_vec", "text_vec")]
+        if "text_feat" in dims:
+            signals.append(Signal("text_minilm", "text", "text_feat", "text_feat"))
+        signals.append(Signal("photo_joint", "photo", "image_vec", "image_vec"))
+        if "image_feat" in dims:
+            signals.append(Signal("photo_pretrained", "photo", "image_feat", "image_feat"))
+    else:
+        signals += [Signal("text_minilm", "text", "text_vec", "text_vec"), Signal("photo_pretrained", "photo", "image_vec", "image_vec")]
+    signals.append(KEYWORD)
+    return {s.name: s for s in signals}
+
+
+# Which signals each kind of search may fuse. "hybrid" and "semantic" are text searches
+# (semantic leaves keyword out); "photo" is a photo alone.
+FUSION_KINDS = ("hybrid", "semantic", "photo")
+
+
+def kind_signals(model: EmbeddingModel, kind: str) -> list[str]:
+    signals = model_signals(model).values()
+    if kind == "photo":
+        return [s.name for s in signals if s.modality == "photo"]
+    if kind == "semantic":
+        return [s.name for s in signals if s.modality == "text" and s is not KEYWORD]
+    if kind == "hybrid":
+        return [s.name for s in signals if s.modality == "text"]
+    if kind == "keyword":
+        return [KEYWORD.name]
+    raise ValueError(f"unknown fusion kind {kind!r}")
+
+
+def fusion_weights(model: EmbeddingModel, kind: str) -> dict[str, float]:
+    """The weights a `kind` search fuses its signals with: fitted ones stored on the model
+    (catalog/gate.py fits them on held-out queries), else equal weights. Zero weights are
+    left out, so an unused signal costs no query."""
+    allowed = kind_signals(model, kind)
+    fitted = (model.fusion or {}).get(kind) or {}
+    weights = {name: float(fitted.get(name, 0.0)) for name in allowed} if fitted else dict.fromkeys(allowed, 1.0)
+    weights = {name: w for name, w in weights.items() if w > 0}
+    return weights or dict.fromkeys(allowed, 1.0)
+
+
+QueryVectors = dict[str, np.ndarray]  # encoder output column -> one query vector
+
+
+def text_query_vectors(model: EmbeddingModel, query: str, columns: Iterable[str]) -> QueryVectors:
     from embeddings.registry import encoder_for
 
-    vector = encoder_for(model).encode_texts([query])[0]
-    return ("image_vec" if model.joint else "text_vec"), vector
+    columns = sorted(set(columns) - {""})
+    if not columns:
+        return {}
+    return {c: v[0] for c, v in encoder_for(model).encode_text_signals([query], columns).items()}
 
 
-def image_query_vector(model: EmbeddingModel, image: Image.Image) -> np.ndarray:
+def image_query_vectors(model: EmbeddingModel, image: Image.Image) -> QueryVectors:
+    """Every photo signal's query vector for `image` (one backbone pass)."""
     from embeddings.registry import encoder_for
 
-    return encoder_for(model).encode_images([image])[0]
+    return {c: v[0] for c, v in encoder_for(model).encode_image_signals([image]).items()}
+
+
+def image_query_vector(model: EmbeddingModel, image: Image.Image) -> QueryVectors:
+    """The vectors a photo search needs, as stored with a query photo (catalog/query_image.py)."""
+    return image_query_vectors(model, image)
+
+
+def text_query_vector(model: EmbeddingModel, query: str) -> tuple[str, np.ndarray]:
+    """The column a plain text query searches first, and its vector (benchmarks use this)."""
+    signal = model_signals(model)["text_photo" if model.joint else "text_minilm"]
+    return signal.column, text_query_vectors(model, query, [signal.query])[signal.query]
 
 
 def composed_vector(image_vec: np.ndarray, text_vec: np.ndarray, weight: float) -> np.ndarray:
@@ -165,51 +243,93 @@ MAX_DEPTH = 1000  # the deepest any ranked list is read (HNSW ef_search tops out
 Ranking = list[tuple[int, float]]
 
 
-def _text_rankings(
-    model: EmbeddingModel | None, q: str, mode: str, depth: int, filters: Filters
+def signal_rankings(
+    model: EmbeddingModel | None,
+    names: Iterable[str],
+    depth: int,
+    filters: Filters = NO_FILTERS,
+    *,
+    q: str | None = None,
+    photo: QueryVectors | None = None,
 ) -> dict[str, Ranking]:
+    """The ranked list of each named signal for words `q` and/or a photo's query vectors."""
     from catalog.keyword import keyword_search
 
+    names = list(names)
     rankings: dict[str, Ranking] = {}
-    if mode in ("hybrid", "semantic"):
-        if model is None:
-            raise SearchUnavailable("no embedding model is active yet: ingest a catalogue first")
-        column, vector = text_query_vector(model, q)
-        rankings["semantic"] = vector_search(model, column, vector, depth, filters=filters)
-        if model.joint:
-            # The words also match the products' own texts in the joint space; fusing that
-            # list with the photo list measured +0.05 mAP@10 (docs/evaluation.md).
-            rankings["semantic_text"] = vector_search(model, "text_vec", vector, depth, filters=filters)
-    if mode in ("hybrid", "keyword"):
-        rankings["keyword"] = keyword_search(q, depth, filters)
+    if KEYWORD.name in names and q:
+        rankings[KEYWORD.name] = keyword_search(q, depth, filters)
+    vector_names = [n for n in names if n != KEYWORD.name]
+    if not vector_names:
+        return rankings
+    if model is None:
+        raise SearchUnavailable("no embedding model is active yet: ingest a catalogue first")
+    signals = model_signals(model)
+    unknown = [n for n in vector_names if n not in signals]
+    if unknown:
+        raise ValueError(f"model {model.name} has no signal {', '.join(unknown)}")
+    wanted = [signals[n] for n in vector_names]
+    vectors: QueryVectors = dict(photo or {})
+    if q:
+        vectors.update(text_query_vectors(model, q, [s.query for s in wanted if s.modality == "text"]))
+    for signal in wanted:
+        # Text queries yield text_* vectors, photos image_* ones: the names never overlap.
+        vector = vectors.get(signal.query)
+        if vector is not None:
+            rankings[signal.name] = vector_search(model, signal.column, vector, depth, filters=filters)
     return rankings
 
 
+def fuse(rankings: dict[str, Ranking], weights: dict[str, float] | None = None) -> list[tuple[int, float, dict]]:
+    """(product_id, score, {signal: its own score}) best first; one list keeps its own scores."""
+    from catalog.hybrid import rrf
+
+    if len(rankings) == 1:
+        name, ranking = next(iter(rankings.items()))
+        return [(pid, score, {name: score}) for pid, score in ranking]
+    return [(f.item, f.score, f.sources) for f in rrf(rankings, k=settings.SEARCH_RRF_K, weights=weights)]
+
+
+def _text_rankings(
+    model: EmbeddingModel | None, q: str, mode: str, depth: int, filters: Filters, only: Sequence[str] | None = None
+) -> tuple[dict[str, Ranking], dict[str, float]]:
+    if mode == "keyword":
+        weights = {KEYWORD.name: 1.0}
+    elif model is None:
+        raise SearchUnavailable("no embedding model is active yet: ingest a catalogue first")
+    else:
+        weights = fusion_weights(model, mode)
+    if only is not None:
+        weights = {n: weights.get(n, 1.0) for n in only}
+    return signal_rankings(model, weights, depth, filters, q=q), weights
+
+
 def _photo_rankings(
-    model: EmbeddingModel, image_vec: np.ndarray, q: str | None, mode: str, depth: int, filters: Filters
-) -> tuple[dict[str, Ranking], list[int] | None]:
-    """Rankings for a photo, alone or with words, and the items fusion may return."""
-    image_ranking = vector_search(model, "image_vec", image_vec, depth, filters=filters)
+    model: EmbeddingModel, photo: QueryVectors, q: str | None, mode: str, depth: int, filters: Filters
+) -> tuple[dict[str, Ranking], dict[str, float] | None, list[int] | None]:
+    """Rankings for a photo, alone or with words; their weights; the items fusion may return."""
+    photo_weights = fusion_weights(model, "photo")
+    photo_lists = signal_rankings(model, photo_weights, depth, filters, photo=photo)
     if not q:
-        return {"image": image_ranking}, None
-    if model.joint:
+        return photo_lists, photo_weights, None
+    image_ranking = [(pid, score) for pid, score, _ in fuse(photo_lists, photo_weights)]
+    if model.joint and "image_vec" in photo:
         # One query in the joint space; keyword matches of the words join in by RRF.
-        _, text_vec = text_query_vector(model, q)
+        text_vec = text_query_vectors(model, q, ["text_vec"])["text_vec"]
         rankings: dict[str, Ranking] = {}
         if mode in ("hybrid", "semantic"):
-            vec = composed_vector(image_vec, text_vec, settings.SEARCH_COMPOSE_TEXT_WEIGHT)
+            vec = composed_vector(photo["image_vec"], text_vec, settings.SEARCH_COMPOSE_TEXT_WEIGHT)
             rankings["composed"] = vector_search(model, "image_vec", vec, depth, filters=filters)
         if mode == "keyword":
             rankings["image"] = image_ranking
         if mode in ("hybrid", "keyword"):
-            from catalog.keyword import keyword_search
-
-            rankings["keyword"] = keyword_search(q, depth, filters)
-        return rankings, None
+            rankings.update(signal_rankings(model, [KEYWORD.name], depth, filters, q=q))
+        return rankings, None, None
     # Baseline: photo and words live in different spaces. Keep the photo's neighbours and
     # re-rank them by RRF with the words' own (semantic/keyword) rankings.
-    rankings = {"image": image_ranking, **_text_rankings(model, q, mode, MAX_DEPTH, filters)}
-    return rankings, [pid for pid, _ in image_ranking]
+    text_lists, _ = _text_rankings(model, q, mode, MAX_DEPTH, filters)
+    rankings = {"image": image_ranking, **text_lists}
+    return rankings, {"image": float(len(rankings) - 1)}, [pid for pid, _ in image_ranking]
 
 
 def _price_order(candidates: list[Hit], descending: bool) -> list[Hit]:
@@ -230,7 +350,9 @@ def search(
     offset: int = 0,
     sort: str = "relevance",
     min_score: float | None = None,
-    image_vector: np.ndarray | None = None,
+    image_vector: QueryVectors | None = None,
+    model: EmbeddingModel | None = None,
+    signals: Sequence[str] | None = None,
 ) -> SearchResult:
     """Search by words, a photo, or both; one page of hits, best first.
 
@@ -239,10 +361,11 @@ def search(
     rank (catalog/hybrid.py). A photo alone ranks by image similarity whatever the mode.
     Each list is read SEARCH_CANDIDATES deep (deeper for deep relevance pages, up to
     1,000); ``min_score`` drops candidates below it, and a price ``sort`` re-orders those
-    candidates by price. ``image_vector`` replaces ``image`` with a stored query vector.
+    candidates by price. ``image_vector`` replaces ``image`` with its stored query vectors.
+    ``model`` searches another model's vectors than the active one's (the activation gate
+    does); ``signals`` restricts a text search to the named signals (e.g. ["text_photo"]:
+    the words against the photos alone, as if the products had no texts).
     """
-    from catalog.hybrid import rrf
-
     started = time.perf_counter()
     mode = mode or settings.SEARCH_DEFAULT_MODE
     if mode not in MODES:
@@ -261,23 +384,23 @@ def search(
         depth = max(depth, offset + k + 1)  # +1: is there a next page?
     depth = min(depth, MAX_DEPTH)
 
-    model = EmbeddingModel.active()
+    model = model or EmbeddingModel.active()
     restrict: list[int] | None = None
     if has_photo:
         if model is None:
             raise SearchUnavailable("no embedding model is active yet: ingest a catalogue first")
-        vec = image_vector if image_vector is not None else image_query_vector(model, image)  # type: ignore[arg-type]
-        rankings, restrict = _photo_rankings(model, vec, q, mode, depth, filters)
+        vectors = image_vector if image_vector is not None else image_query_vectors(model, image)  # type: ignore[arg-type]
+        rankings, weights, restrict = _photo_rankings(model, vectors, q, mode, depth, filters)
     else:
-        rankings = _text_rankings(model, q or "", mode, depth, filters)
+        rankings, weights = _text_rankings(model, q or "", mode, depth, filters, signals)
 
-    if len(rankings) == 1:
-        name, ranking = next(iter(rankings.items()))
-        scored = [(pid, score, {name: score}) for pid, score in ranking]
-    else:
-        weights = {"image": float(len(rankings) - 1)} if restrict is not None else None
+    if restrict is not None:
+        from catalog.hybrid import rrf
+
         fused = rrf(rankings, k=settings.SEARCH_RRF_K, weights=weights, restrict_to=restrict)
         scored = [(f.item, f.score, f.sources) for f in fused]
+    else:
+        scored = fuse(rankings, weights)
     if min_score is not None:
         scored = [s for s in scored if s[1] >= min_score]
     scored = scored[:depth]

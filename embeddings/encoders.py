@@ -49,7 +49,7 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 
 class Encoder:
-    """Base encoder; subclasses provide ``_image_forward`` and ``_text_forward``."""
+    """Base encoder; subclasses provide ``_image_signals`` and ``_text_signals``."""
 
     name: str
     joint: bool  # True when image and text vectors share one space
@@ -80,29 +80,57 @@ class Encoder:
             module = torch.compile(module)  # type: ignore[assignment]
         return module
 
-    def _image_forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    # Subclasses map a batch to {stored column: tensor}; only the columns asked for are computed.
+    image_columns: tuple[str, ...] = ("image_vec",)
+    text_columns: tuple[str, ...] = ("text_vec",)
+
+    def _image_signals(self, pixels: torch.Tensor, columns: Sequence[str]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def _text_forward(self, texts: Sequence[str]) -> torch.Tensor:
+    def _text_signals(self, texts: Sequence[str], columns: Sequence[str]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """(N, image_dim) float32, L2-normalised."""
-        out = [np.zeros((0, self.image_dim), np.float32)]
+    def column_dims(self) -> dict[str, int]:
+        return {"image_vec": self.image_dim, "text_vec": self.text_dim}
+
+    def encode_image_signals(
+        self, images: Sequence[Image.Image], columns: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every image signal this model stores (or ``columns`` of them): column -> (N, dim), L2-normalised.
+
+        One backbone pass per batch serves all of them.
+        """
+        columns = tuple(columns or self.image_columns)
+        dims = self.column_dims()
+        parts: dict[str, list[np.ndarray]] = {c: [np.zeros((0, dims[c]), np.float32)] for c in columns}
         for s in range(0, len(images), self.batch_size):
             x = to_model_input(images[s : s + self.batch_size], self.image_size, self.mean, self.std)
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
             with self._lock, torch.inference_mode(), autocast(self.device, self.bf16):
-                out.append(self._image_forward(x).float().cpu().numpy())
-        return _l2(np.concatenate(out))
+                out = self._image_signals(x, columns)
+            for c in columns:
+                parts[c].append(out[c].float().cpu().numpy())
+        return {c: _l2(np.concatenate(p)) for c, p in parts.items()}
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(N, text_dim) float32, L2-normalised."""
-        out = [np.zeros((0, self.text_dim), np.float32)]
+    def encode_text_signals(self, texts: Sequence[str], columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Every text signal this model stores (or ``columns`` of them): column -> (N, dim), L2-normalised."""
+        columns = tuple(columns or self.text_columns)
+        dims = self.column_dims()
+        parts: dict[str, list[np.ndarray]] = {c: [np.zeros((0, dims[c]), np.float32)] for c in columns}
         for s in range(0, len(texts), self.batch_size):
             with self._lock, torch.inference_mode(), autocast(self.device, self.text_bf16):
-                out.append(self._text_forward(list(texts[s : s + self.batch_size])).float().cpu().numpy())
-        return _l2(np.concatenate(out))
+                out = self._text_signals(list(texts[s : s + self.batch_size]), columns)
+            for c in columns:
+                parts[c].append(out[c].float().cpu().numpy())
+        return {c: _l2(np.concatenate(p)) for c, p in parts.items()}
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(N, image_dim) float32, L2-normalised: the vectors stored as image_vec."""
+        return self.encode_image_signals(images, ("image_vec",))["image_vec"]
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, text_dim) float32, L2-normalised: the vectors stored as text_vec."""
+        return self.encode_text_signals(texts, ("text_vec",))["text_vec"]
 
 
 class BaselineEncoder(Encoder):
@@ -128,12 +156,12 @@ class BaselineEncoder(Encoder):
         self.name = f"baseline-{self.backbone}-minilm"
         self.text_kind = "minilm"
 
-    def _image_forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.image_model(pixels)
+    def _image_signals(self, pixels: torch.Tensor, columns: Sequence[str]) -> dict[str, torch.Tensor]:
+        return {"image_vec": self.image_model(pixels)}
 
-    def _text_forward(self, texts: Sequence[str]) -> torch.Tensor:
+    def _text_signals(self, texts: Sequence[str], columns: Sequence[str]) -> dict[str, torch.Tensor]:
         batch = self.minilm.tokenize(texts)
-        return self.text_model(**{k: v.to(self.device) for k, v in batch.items()})
+        return {"text_vec": self.text_model(**{k: v.to(self.device) for k, v in batch.items()})}
 
 
 class CheckpointEncoder(Encoder):
@@ -162,8 +190,18 @@ class CheckpointEncoder(Encoder):
             raise ValueError(f"{path}: text tower mismatch ({unexpected[:3]}, {missing[:3]})")
 
         self.text_tower: GRUTextTower | MiniLMTextTower = text_tower
-        self.image_model = self._prepare(image_tower, image=True)
+        assert image_tower.backbone is not None
+        # Backbone and head run separately: the backbone's pooled features are a signal too.
+        self.backbone_model = self._prepare(image_tower.backbone, image=True)
+        self.head_model = self._prepare(image_tower.head, image=False)
         self.text_model = self._prepare(text_tower, image=False)
+        # The pretrained sentence vectors: the MiniLM tower's own, else a MiniLM loaded beside the GRU.
+        self.minilm = text_tower.minilm if isinstance(text_tower, MiniLMTextTower) else MiniLM()
+        self.minilm_model = (
+            self.minilm if isinstance(text_tower, MiniLMTextTower) else self._prepare(self.minilm, image=False)
+        )
+        self.image_feat_dim = image_tower.feat_dim
+        self.text_feat_dim = MINILM_DIM
         spec = backbone_spec(image_cfg.backbone)
         self.image_size, self.mean, self.std = image_cfg.image_size, spec.mean, spec.std
         self.image_dim = self.text_dim = image_cfg.embed_dim
@@ -172,12 +210,28 @@ class CheckpointEncoder(Encoder):
         self.name = f"{Path(path).stem}-{self.backbone}-{text_cfg.kind}"
         self.text_kind = text_cfg.kind
 
-    def _image_forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.image_model(pixels)
+    image_columns = ("image_vec", "image_feat")
+    text_columns = ("text_vec", "text_feat")
 
-    def _text_forward(self, texts: Sequence[str]) -> torch.Tensor:
-        batch = self.text_tower.tokenize(texts)
-        return self.text_model(**{k: v.to(self.device) for k, v in batch.items()})
+    def column_dims(self) -> dict[str, int]:
+        return {**super().column_dims(), "image_feat": self.image_feat_dim, "text_feat": self.text_feat_dim}
+
+    def _image_signals(self, pixels: torch.Tensor, columns: Sequence[str]) -> dict[str, torch.Tensor]:
+        features = self.backbone_model(pixels)
+        out = {"image_feat": features}
+        if "image_vec" in columns:
+            out["image_vec"] = self.head_model(features)
+        return out
+
+    def _text_signals(self, texts: Sequence[str], columns: Sequence[str]) -> dict[str, torch.Tensor]:
+        out = {}
+        if "text_vec" in columns:
+            batch = self.text_tower.tokenize(texts)
+            out["text_vec"] = self.text_model(**{k: v.to(self.device) for k, v in batch.items()})
+        if "text_feat" in columns:
+            batch = self.minilm.tokenize(texts)
+            out["text_feat"] = self.minilm_model(**{k: v.to(self.device) for k, v in batch.items()})
+        return out
 
 
 _cache: dict[tuple[str, str], Encoder] = {}

@@ -14,6 +14,7 @@ class EmbeddingModel(models.Model):
     class Status(models.TextChoices):
         READY = "ready"
         ACTIVATING = "activating"  # re-embedding the catalogue; search still on the old model
+        EVALUATING = "evaluating"  # vectors complete; the gate compares it with the active model
         ACTIVE = "active"
         RETIRED = "retired"
         FAILED = "failed"
@@ -25,6 +26,16 @@ class EmbeddingModel(models.Model):
     text_tower = models.CharField(max_length=60)
     image_dim = models.PositiveIntegerField()
     text_dim = models.PositiveIntegerField()
+    # A joint model also stores the pretrained signals beside its joint vectors (backbone
+    # features, MiniLM sentence vectors) so search can fuse them; 0 = not stored.
+    image_feat_dim = models.PositiveIntegerField(default=0)
+    text_feat_dim = models.PositiveIntegerField(default=0)
+    # Fusion weights per search kind ({"hybrid": {signal: weight}, "semantic": ..., "photo": ...}),
+    # fitted on held-out queries of the catalogue (catalog/gate.py); {} = equal weights.
+    fusion = models.JSONField(default=dict, blank=True)
+    # The activation gate: {"required": bool, "decision": "pending"|"activated"|"rejected"|"skipped",
+    # "reason": str, "kinds": [{kind, metric, candidate, incumbent, diff, noise, verdict}, ...]}.
+    gate = models.JSONField(default=dict, blank=True)
     training_data = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     notes = models.TextField(blank=True)  # e.g. why ResNet50 was replaced by a fallback
@@ -58,6 +69,19 @@ class EmbeddingModel(models.Model):
     def vector_count(self) -> int:
         return self.vectors.count()
 
+    def column_dims(self) -> dict[str, int]:
+        """Stored vector column -> its dimension under this model."""
+        dims = {"image_vec": self.image_dim, "text_vec": self.text_dim}
+        if self.image_feat_dim:
+            dims["image_feat"] = self.image_feat_dim
+        if self.text_feat_dim:
+            dims["text_feat"] = self.text_feat_dim
+        return dims
+
+    @property
+    def gate_rejected(self) -> bool:
+        return (self.gate or {}).get("decision") == "rejected"
+
 
 class ProductVector(models.Model):
     """A product's image and text vectors under one model; rows of two models never mix."""
@@ -68,6 +92,10 @@ class ProductVector(models.Model):
     # cast expression (see embeddings/vector_index.py).
     image_vec = VectorField()
     text_vec = VectorField()
+    # Pretrained signals of a joint model (EmbeddingModel.image_feat_dim/text_feat_dim);
+    # NULL for the baseline, whose image_vec/text_vec already are those signals.
+    image_feat = VectorField(null=True)
+    text_feat = VectorField(null=True)
     content_hash = models.CharField(max_length=64)  # Product.content_hash it was computed from
     # Copies of the product's filterable fields, so a filtered HNSW scan (iterative_scan)
     # can filter inside the index scan instead of after a join. Rewritten on every change,

@@ -13,12 +13,18 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.dispatch import Signal
 
 from embeddings.encoders import Encoder, load_encoder
 from embeddings.models import EmbeddingModel, ProductVector, atomic_switch
 from embeddings.vector_index import create_indexes, drop_indexes
 
 logger = logging.getLogger(__name__)
+
+# Sent when a gated model's vectors are complete (status EVALUATING). catalog/gate.py measures
+# it against the active model through the real search pipeline and calls complete_gate();
+# a signal keeps this layer from importing the catalogue's search code.
+model_ready_for_gate = Signal()
 
 
 def encoder_for(model: EmbeddingModel) -> Encoder:
@@ -46,11 +52,13 @@ def _register(name: str, kind: str, spec: dict, **fields: object) -> EmbeddingMo
             text_tower=str(spec.get("text", fields.pop("text_tower", "gru"))),
             image_dim=encoder.image_dim,
             text_dim=encoder.text_dim,
+            image_feat_dim=encoder.column_dims().get("image_feat", 0),
+            text_feat_dim=encoder.column_dims().get("text_feat", 0),
             notes=notes,
             **fields,
         ),
     )
-    create_indexes(model.pk, model.image_dim, model.text_dim)
+    create_indexes(model.pk, model.column_dims())
     return model
 
 
@@ -97,17 +105,23 @@ def ensure_active_model() -> EmbeddingModel:
 
 
 def target_models() -> list[EmbeddingModel]:
-    """Models new or changed products must be embedded with: the active one and any activating."""
+    """Models new or changed products must be embedded with: the active one and any on its way."""
     ensure_active_model()
     return list(
         EmbeddingModel.objects.filter(
-            status__in=[EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING]
+            status__in=[
+                EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING, EmbeddingModel.Status.EVALUATING
+            ]
         )
     )
 
 
-def start_activation(model: EmbeddingModel) -> None:
-    """Begin re-embedding the catalogue with `model`; search stays on the current model."""
+def start_activation(model: EmbeddingModel, gate: bool = False) -> None:
+    """Begin re-embedding the catalogue with `model`; search stays on the current model.
+
+    With ``gate``, the model becomes active only if the activation gate (a receiver of
+    ``model_ready_for_gate``, catalog/gate.py) finds it no worse than the active model.
+    """
     from embeddings.dispatch import queue_missing
 
     if model.status == EmbeddingModel.Status.ACTIVE:
@@ -116,9 +130,10 @@ def start_activation(model: EmbeddingModel) -> None:
         atomic_switch(model)
         queue_missing(model)
         return
-    create_indexes(model.pk, model.image_dim, model.text_dim)
+    create_indexes(model.pk, model.column_dims())
     model.status = EmbeddingModel.Status.ACTIVATING
-    model.save(update_fields=["status"])
+    model.gate = {"required": True, "decision": "pending"} if gate else {**(model.gate or {}), "required": False}
+    model.save(update_fields=["status", "gate"])
     if queue_missing(model) == 0:
         finish_activation_if_complete(model.pk)
 
@@ -134,16 +149,59 @@ def missing_count(model: EmbeddingModel) -> int:
 
 
 def finish_activation_if_complete(model_id: int) -> bool:
-    """Switch to an ACTIVATING model once every product has a current vector under it."""
+    """Once every product has a current vector under an ACTIVATING model: switch to it,
+    or, when its activation is gated, hand it to the gate (which ends in ``complete_gate``)."""
     with transaction.atomic():
         model = EmbeddingModel.objects.select_for_update().get(pk=model_id)
         if model.status != EmbeddingModel.Status.ACTIVATING or missing_count(model) > 0:
             return False
-        old = atomic_switch(model)
+        gated = bool((model.gate or {}).get("required"))
+        if gated:
+            # Claimed under the row lock: exactly one task runs the gate.
+            model.status = EmbeddingModel.Status.EVALUATING
+            model.save(update_fields=["status"])
+        else:
+            old = atomic_switch(model)
+    if gated:
+        logger.info("vectors of %s complete; running the activation gate", model.name)
+        receivers = model_ready_for_gate.send(sender=EmbeddingModel, model=model)
+        if not receivers:
+            complete_gate(model, {"decision": "activated", "reason": "no gate installed"})
+        return True
     if old is not None:
         retire(old)
     logger.info("activated embedding model %s", model.name)
     return True
+
+
+def complete_gate(model: EmbeddingModel, report: dict) -> bool:
+    """Record the gate's report; activate the model if it passed, else drop its vectors.
+
+    A refused model stays registered (status READY) with the report, so an admin can still
+    activate it after a warning (an ungated activation re-embeds the catalogue).
+    """
+    report = {**report, "required": True}
+    with transaction.atomic():
+        model = EmbeddingModel.objects.select_for_update().get(pk=model.pk)
+        if model.status != EmbeddingModel.Status.EVALUATING:
+            return False
+        model.gate = report
+        if report.get("decision") == "activated":
+            model.save(update_fields=["gate"])
+            old = atomic_switch(model)
+        else:
+            model.status = EmbeddingModel.Status.READY
+            model.save(update_fields=["gate", "status"])
+            old = None
+    if report.get("decision") == "activated":
+        if old is not None:
+            retire(old)
+        logger.info("gate passed: activated embedding model %s", model.name)
+        return True
+    drop_indexes(model.pk)
+    ProductVector.objects.filter(model=model).delete()
+    logger.warning("gate refused embedding model %s: %s", model.name, report.get("reason"))
+    return False
 
 
 def retire(model: EmbeddingModel) -> None:

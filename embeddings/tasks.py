@@ -32,21 +32,24 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
         with default_storage.open(product.image.name, "rb") as handle:
             images.append(open_image(handle.read()))
     encoder = encoder_for(model)
-    image_vecs = encoder.encode_images(images)
-    text_vecs = encoder.encode_texts([p.text_for_embedding for p in products])
+    # Every signal the model stores: its own vectors and, for a joint model, the pretrained ones.
+    signals = {
+        **encoder.encode_image_signals(images),
+        **encoder.encode_text_signals([p.text_for_embedding for p in products]),
+    }
     rows = [
         ProductVector(
-            product=p, model=model, image_vec=iv.tolist(), text_vec=tv.tolist(), content_hash=p.content_hash,
-            category=p.category, price=p.price,
+            product=p, model=model, content_hash=p.content_hash, category=p.category, price=p.price,
+            **{column: vectors[i].tolist() for column, vectors in signals.items()},
         )
-        for p, iv, tv in zip(products, image_vecs, text_vecs, strict=True)
+        for i, p in enumerate(products)
     ]
     # Idempotent: a redelivered batch overwrites the same rows with the same values.
     ProductVector.objects.bulk_create(
         rows,
         update_conflicts=True,
         unique_fields=["product", "model"],
-        update_fields=["image_vec", "text_vec", "content_hash", "category", "price", "updated_at"],
+        update_fields=[*signals, "content_hash", "category", "price", "updated_at"],
     )
     return len(rows)
 

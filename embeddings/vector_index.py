@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.db import connection
 
 TABLE = "embeddings_productvector"
-COLUMNS = ("image_vec", "text_vec")
+COLUMNS = ("image_vec", "text_vec", "image_feat", "text_feat")
 
 
 def vector_type(dim: int) -> str:
@@ -36,13 +36,14 @@ def index_name(column: str, model_id: int) -> str:
     return f"pv_{column}_m{model_id}_hnsw"
 
 
-def create_indexes(model_id: int, image_dim: int, text_dim: int) -> None:
+def create_indexes(model_id: int, column_dims: dict[str, int]) -> None:
+    """One partial HNSW index per stored column of the model (EmbeddingModel.column_dims())."""
     ops = {"vector": "vector_cosine_ops", "halfvec": "halfvec_cosine_ops"}
     with connection.cursor() as cursor:
         # Inside a transaction that already wrote vectors, deferred FK checks must run
         # first: Postgres refuses CREATE INDEX on a table with pending trigger events.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        for column, dim in (("image_vec", image_dim), ("text_vec", text_dim)):
+        for column, dim in column_dims.items():
             opclass = ops[vector_type(dim).split("(")[0]]
             cursor.execute(
                 f"CREATE INDEX IF NOT EXISTS {index_name(column, model_id)} ON {TABLE} "

@@ -38,7 +38,7 @@ def test_text_search_answers_the_contract_in_rank_order(catalogue, db, client):
     for result in body["results"]:
         assert SHAPE <= set(result)
         assert result["image_url"].startswith("http://testserver/media/")
-        assert set(result["sources"]) <= {"semantic", "semantic_text", "keyword"}
+        assert set(result["sources"]) <= {"text_photo", "text_joint", "text_minilm", "keyword"}
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
     assert body["mode"] == settings.SEARCH_DEFAULT_MODE and body["page"] == 1 and body["has_next"] is True

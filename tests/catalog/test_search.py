@@ -69,8 +69,8 @@ def test_modes_all_answer_and_say_which(catalogue, db):
 
 def test_hybrid_fuses_both_lists(catalogue, db):
     result = search("dark trousers", mode="hybrid", k=10)
-    assert all(set(h.sources) <= {"semantic", "keyword"} for h in result.hits)
-    assert any(set(h.sources) == {"semantic", "keyword"} for h in result.hits)
+    assert all(set(h.sources) <= {"text_minilm", "keyword"} for h in result.hits)
+    assert any(set(h.sources) == {"text_minilm", "keyword"} for h in result.hits)
     assert 0 < result.hits[-1].score <= result.hits[0].score <= 1.0
 
 
@@ -84,7 +84,7 @@ def test_words_not_in_the_catalogue_still_find_by_meaning(catalogue, db):
     assert search("zzyzx qwerty", mode="keyword").hits == []
     result = search("zzyzx qwerty", mode="hybrid", k=5)
     assert len(result.hits) == 5
-    assert all(set(h.sources) == {"semantic"} for h in result.hits)
+    assert all(set(h.sources) == {"text_minilm"} for h in result.hits)
 
 
 def test_keyword_ranks_all_words_above_some_words(catalogue, db):
@@ -173,7 +173,7 @@ def test_photo_search_finds_the_product_itself(catalogue, db):
     result = search(image=image, k=5)
     assert result.hits[0].product.sku == "SM-010"
     assert result.hits[0].score == pytest.approx(1.0, abs=1e-3)
-    assert set(result.hits[0].sources) == {"image"}
+    assert set(result.hits[0].sources) == {"photo_pretrained"}
     assert skus(search_by_image(image, k=5)) == skus(result)
 
 
@@ -247,7 +247,7 @@ def random_model(db):
     )
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # deferred FK checks block CREATE INDEX
-    create_indexes(model.pk, DIM, DIM)
+    create_indexes(model.pk, model.column_dims())
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE embeddings_productvector")
     query = rng.normal(size=DIM).astype(np.float32)
