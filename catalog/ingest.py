@@ -4,32 +4,45 @@ The file is streamed in chunks of rows, never held whole. Each row is validated 
 own: a bad row is recorded with its row number and reason and the good rows still land.
 A row only ever replaces a product once it is fully valid, so nothing stored before is
 lost. Rows identical to what is stored are counted "unchanged" and not re-embedded.
+
+Catalogues come as spreadsheets export them: UTF-8 with or without a BOM, UTF-16 with a
+BOM, or Windows-1252 (read as such, with a note); `,`, `;`, tab or `|` between fields
+(picked from the header line); quoted fields with newlines. A first pass (`scan_csv`)
+checks the encoding and header, counts the rows and finds skus given more than once: the
+last row with a sku wins and the earlier ones are reported. Every data row ends counted
+as exactly one of created, updated, unchanged, failed or duplicate.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
 import re
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.fetch import FetchError, is_url, read_local, read_url
 from catalog.images import sha256, store_product_image
-from catalog.models import ImportJob, Product
+from catalog.models import SKU_MAX_LENGTH, ImportJob, Product
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("sku", "title", "description", "category", "price", "image")
 CHUNK_ROWS = 200
-SKU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$")
+DELIMITERS = (",", ";", "\t", "|")  # tried on the header line; ties go to the first
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+# C0/C1 control characters, and the line/paragraph separators; tab and newlines are allowed
+# in descriptions only. NUL can never be stored (Postgres text refuses it).
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_PRICE = Decimal("9999999999.99")
 # csv's default field limit is 128 KiB; descriptions longer than this are bad rows anyway.
 csv.field_size_limit(1024 * 1024)
@@ -39,6 +52,25 @@ Progress = Callable[[ImportJob], None]
 
 class ImportFileError(ValueError):
     """The file as a whole cannot be imported (wrong header, not a CSV, bad ZIP)."""
+
+
+@dataclass
+class CsvFormat:
+    """How a catalogue CSV is written, as found by `sniff_csv`."""
+
+    encoding: str  # a Python codec name
+    delimiter: str
+    columns: list[str]  # the header, normalised (stripped, lower case)
+    notes: list[str] = field(default_factory=list)  # whole-file warnings
+
+
+@dataclass
+class CsvScan:
+    """What a first pass over the rows found (see `scan_csv`)."""
+
+    format: CsvFormat
+    total_rows: int
+    last_row: dict[str, int]  # sku -> the last row that has it, for skus given more than once
 
 
 @dataclass
@@ -52,6 +84,23 @@ class Row:
     image: str
 
 
+_THOUSANDS_COMMAS = re.compile(r"-?\d{1,3}(,\d{3})+")
+
+
+def parse_price(text: str) -> Decimal:
+    """"1234.5", "1,234.50", "1.234,50", "12,50" (a decimal comma, as `;`-separated files from
+    European spreadsheets write it). Raises InvalidOperation for anything else."""
+    text = text.replace(" ", "").replace("\u00a0", "").replace("\u202f", "")
+    if "," in text and "." in text:
+        # whichever comes last is the decimal point
+        text = text.replace(".", "").replace(",", ".") if text.rfind(",") > text.rfind(".") else text.replace(",", "")
+    elif "," in text:
+        text = text.replace(",", "") if _THOUSANDS_COMMAS.fullmatch(text) else text.replace(",", ".")
+    if len(text) > 40:  # Decimal would parse "1e999999999"; no price needs this many characters
+        raise InvalidOperation(text)
+    return Decimal(text)
+
+
 def parse_row(number: int, raw: dict) -> Row:
     """Validate one CSV record; raise ValueError naming every problem found."""
     if None in raw:
@@ -63,25 +112,34 @@ def parse_row(number: int, raw: dict) -> Row:
     problems = []
     if not values["sku"]:
         problems.append("sku is empty")
-    elif not SKU_RE.match(values["sku"]):
-        problems.append(f"sku {values['sku'][:70]!r} has characters other than letters, digits, . _ - / or is over 64 long")
-    for field, limit in (("title", 300), ("category", 120)):
-        if not values[field]:
-            problems.append(f"{field} is empty")
-        elif len(values[field]) > limit:
-            problems.append(f"{field} is longer than {limit} characters")
+    elif CONTROL_RE.search(values["sku"]):
+        bad = CONTROL_RE.search(values["sku"]).group()  # type: ignore[union-attr]
+        problems.append(f"sku {values['sku'][:70]!r} contains a control character (U+{ord(bad):04X})")
+    elif len(values["sku"]) > SKU_MAX_LENGTH:
+        problems.append(f"sku is longer than {SKU_MAX_LENGTH} characters ({len(values['sku'])})")
+    for name, limit in (("title", 300), ("category", 120)):
+        if not values[name]:
+            problems.append(f"{name} is empty")
+        elif len(values[name]) > limit:
+            problems.append(f"{name} is longer than {limit} characters")
+        elif CONTROL_RE.search(values[name]):
+            problems.append(f"{name} contains a control character or line break")
     if len(values["description"]) > 20_000:
         problems.append("description is longer than 20,000 characters")
+    elif TEXT_CONTROL_RE.search(values["description"]):
+        problems.append("description contains a control character")
+    if CONTROL_RE.search(values["image"]):
+        problems.append("image contains a control character")
     price = None
     try:
-        price = Decimal(values["price"].replace(",", "")) if values["price"] else None
+        price = parse_price(values["price"]) if values["price"] else None
         if price is None:
             problems.append("price is empty")
         elif not price.is_finite() or price < 0 or price > MAX_PRICE:
             problems.append(f"price {values['price']!r} must be a number from 0 to {MAX_PRICE}")
         else:
             price = price.quantize(Decimal("0.01"))
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         problems.append(f"price {values['price'][:30]!r} is not a number")
     if not values["image"]:
         problems.append("image is empty")
@@ -101,37 +159,171 @@ def read_image_bytes(ref: str, base_dir: Path) -> bytes:
     return read_local(ref, base_dir, settings.MAX_IMAGE_BYTES)
 
 
-def open_csv(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (data row number, record); raise ImportFileError for a bad header."""
-    with open(path, newline="", encoding="utf-8-sig", errors="strict") as handle:
-        reader = csv.DictReader(handle)
+def _check_encoding(path: Path) -> tuple[str, list[str]]:
+    """Return (codec, notes): the file's encoding, or ImportFileError naming the problem.
+
+    Reads the whole file once, in blocks, so a bad byte on the last line is found before
+    any row is stored."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32", []
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", []  # Excel's "Unicode text" export
+    offset = line = 0  # of `data` below in the file, and newlines before it
+    pending = b""  # an incomplete UTF-8 sequence carried to the next block
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(1 << 20)
+            if b"\0" in block:
+                at = offset + len(pending) + block.index(b"\0")
+                raise ImportFileError(
+                    f"{path.name} has a NUL byte at byte {at:,}: it is a binary file (or UTF-16 without "
+                    "a BOM), not a CSV. Save it as \"CSV UTF-8\" and upload that."
+                )
+            data = pending + block
+            try:
+                _, consumed = codecs.utf_8_decode(data, "strict", not block)
+            except UnicodeDecodeError as exc:
+                line += data[: exc.start].count(b"\n")
+                return _fallback_encoding(path, offset + exc.start, line + 1)
+            line += data[:consumed].count(b"\n")
+            offset += consumed
+            pending = data[consumed:]
+            if not block:
+                return "utf-8-sig", []  # a UTF-8 BOM, if any, is dropped
+
+
+def _fallback_encoding(path: Path, bad_offset: int, bad_line: int) -> tuple[str, list[str]]:
+    with open(path, "rb") as handle:
+        handle.seek(bad_offset)
+        bad_byte = handle.read(1)
+    where = f"byte 0x{bad_byte.hex()} on line {bad_line}, at byte {bad_offset:,},"
+    try:
+        with open(path, encoding="cp1252", errors="strict", newline="") as handle:
+            while handle.read(1 << 20):
+                pass
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(
+            f"{path.name} is not UTF-8 text ({where} is not valid UTF-8) nor Windows-1252 "
+            f"({exc.reason}). Save it as \"CSV UTF-8\" and upload that."
+        ) from exc
+    return "cp1252", [
+        f"{path.name} is not UTF-8 ({where} is not valid UTF-8): it was read as Windows-1252 "
+        "(cp1252, \"ANSI\"). If accented letters look wrong, save it as \"CSV UTF-8\" and import it again."
+    ]
+
+
+def _normalise_header(name: str) -> str:
+    return name.strip().strip("\ufeff").strip().lower()
+
+
+def sniff_csv(path: Path) -> CsvFormat:
+    """Find a catalogue CSV's encoding, delimiter and columns; ImportFileError if unusable."""
+    encoding, notes = _check_encoding(path)
+    with open(path, encoding=encoding, errors="strict", newline="") as handle:
+        # The header never has quoted newlines worth keeping, but read it as csv would.
+        first_line = handle.readline(64 * 1024)
+    best: tuple[int, str, list[str]] = (0, ",", [])
+    for delimiter in DELIMITERS:
         try:
-            header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(f"{path.name} is not UTF-8 text: {exc}") from exc
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise ImportFileError(
-                f"{path.name}: header must have columns {','.join(COLUMNS)}; missing {', '.join(missing)}"
-            )
-        reader.fieldnames = header
+            header = next(csv.reader([first_line], delimiter=delimiter), [])
+        except csv.Error:
+            continue
+        names = [_normalise_header(h) for h in header]
+        known = len(set(names) & set(COLUMNS))
+        if known > best[0]:
+            best = (known, delimiter, names)
+    known, delimiter, names = best
+    if not first_line.strip():
+        raise ImportFileError(f"{path.name} is empty: the first line must be the header {','.join(COLUMNS)}")
+    if known == 0:
+        raise ImportFileError(
+            f"{path.name}: the first line must be a header naming the columns {','.join(COLUMNS)} "
+            f"(separated by commas, semicolons or tabs); found {first_line.strip()[:120]!r}"
+        )
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        raise ImportFileError(
+            f"{path.name}: header must have columns {','.join(COLUMNS)}; missing {', '.join(missing)}"
+            f" (the header was read as {DELIMITER_NAMES[delimiter]}-separated)"
+        )
+    repeated = sorted({n for n in names if n in COLUMNS and names.count(n) > 1})
+    if repeated:
+        raise ImportFileError(f"{path.name}: column(s) {', '.join(repeated)} appear more than once in the header")
+    extra = [n if n else f"(unnamed column {i + 1})" for i, n in enumerate(names) if n not in COLUMNS]
+    # A trailing delimiter on the header is an empty last column, not worth a note.
+    while extra and extra[-1] == f"(unnamed column {len(names)})" and not names[-1]:
+        extra.pop()
+        names = names[:-1]
+    if extra:
+        notes.append(f"ignored {len(extra)} column(s) Vitrine does not use: {', '.join(e[:60] for e in extra[:20])}"
+                     + (" …" if len(extra) > 20 else ""))
+    return CsvFormat(encoding, delimiter, names, notes)
+
+
+def open_csv(path: Path, fmt: CsvFormat | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (data row number, record); raise ImportFileError for a file that cannot be read.
+
+    A record maps each column to its value (None when the row is short; the key None
+    holds non-empty cells beyond the header) or is {"__error__": why} for an unreadable
+    row. Blank lines are skipped and not numbered."""
+    fmt = fmt or sniff_csv(path)
+    width = len(fmt.columns)
+    with open(path, encoding=fmt.encoding, errors="strict", newline="") as handle:
+        reader = csv.reader(handle, delimiter=fmt.delimiter)
+        try:
+            next(reader)  # the header, already read by sniff_csv
+        except (StopIteration, csv.Error):
+            return
         number = 0
         while True:
+            first_line = reader.line_num + 1
             try:
-                raw = next(reader)
+                cells = next(reader)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
+            except csv.Error as exc:
                 number += 1
-                yield number, {"__error__": f"unreadable CSV row: {exc}"}
+                yield number, {"__error__": f"unreadable CSV row (line {first_line} of the file): {exc}"}
+                continue
+            except UnicodeDecodeError as exc:  # sniff_csv read it all; only if the file changed since
+                raise ImportFileError(f"{path.name} changed while it was read: {exc}") from exc
+            if not cells:
                 continue
             number += 1
+            raw: dict = {name: (cells[i] if i < len(cells) else None) for i, name in enumerate(fmt.columns)}
+            overflow = [c for c in cells[width:] if c.strip()]
+            if overflow:
+                raw[None] = cells[width:]
+            if reader.line_num > first_line:
+                raw["__lines__"] = (first_line, reader.line_num)
             yield number, raw
+
+
+def scan_csv(path: Path) -> CsvScan:
+    """First pass: format, number of rows, and the last row of every sku that repeats."""
+    fmt = sniff_csv(path)
+    total = 0
+    last: dict[str, int] = {}
+    repeats: set[str] = set()
+    for number, raw in open_csv(path, fmt):
+        total = number
+        sku = _sku_of(raw)
+        if sku:
+            if sku in last:
+                repeats.add(sku)
+            last[sku] = number
+    return CsvScan(fmt, total, {sku: last[sku] for sku in repeats})
+
+
+def _sku_of(raw: dict) -> str:
+    return "" if "__error__" in raw else (raw.get("sku") or "").strip()
 
 
 def count_rows(path: Path) -> int:
     try:
-        return sum(1 for _ in open_csv(path))
+        return scan_csv(path).total_rows
     except ImportFileError:
         return 0
 
@@ -166,37 +358,50 @@ def _import_row(row: Row, existing: Product | None, base_dir: Path) -> tuple[str
     return ("updated" if existing is not None else "created"), product
 
 
+def _row_message(message: str, raw: dict) -> str:
+    if "__lines__" in raw:
+        first, last = raw["__lines__"]
+        message += f" (this row spans lines {first}-{last} of the file: is a quote left open?)"
+    return message
+
+
 def run_import(job: ImportJob, progress: Progress | None = None, queue_embeddings: bool = True) -> ImportJob:
     """Import job.csv_path into the catalogue, updating the job's counts as it goes."""
     from embeddings.dispatch import queue_embedding
 
     path = Path(job.csv_path)
     job.status = ImportJob.Status.RUNNING
-    job.total_rows = count_rows(path)
     job.save()
-    seen: dict[str, int] = {}
     changed_ids: list[int] = []
     try:
-        for chunk in _chunks(open_csv(path), CHUNK_ROWS):
-            skus = [(raw.get("sku") or "").strip() for _, raw in chunk if "__error__" not in raw]
-            existing = {p.sku: p for p in Product.objects.filter(sku__in=skus)}
+        scan = scan_csv(path)
+        job.total_rows = scan.total_rows
+        job.notes = scan.format.notes
+        job.save()
+        for chunk in _chunks(open_csv(path, scan.format), CHUNK_ROWS):
+            skus = [_sku_of(raw) for _, raw in chunk]
+            existing = {p.sku: p for p in Product.objects.filter(sku__in=[s for s in skus if s])}
             chunk_ids: list[int] = []
             for number, raw in chunk:
-                sku = (raw.get("sku") or "").strip() if "__error__" not in raw else ""
+                sku = _sku_of(raw)
+                if scan.last_row.get(sku, number) != number:
+                    job.add_duplicate(number, sku, scan.last_row[sku])
+                    continue
                 try:
                     if "__error__" in raw:
                         raise ValueError(raw["__error__"])
                     row = parse_row(number, raw)
-                    if row.sku in seen:
-                        raise ValueError(f"duplicate sku {row.sku!r} (first seen at row {seen[row.sku]})")
-                    seen[row.sku] = number
                     with transaction.atomic():
                         outcome, product = _import_row(row, existing.get(row.sku), path.parent)
                 except (ValueError, FetchError) as exc:  # ImageError is a ValueError
-                    job.add_error(number, sku, str(exc))
+                    job.add_error(number, sku[:SKU_MAX_LENGTH], _row_message(str(exc), raw))
                     continue
                 except OSError as exc:
-                    job.add_error(number, sku, f"cannot read image: {exc}")
+                    job.add_error(number, sku[:SKU_MAX_LENGTH], f"cannot read image: {exc}")
+                    continue
+                except (DataError, IntegrityError) as exc:
+                    # A value Postgres refuses, or the same sku created meanwhile by another import.
+                    job.add_error(number, sku[:SKU_MAX_LENGTH], f"could not be stored: {str(exc).splitlines()[0]}")
                     continue
                 setattr(job, outcome, getattr(job, outcome) + 1)
                 if outcome != "unchanged":

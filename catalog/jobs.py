@@ -36,9 +36,11 @@ def job_state(job: ImportJob) -> dict:
         "updated": job.updated,
         "unchanged": job.unchanged,
         "failed": job.failed,
+        "duplicates": job.duplicates,
         "to_embed": len(job.product_ids),
         "embedded": embedded,
         "errors": job.errors[:200],
         "error_message": job.error_message,
+        "notes": job.notes,
         "summary": job.summary(),
     }

@@ -7,8 +7,13 @@ from django.db import models
 from django.urls import reverse
 
 
+SKU_MAX_LENGTH = 255
+
+
 class Product(models.Model):
-    sku = models.CharField(max_length=64, unique=True)
+    # Any printable text: real catalogues use spaces, '#', '/', unicode... Links escape it
+    # (catalog/urls.py SkuConverter); control characters are refused by the importer.
+    sku = models.CharField(max_length=SKU_MAX_LENGTH, unique=True)
     title = models.CharField(max_length=300)
     description = models.TextField(blank=True)
     category = models.CharField(max_length=120, db_index=True)
@@ -65,9 +70,13 @@ class ImportJob(models.Model):
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
+    # rows whose sku appears again later in the same file: the last row wins, these are reported
+    duplicates = models.PositiveIntegerField(default=0)
     # [{"row": 12, "sku": "...", "error": "..."}], capped so a broken 1M-row file stays small
     errors = models.JSONField(default=list, blank=True)
     error_message = models.TextField(blank=True)  # a whole-file problem (bad header, bad zip)
+    # whole-file warnings that did not stop the import (encoding guessed, unknown columns ignored)
+    notes = models.JSONField(default=list, blank=True)
     # ids of products created/updated by this job: what --wait and the progress bar watch
     product_ids = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -86,6 +95,12 @@ class ImportJob(models.Model):
         if len(self.errors) < self.MAX_STORED_ERRORS:
             self.errors.append({"row": row, "sku": sku, "error": message})
 
+    def add_duplicate(self, row: int, sku: str, later_row: int) -> None:
+        self.duplicates += 1
+        if len(self.errors) < self.MAX_STORED_ERRORS:
+            self.errors.append({"row": row, "sku": sku, "error": (
+                f"sku repeated at row {later_row}: this row is skipped, the last row with a sku wins")})
+
     @property
     def percent(self) -> int:
         if not self.total_rows:
@@ -95,7 +110,7 @@ class ImportJob(models.Model):
     def summary(self) -> str:
         return (
             f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.failed} failed"
+            f"{self.failed} failed" + (f", {self.duplicates} repeated skus skipped" if self.duplicates else "")
         )
 
 
@@ -104,7 +119,8 @@ class QueryImage(models.Model):
 
     Stored downscaled in the row (a few tens of KB) with its vector under the model that
     computed it; the vector is recomputed from the photo if the active model changes.
-    Rows older than SEARCH_QUERY_IMAGE_TTL_HOURS are pruned when new ones are stored.
+    Rows older than SEARCH_QUERY_IMAGE_TTL_HOURS are pruned when new ones are stored, and the
+    oldest beyond SEARCH_QUERY_IMAGE_MAX_COUNT rows or SEARCH_QUERY_IMAGE_MAX_BYTES in all.
     """
 
     key = models.CharField(max_length=22, primary_key=True)

@@ -1,11 +1,14 @@
-from django.urls import path
+from django.urls import path, register_converter
 
 from catalog import api, views
+from catalog.converters import SkuConverter
+
+register_converter(SkuConverter, "sku")
 
 app_name = "catalog"
 urlpatterns = [
     path("", views.search_page, name="search"),
-    path("p/<path:sku>/", views.product_page, name="product"),
+    path("p/<sku:sku>/", views.product_page, name="product"),
     path("q/<slug:key>.jpg", views.query_photo, name="query-photo"),
     path("api/search", api.search_text, name="api-search"),
     path("api/search/image", api.search_image, name="api-search-image"),

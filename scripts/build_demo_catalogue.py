@@ -450,16 +450,15 @@ def build_bad_fixture(out: Path, X, Y, rng) -> None:
         (["BAD-X10", "Booties", "Empty price.", "Ankle boots", "", "images/BAD-X10.png"],
          "empty price"),
         (next(g), None),
-        # duplicate of the first good row's SKU
-        ([goods[0][0], "Duplicate entry", "Same SKU as row 1.", "Trousers", "39.99", "images/BAD-X11.png"],
-         f"duplicate SKU (`{goods[0][0]}` already used in row 1)"),
+        # repeats the first row's SKU: the last row wins, so row 1 is the one reported
+        ([goods[0][0], "Duplicate entry", "Same SKU as row 1.", "Trousers", "39.99", "images/BAD-X11.png"], None),
         (next(g), None),
         (next(g), None),
         (next(g), None),
     ]
     write_csv(d / "catalogue.csv", [r for r, _ in rows])
     bad = [(n, r[0], why) for n, (r, why) in enumerate(rows, start=1) if why]
-    good_n = [n for n, (r, why) in enumerate(rows, start=1) if not why]
+    good_n = [n for n, (r, why) in enumerate(rows, start=1) if not why and n != 1]  # row 1: repeated sku
     lines = [
         "# Expected validation results for `fixtures/bad/catalogue.csv`",
         "",
@@ -469,6 +468,7 @@ def build_bad_fixture(out: Path, X, Y, rng) -> None:
         "",
         f"Total data rows: {len(rows)}. Good rows: {len(good_n)} ({', '.join(map(str, good_n))}). "
         f"Bad rows: {len(bad)}.",
+        "Repeated sku: 1 (row 1, replaced by row 17).",
         "",
         "| row | sku | why it is bad |",
         "|----:|-----|---------------|",
@@ -477,7 +477,8 @@ def build_bad_fixture(out: Path, X, Y, rng) -> None:
     lines += [
         "",
         "Notes:",
-        "- Row 17 is a *duplicate SKU*: row 1 is the valid first occurrence; row 17 is the bad one.",
+        "- Rows 1 and 17 share the sku `BAD-G01`: the **last row wins**, so row 17 lands and row 1 is",
+        "  reported as a repeated sku (counted under `duplicates`, not `failed`).",
         "- Rows 2 and 17 point at images that exist and are valid; they are bad only for the",
         "  stated reason. Rows 4, 5, 6, 15 likewise have valid images.",
         "- `images/truncated.png` has a valid PNG signature and header, so a check that only",
@@ -489,7 +490,9 @@ def build_bad_fixture(out: Path, X, Y, rng) -> None:
     (d / "EXPECTED.md").write_text("\n".join(lines), encoding="utf-8")
     exp = {"row_numbering": "1-based data rows, header excluded",
            "good_rows": good_n,
-           "bad_rows": [{"row": n, "sku": sku, "reason": why.replace("`", "")} for n, sku, why in bad]}
+           "bad_rows": [{"row": n, "sku": sku, "reason": why.replace("`", "")} for n, sku, why in bad],
+           "duplicate_rows": [{"row": 1, "sku": goods[0][0], "reason": (
+               "sku repeated at row 17: the last row with a sku wins, row 1 is skipped and reported")}]}
     (d / "expected.json").write_text(json.dumps(exp, indent=2) + "\n", encoding="utf-8")
 
 

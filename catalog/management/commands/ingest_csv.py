@@ -50,11 +50,13 @@ class Command(BaseCommand):
         bar.close()
         if job.status == ImportJob.Status.FAILED:
             raise CommandError(job.error_message)
+        for note in job.notes:
+            self.stderr.write(f"note: {note}")
         if job.errors and not quiet_errors:
             for error in job.errors:
                 self.stderr.write(f"row {error['row']}: {error['sku'] or '-'}: {error['error']}")
-            if job.failed > len(job.errors):
-                self.stderr.write(f"... and {job.failed - len(job.errors)} more bad rows")
+            if job.failed + job.duplicates > len(job.errors):
+                self.stderr.write(f"... and {job.failed + job.duplicates - len(job.errors)} more rows reported")
         if wait:
             self._wait(job, timeout)
         state = job_state(job)
