@@ -173,3 +173,166 @@ def test_private_image_urls_are_refused(db, tmp_path, django_capture_on_commit_c
     assert job.failed == 4
     assert sum("non-public address" in e["error"] for e in job.errors) == 3
     assert Product.objects.count() == 0
+
+
+# --- catalogues as spreadsheets write them --------------------------------------------------
+
+HEADER = ["sku", "title", "description", "category", "price", "image"]
+
+
+def write_catalogue(folder, rows, *, delimiter=",", encoding="utf-8", header=HEADER, name="shop.csv") -> str:
+    """Write rows (lists of cells) as a CSV next to the small fixture's images; return its path."""
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path = folder / name
+    path.write_bytes(out.getvalue().encode(encoding))
+    return path
+
+
+@pytest.fixture
+def shop(db, copy_catalogue):
+    from embeddings.registry import ensure_active_model
+
+    ensure_active_model()
+    return copy_catalogue().parent
+
+
+ODD_SKUS = ["A/B 50% #1?", "sku with spaces", "Ünïcødé-ßku ✓", 'quote"s and \'apostrophes\'', "x" * 255,
+            "../..", "~.", "a//b/", "100%"]
+
+
+def test_printable_skus_land_and_their_pages_answer(shop, client, django_capture_on_commit_callbacks):
+    rows = [[sku, f"Product {i}", "", "Bags", "10", f"images/SM-00{i + 1}.png"] for i, sku in enumerate(ODD_SKUS)]
+    job = import_file(write_catalogue(shop, rows), django_capture_on_commit_callbacks)
+    assert (job.created, job.failed) == (len(ODD_SKUS), 0), job.errors
+    for sku in ODD_SKUS:
+        product = Product.objects.get(sku=sku)
+        url = product.get_absolute_url()
+        assert "#" not in url and "?" not in url and " " not in url
+        page = client.get(url)
+        assert page.status_code == 200, (sku, url)
+        assert page.context["product"] == product
+
+
+@pytest.mark.parametrize("sku, message", [
+    ("tab\there", "contains a control character (U+0009)"),
+    ("bell\x07", "contains a control character (U+0007)"),
+    ("", "sku is empty"),
+    ("x" * 256, "sku is longer than 255 characters"),
+])
+def test_bad_skus_are_row_errors(shop, django_capture_on_commit_callbacks, sku, message):
+    rows = [[sku, "Bad sku", "", "Bags", "10", "images/SM-001.png"], ["GOOD-1", "Good", "", "Bags", "1", "images/SM-002.png"]]
+    job = import_file(write_catalogue(shop, rows), django_capture_on_commit_callbacks)
+    assert job.created == 1 and job.failed == 1
+    assert job.errors[0]["row"] == 1 and message in job.errors[0]["error"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252"])
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_encodings_and_delimiters(shop, django_capture_on_commit_callbacks, encoding, delimiter):
+    rows = [["ENC-1", "Café crème tote", "Naïve\nmulti-line, \"quoted\"; description", "Bags", "12.50", "images/SM-001.png"],
+            ["ENC-2", "Plain tote", "", "Bags", "3", "images/SM-002.png"]]
+    job = import_file(write_catalogue(shop, rows, delimiter=delimiter, encoding=encoding), django_capture_on_commit_callbacks)
+    assert (job.created, job.failed, job.total_rows) == (2, 0, 2), job.errors
+    product = Product.objects.get(sku="ENC-1")
+    assert product.title == "Café crème tote"
+    assert product.description == "Naïve\nmulti-line, \"quoted\"; description"
+    assert product.price == Decimal("12.50")
+    if encoding == "cp1252":
+        assert len(job.notes) == 1 and "not UTF-8" in job.notes[0] and "Windows-1252" in job.notes[0]
+    else:
+        assert job.notes == []
+
+
+def test_decimal_comma_prices(shop, django_capture_on_commit_callbacks):
+    rows = [["P1", "t", "", "Bags", "12,50", "images/SM-001.png"], ["P2", "t", "", "Bags", "1.234,56", "images/SM-002.png"],
+            ["P3", "t", "", "Bags", "1,234.56", "images/SM-003.png"], ["P4", "t", "", "Bags", "1,234", "images/SM-004.png"]]
+    import_file(write_catalogue(shop, rows, delimiter=";"), django_capture_on_commit_callbacks)
+    prices = dict(Product.objects.values_list("sku", "price"))
+    assert prices == {"P1": Decimal("12.50"), "P2": Decimal("1234.56"), "P3": Decimal("1234.56"), "P4": Decimal("1234")}
+
+
+@pytest.mark.parametrize("data, needle", [
+    (b"sku,title,description,category,price,image\nA,caf\x81,d,c,1,x.png\n", "is not UTF-8 text (byte 0x81 on line 2"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "NUL byte"),
+    (b"", "is empty"),
+    (b"name;cost\nA;1\n", "first line must be a header naming the columns"),
+    (b"sku;title;price\nA;t;1\n", "missing description, category, image (the header was read as semicolon-separated)"),
+    (b"sku,title,description,category,price,image,price\n", "price appear more than once"),
+])
+def test_unreadable_files_fail_whole_and_clearly(shop, django_capture_on_commit_callbacks, data, needle):
+    before = Product.objects.count()
+    path = shop / "broken.csv"
+    path.write_bytes(data)
+    job = import_file(path, django_capture_on_commit_callbacks)
+    assert job.status == ImportJob.Status.FAILED and needle in job.error_message
+    assert Product.objects.count() == before
+
+
+def test_repeated_sku_last_row_wins_and_earlier_rows_are_reported(shop, django_capture_on_commit_callbacks):
+    rows = [["R1", "first", "", "Bags", "1", "images/SM-001.png"], ["R2", "other", "", "Bags", "1", "images/SM-002.png"],
+            ["R1", "second", "", "Bags", "2", "images/SM-001.png"], ["R1", "third", "", "Bags", "3", "images/SM-003.png"]]
+    job = import_file(write_catalogue(shop, rows), django_capture_on_commit_callbacks)
+    assert (job.created, job.failed, job.duplicates) == (2, 0, 2)
+    assert [(e["row"], e["sku"]) for e in job.errors] == [(1, "R1"), (3, "R1")]
+    assert all("sku repeated at row 4" in e["error"] for e in job.errors)
+    assert Product.objects.get(sku="R1").title == "third"
+    assert "2 repeated skus skipped" in job.summary()
+
+
+def test_unknown_columns_are_noted_once_and_ignored(shop, django_capture_on_commit_callbacks):
+    header = ["SKU", " Title ", "colour", "description", "category", "price", "image", "", "weight"]
+    rows = [["X1", "t", "red", "", "Bags", "1", "images/SM-001.png", "", "2kg"],
+            ["X2", "t", "blue", "", "Bags", "1", "images/SM-002.png", "", "1kg"]]
+    job = import_file(write_catalogue(shop, rows, header=header), django_capture_on_commit_callbacks)
+    assert (job.created, job.failed) == (2, 0)
+    assert job.notes == ["ignored 3 column(s) Vitrine does not use: colour, (unnamed column 8), weight"]
+
+
+def test_short_long_and_unclosed_rows_are_reported_with_their_number(shop, django_capture_on_commit_callbacks):
+    path = shop / "ragged.csv"
+    path.write_text(
+        "sku,title,description,category,price,image\n"
+        "OK1,t,,Bags,1,images/SM-001.png\n"
+        "SHORT,t,,Bags\n"
+        "LONG,t,,Bags,1,images/SM-002.png,surprise\n"
+        "TRAIL,t,,Bags,1,images/SM-003.png,,\n"
+        "\n"
+        'OPEN,"t,,Bags,1,images/SM-004.png\n'
+        "LOST,t,,Bags,1,images/SM-005.png\n"
+    )
+    job = import_file(path, django_capture_on_commit_callbacks)
+    errors = {e["row"]: e["error"] for e in job.errors}
+    assert job.created == 2 and set(errors) == {2, 3, 5}
+    assert "missing field(s): price, image" in errors[2]
+    assert "too many fields" in errors[3]
+    assert "is a quote left open?" in errors[5] and "lines 7-8" in errors[5]
+    assert job.total_rows == 5 == job.created + job.failed
+
+
+def test_bad_file_changes_nothing_stored(small_catalogue, copy_catalogue, django_capture_on_commit_callbacks):
+    before = list(Product.objects.order_by("sku").values_list("sku", "title", "content_hash"))
+    path = copy_catalogue().parent / "bad.csv"
+    # good rows first; a byte neither UTF-8 nor Windows-1252 on the last line refuses the whole file
+    path.write_bytes(b"sku,title,description,category,price,image\nSM-001,New title,,Bags,1,images/SM-001.png\n"
+                     b"SM-002,\x81,,Bags,1,images/SM-002.png\n")
+    job = import_file(path, django_capture_on_commit_callbacks)
+    assert job.status == ImportJob.Status.FAILED
+    assert list(Product.objects.order_by("sku").values_list("sku", "title", "content_hash")) == before
+
+
+def test_cli_reports_notes_and_rows(shop, capsys):
+    from django.core.management import call_command
+
+    rows = [["C1", "Crème", "", "Bags", "1", "images/SM-001.png", "x"], ["C1", "Crème 2", "", "Bags", "1", "images/SM-001.png", "y"]]
+    path = write_catalogue(shop, rows, delimiter=";", encoding="cp1252", header=HEADER + ["extra"])
+    call_command("ingest_csv", str(path))
+    out, err = capsys.readouterr()
+    assert "note: shop.csv is not UTF-8" in err and "note: ignored 1 column(s)" in err
+    assert "row 1: C1: sku repeated at row 2" in err
+    assert "1 created" in out and "1 repeated skus skipped" in out
+    assert Product.objects.get(sku="C1").title == "Crème 2"
