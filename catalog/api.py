@@ -20,6 +20,7 @@ from catalog.query_image import (
     store_query_image,
 )
 from catalog.search import SearchResult, SearchUnavailable, active_model, category_counts, image_query_vector, search
+from catalog.ratelimit import rate_limit
 from catalog.serializers import hit_json
 
 __all__ = ["BadRequest", "parse_k", "parse_query", "MAX_K", "MAX_QUERY_CHARS"]
@@ -70,6 +71,7 @@ def result_json(request: HttpRequest, form: SearchForm, query: Any, result: Sear
 
 
 @require_GET
+@rate_limit("search", "SEARCH_RATE_LIMIT", json=True)
 def search_text(request: HttpRequest) -> JsonResponse:
     """GET /api/search: words (q) and/or a stored photo (img) with filters and paging."""
     form = SearchForm(request.GET)
@@ -96,6 +98,7 @@ def search_text(request: HttpRequest) -> JsonResponse:
 
 @csrf_exempt
 @require_POST
+@rate_limit("photo", "PHOTO_SEARCH_RATE_LIMIT", json=True)
 def search_image(request: HttpRequest) -> JsonResponse:
     """POST /api/search/image: multipart `image`, optional `q` (a composed query) and the
     same fields as GET /api/search. The answer's query.image_id pages it via GET."""
@@ -129,6 +132,7 @@ def search_image(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
+@rate_limit("search", "SEARCH_RATE_LIMIT", json=True)
 def categories(request: HttpRequest) -> JsonResponse:
     """GET /api/categories: [{"name", "count"}] for the filter UI."""
     return JsonResponse({"categories": [{"name": n, "count": c} for n, c in category_counts()]})

@@ -9,6 +9,9 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.db.models import F, Q, Sum, Window
+from django.db.models.expressions import RowRange
+from django.db.models.functions import Length, RowNumber
 from django.utils import timezone
 from PIL import Image
 
@@ -41,8 +44,9 @@ def store_query_image(image: Image.Image, model: EmbeddingModel, vector: np.ndar
     small.thumbnail((STORED_SIDE, STORED_SIDE))
     out = io.BytesIO()
     small.convert("RGB").save(out, "JPEG", quality=88)
-    cutoff = timezone.now() - timedelta(hours=settings.SEARCH_QUERY_IMAGE_TTL_HOURS)
-    QueryImage.objects.filter(created_at__lt=cutoff).delete()
+    # Concurrent uploads may each make room for one, overshooting by at most their number
+    # until the next upload prunes again: bounded, without serialising uploads.
+    prune_query_images(incoming_bytes=out.tell())
     return QueryImage.objects.create(
         key=secrets.token_urlsafe(9),  # 12 characters, 72 random bits
         photo=out.getvalue(),
@@ -52,6 +56,26 @@ def store_query_image(image: Image.Image, model: EmbeddingModel, vector: np.ndar
         model_id=model.pk,
         vector=[round(float(x), 7) for x in vector],
     )
+
+
+def prune_query_images(incoming_bytes: int = 0) -> int:
+    """Delete expired photos, then the oldest until one more photo of `incoming_bytes` fits
+    within SEARCH_QUERY_IMAGE_MAX_COUNT and SEARCH_QUERY_IMAGE_MAX_BYTES. Returns how many went."""
+    cutoff = timezone.now() - timedelta(hours=settings.SEARCH_QUERY_IMAGE_TTL_HOURS)
+    deleted, _ = QueryImage.objects.filter(created_at__lt=cutoff).delete()
+    keep_count = settings.SEARCH_QUERY_IMAGE_MAX_COUNT - 1
+    keep_bytes = settings.SEARCH_QUERY_IMAGE_MAX_BYTES - incoming_bytes
+    newest_first = [F("created_at").desc(), F("key").desc()]
+    ranked = QueryImage.objects.annotate(
+        rank=Window(RowNumber(), order_by=newest_first),
+        # bytes of this photo and every newer one (Postgres reads a bytea's length, not its data)
+        running_bytes=Window(Sum(Length("photo")), order_by=newest_first, frame=RowRange(None, 0)),
+    )
+    doomed = list(ranked.filter(Q(rank__gt=keep_count) | Q(running_bytes__gt=keep_bytes))
+                  .values_list("key", flat=True))
+    if doomed:
+        deleted += QueryImage.objects.filter(key__in=doomed).delete()[0]
+    return deleted
 
 
 def find_query_image(key: str) -> QueryImage | None:

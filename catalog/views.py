@@ -14,6 +14,7 @@ from catalog.api import BadRequest, parse_k, parse_query  # noqa: F401  (kept im
 from catalog.forms import MODE_LABELS, SORT_LABELS, SearchForm
 from catalog.models import Product
 from catalog.query_image import find_query_image, query_vector, read_query_image, store_query_image
+from catalog.ratelimit import rate_limit
 from catalog.search import (
     Filters,
     SearchUnavailable,
@@ -44,6 +45,8 @@ def _pages(form: SearchForm, total: int) -> list[dict[str, Any]]:
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
+@rate_limit("search", "SEARCH_RATE_LIMIT", methods=("GET", "HEAD"))
+@rate_limit("photo", "PHOTO_SEARCH_RATE_LIMIT", methods=("POST",))
 def search_page(request: HttpRequest) -> HttpResponse:
     """The shop's search page. A photo upload (POST) is stored and redirected to ?img=<id>,
     so every search, photo or not, lives in a URL that pages, filters and reloads."""
@@ -141,6 +144,7 @@ def query_photo(request: HttpRequest, key: str) -> HttpResponse:
     return response
 
 
+@rate_limit("search", "SEARCH_RATE_LIMIT")
 def product_page(request: HttpRequest, sku: str) -> HttpResponse:
     product = get_object_or_404(Product, sku=sku)
     try:

@@ -5,9 +5,12 @@ See .env.example for the full list of variables.
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
 from searchsite.embedded_pg import database_settings, embedded_database_uri
+from searchsite.secret_key import load_or_create_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -39,12 +42,41 @@ def envfloat(name: str, default: float) -> float:
     return float(value) if value not in (None, "") else default
 
 
+def envrate(name: str, default: str) -> str:
+    """A rate limit such as "120/m" (also /s, /h, /d, "10/5m"); empty switches it off."""
+    value = envstr(name, default).strip()
+    if value and not re.fullmatch(r"[1-9]\d*/\d*[smhd]", value):
+        raise ValueError(f"{name} must look like 120/m (requests per s, m, h or d) or be empty, got {value!r}")
+    return value
+
+
 DATA_DIR = Path(envstr("VITRINE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
-SECRET_KEY = envstr("SECRET_KEY", "dev-only-insecure-key-change-me")
+# Never a published default: without SECRET_KEY (or SECRET_KEY_FILE) a random key is made on
+# first run and kept in DATA_DIR/secret_key (mode 0600), shared by the web and Celery workers.
+SECRET_KEY = envstr("SECRET_KEY") or load_or_create_secret_key(DATA_DIR / "secret_key")
 DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = [h for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+# --- HTTPS (production: behind a TLS-terminating proxy; docker-compose.yml sets these) ---
+# The defaults serve plain http on 127.0.0.1 for `make run`; `manage.py check --deploy` is clean
+# with the production values listed in .env.example.
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+# The header the proxy sets to "https" on TLS requests, e.g. X-Forwarded-Proto. Only set it when
+# such a proxy is always in front: otherwise a client could claim https itself.
+_proxy_ssl_header = envstr("SECURE_PROXY_SSL_HEADER")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", False)
+# How many reverse proxies stand in front of the app. 0: the client is REMOTE_ADDR. n: the n-th
+# address from the right of X-Forwarded-For (searchsite/security.py says why from the right).
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -56,6 +88,8 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "catalog",
     "embeddings",
+    "axes",
+    "django_ratelimit",
 ]
 
 MIDDLEWARE = [
@@ -67,7 +101,22 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as django-axes asks: turns a locked-out login into searchsite.security.lockout_response
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- admin login throttling (django-axes): AXES_FAILURE_LIMIT failed logins for one username
+# from one address lock that pair out for AXES_COOLOFF_MINUTES; Admin → Axes lists lockouts.
+AUTHENTICATION_BACKENDS = [
+    "searchsite.security.RequestOnlyAxesBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "searchsite.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "searchsite.security.lockout_response"
 
 ROOT_URLCONF = "searchsite.urls"
 WSGI_APPLICATION = "searchsite.wsgi.application"
@@ -158,6 +207,14 @@ SEARCH_CANDIDATES = envint("SEARCH_CANDIDATES", 200)
 SEARCH_COMPOSE_TEXT_WEIGHT = envfloat("SEARCH_COMPOSE_TEXT_WEIGHT", 0.5)
 # Uploaded query photos are kept this long so paging and filters work on photo searches.
 SEARCH_QUERY_IMAGE_TTL_HOURS = envint("SEARCH_QUERY_IMAGE_TTL_HOURS", 24)
+# ... and never more than this many, or this many bytes, in all: the oldest go first.
+SEARCH_QUERY_IMAGE_MAX_COUNT = max(1, envint("SEARCH_QUERY_IMAGE_MAX_COUNT", 5000))
+SEARCH_QUERY_IMAGE_MAX_BYTES = envint("SEARCH_QUERY_IMAGE_MAX_BYTES", 200 * 1024 * 1024)
+# Per-client limits on the public pages and API (catalog/ratelimit.py); empty = no limit.
+# Text searches, product pages and categories share SEARCH_RATE_LIMIT; photo uploads (which
+# run the image tower) have their own, lower one.
+SEARCH_RATE_LIMIT = envrate("SEARCH_RATE_LIMIT", "120/m")
+PHOTO_SEARCH_RATE_LIMIT = envrate("PHOTO_SEARCH_RATE_LIMIT", "30/m")
 
 # --- Celery ---
 # REDIS_URL names the broker. Without it the embedded default uses kombu's filesystem
@@ -195,3 +252,30 @@ CELERY_TASK_ROUTES = {
     "embeddings.tasks.train_model": {"queue": "embed"},
     "embeddings.tasks.*": {"queue": "prepare"},
 }
+
+# --- cache (the rate limits' counters) ---
+# Shared by every web worker: Redis when REDIS_URL is set, else files under DATA_DIR/cache
+# (one machine, several gunicorn workers). Not locmem, which each process would keep apart.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "vitrine",
+            # a Redis outage must cost a search a second at most (the limiter then lets it through)
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 20000},
+        }
+    }
+# django-ratelimit only knows django-redis and memcached by name. Django's own RedisCache
+# increments atomically (INCR) too; the file cache does not, so concurrent requests may
+# slip a few over a limit there, which a per-client throttle can live with.
+RATELIMIT_FAIL_OPEN = True
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"] + ([] if REDIS_URL else ["django_ratelimit.E003"])

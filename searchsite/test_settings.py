@@ -12,5 +12,13 @@ os.environ.setdefault("CELERY_VISIBILITY_TIMEOUT", "10")
 # exercising the (loud) fallback in every test. tests/embeddings covers the fallback.
 os.environ.setdefault("EMBEDDINGS_IMAGE_BACKBONE", "efficientnet_lite0")
 os.environ.setdefault("EMBED_BATCH_SIZE", "16")
+# The suite and the browser tests search far faster than a shopper; tests/catalog/test_ratelimit.py
+# lowers the limits to prove the 429.
+os.environ.setdefault("SEARCH_RATE_LIMIT", "100000/m")
+os.environ.setdefault("PHOTO_SEARCH_RATE_LIMIT", "100000/m")
 
 from searchsite.settings import *  # noqa: E402,F403
+from searchsite.settings import CACHES  # noqa: E402
+
+# Test runs may share one Redis database: each keeps its own rate-limit counters.
+CACHES["default"]["KEY_PREFIX"] = f"vitrine-test-{os.getpid()}"
