@@ -32,6 +32,10 @@ def bench_env() -> dict[str, str]:
     os.environ.setdefault("VITRINE_DATA_DIR", str(DEFAULT_DATA_DIR))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "searchsite.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # One loopback client sends far more than a shopper: benchmarks measure search, not the
+    # per-client rate limits (empty = off; tests/catalog/test_ratelimit.py covers those).
+    os.environ.setdefault("SEARCH_RATE_LIMIT", "")
+    os.environ.setdefault("PHOTO_SEARCH_RATE_LIMIT", "")
     return dict(os.environ)
 
 
