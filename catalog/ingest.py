@@ -155,6 +155,7 @@ def read_image_bytes(ref: str, base_dir: Path) -> bytes:
             max_bytes=settings.MAX_IMAGE_BYTES,
             timeout=settings.INGEST_URL_TIMEOUT,
             allow_private=settings.INGEST_ALLOW_PRIVATE_URLS,
+            allowed_networks=settings.INGEST_ALLOWED_PRIVATE_NETWORKS,
         )
     return read_local(ref, base_dir, settings.MAX_IMAGE_BYTES)
 

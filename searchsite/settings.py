@@ -4,6 +4,7 @@ See .env.example for the full list of variables.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -183,6 +184,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
 # Image URLs in a CSV may not point at loopback/private networks unless allowed
 # (an intranet image server, or the tests' local HTTP server).
 INGEST_ALLOW_PRIVATE_URLS = envbool("INGEST_ALLOW_PRIVATE_URLS", False)
+# Or allow only these networks (comma-separated CIDRs, e.g. an intranet image server 10.1.2.0/24).
+INGEST_ALLOWED_PRIVATE_NETWORKS = [
+    ipaddress.ip_network(n.strip(), strict=False) for n in envstr("INGEST_ALLOWED_PRIVATE_NETWORKS").split(",") if n.strip()
+]
 INGEST_URL_TIMEOUT = envfloat("INGEST_URL_TIMEOUT", 15.0)
 EMBED_BATCH_SIZE = envint("EMBED_BATCH_SIZE", 64)
 
