@@ -13,6 +13,7 @@ $(PY):
 setup: $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@$(MAKE) --no-print-directory chromium
+	@$(MAKE) --no-print-directory debian-data
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 
@@ -21,6 +22,21 @@ chromium:
 	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
 	elif [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && echo "chromium installed"; \
 	else echo "NOTE: browser tests need Debian chromium: sudo apt-get install -y chromium"; fi
+
+# Debian data for the evaluation suite (scripts/build_eval_suite.py) and WordNet paraphrases:
+# about 195 MB to download (openclipart-png 131, dataset-fashion-mnist 31, unicode-cldr-core 17,
+# fonts-noto-color-emoji 10, wordnet-base 6.5). Installing needs root (CI runs as root).
+DEBIAN_DATA := wordnet-base fonts-noto-color-emoji unicode-cldr-core dataset-fashion-mnist openclipart-png
+.PHONY: debian-data eval-data
+debian-data:
+	@missing=$$(for p in $(DEBIAN_DATA); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "debian data: installed"; \
+	elif [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null && echo "debian data installed:" $$missing; \
+	else echo "NOTE: the evaluation suite needs Debian data: sudo apt-get install -y" $$missing; fi
+
+# The evaluation suite's catalogues and queries: var/evalsuite/{fashion,emoji,clipart} (about a minute).
+eval-data: debian-data
+	$(PY) scripts/build_eval_suite.py --out var/evalsuite
 
 run: setup
 	$(PY) manage.py runsite

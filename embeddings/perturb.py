@@ -22,7 +22,8 @@ def border_colour(image: Image.Image) -> tuple[int, int, int]:
     px = rgb.load()
     edge = [px[x, y] for x in range(w) for y in (0, h - 1)]
     edge += [px[x, y] for y in range(1, h - 1) for x in (0, w - 1)]
-    return tuple(int(statistics.median_low(p[c] for p in edge)) for c in range(3))  # type: ignore[return-value]
+    r, g, b = (int(statistics.median_low(p[c] for p in edge)) for c in range(3))
+    return r, g, b
 
 
 def _flatten(image: Image.Image) -> Image.Image:

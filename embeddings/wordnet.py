@@ -28,21 +28,27 @@ DEFAULT_WORDNET_DIR = "/usr/share/wordnet"
 
 # Debian's wordnet-base leaves out ``lexnames`` (the lexicographer file names,
 # fixed since WordNet 2.0), which nltk reads on start-up; this is its content.
-_LEXNAMES = (
-    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
-    "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food noun.group "
-    "noun.location noun.motive noun.object noun.person noun.phenomenon noun.plant "
-    "noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
-    "noun.substance noun.time verb.body verb.change verb.cognition verb.communication "
-    "verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion "
-    "verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
-).split()
+_LEXNAMES = [
+    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact",
+    "noun.attribute", "noun.body", "noun.cognition", "noun.communication", "noun.event",
+    "noun.feeling", "noun.food", "noun.group", "noun.location", "noun.motive", "noun.object",
+    "noun.person", "noun.phenomenon", "noun.plant", "noun.possession", "noun.process",
+    "noun.quantity", "noun.relation", "noun.shape", "noun.state", "noun.substance",
+    "noun.time", "verb.body", "verb.change", "verb.cognition", "verb.communication",
+    "verb.competition", "verb.consumption", "verb.contact", "verb.creation", "verb.emotion",
+    "verb.motion", "verb.perception", "verb.possession", "verb.social", "verb.stative",
+    "verb.weather", "adj.ppl",
+]
 _LEX_POS = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
 
 # Function words are never replaced: WordNet gives them odd senses ("in" -> inch).
 STOPWORDS = frozenset(
-    "a an the of for with and or in on at to by from as is are be it its this that "
-    "my your our their his her no not without into over under up down off".split()
+    [
+        "a", "an", "the", "of", "for", "with", "and", "or", "in", "on", "at", "to", "by",
+        "from", "as", "is", "are", "be", "it", "its", "this", "that", "my", "your", "our",
+        "their", "his", "her", "no", "not", "without", "into", "over", "under", "up", "down",
+        "off",
+    ]
 )
 _TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 _GLOSS_MAX_WORDS = 12
@@ -58,8 +64,9 @@ class _DebianWordNetReader(WordNetCorpusReader):
 
     def open(self, file: str) -> Any:
         if file == "lexnames":
-            lines = (f"{i:02d}\t{n}\t{_LEX_POS[n.split('.')[0]]}\n" for i, n in enumerate(_LEXNAMES))
-            return io.StringIO("".join(lines))
+            return io.StringIO("".join(
+                f"{i:02d}\t{n}\t{_LEX_POS[n.split('.')[0]]}\n" for i, n in enumerate(_LEXNAMES)
+            ))
         return super().open(file)
 
     def map_wn(self, version: str = "wordnet") -> None:

@@ -9,7 +9,8 @@ from embeddings import wordnet
 from embeddings.wordnet import alternatives, distillation_corpus, paraphrase, wordnet_available
 
 pytestmark = pytest.mark.skipif(
-    not wordnet_available(), reason="Debian package wordnet-base is not installed (make debian-data)"
+    not wordnet_available(),
+    reason="Debian package wordnet-base is not installed (make debian-data)",
 )
 
 
