@@ -11,6 +11,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import numpy as np
+
 DEFAULT_RRF_K = 60
 
 T = TypeVar("T", bound=Hashable)
@@ -63,3 +65,99 @@ def rrf(
     ]
     fused.sort(key=lambda f: (-f.score, order[f.item]))
     return fused
+
+
+# --- fitting the fusion weights ----------------------------------------------------------
+
+WEIGHT_GRID = (0.0, 0.5, 1.0, 2.0)  # per signal; only ratios matter, so this spans 1:4 to 4:1
+METRICS = ("map@10", "r@1")
+
+
+@dataclass
+class FitQuery(Generic[T]):
+    rankings: Mapping[str, Sequence[tuple[T, float]]]  # signal -> its ranked list for this query
+    relevant: frozenset[T]
+    metric: str  # "map@10" or "r@1"
+    group: str  # the query kind; the objective averages kinds, not queries
+    exclude: frozenset[T] = frozenset()  # items left out of the ranking (e.g. the query's own product)
+
+
+@dataclass
+class FitResult:
+    weights: dict[str, float]  # the chosen weights (zeros included)
+    objective: float  # mean over kinds of the mean metric, with these weights
+    per_group: dict[str, float]  # kind -> mean metric, with these weights
+    singles: dict[str, float] = field(default_factory=dict)  # signal alone -> objective
+    equal: float = 0.0  # equal weights -> objective
+
+
+def _combos(n: int, grid: Sequence[float]) -> np.ndarray:
+    """(n, C) weight columns: equal weights first, then each signal alone, then the rest."""
+    grid_arr = np.array(grid, dtype=np.float64)
+    mesh = np.stack(np.meshgrid(*[grid_arr] * n, indexing="ij"), axis=-1).reshape(-1, n)
+    mesh = mesh[mesh.sum(axis=1) > 0]
+    first = [np.ones(n)] + [np.eye(n)[i] for i in range(n)]
+    return np.concatenate([np.stack(first), mesh]).T
+
+
+def _query_scores(query: FitQuery, signals: Sequence[str], combos: np.ndarray, k: int) -> np.ndarray:
+    """(C,) the query's metric under every weight column."""
+    index: dict = {}
+    rows: list[list[float]] = []
+    for s, name in enumerate(signals):
+        seen: set = set()
+        for rank, (item, _) in enumerate(query.rankings.get(name, ()), start=1):
+            if item in seen or item in query.exclude:
+                continue
+            seen.add(item)
+            if item not in index:
+                index[item] = len(rows)
+                rows.append([0.0] * len(signals))
+            rows[index[item]][s] = 1.0 / (k + rank)
+    if not rows or not query.relevant:
+        return np.zeros(combos.shape[1])
+    fused = np.asarray(rows) @ combos  # (items, C)
+    depth = min(10, fused.shape[0])
+    top = np.argsort(-fused, axis=0, kind="stable")[:depth]  # ties keep first appearance
+    items = list(index)
+    is_relevant = np.array([item in query.relevant for item in items])
+    hits = is_relevant[top].astype(np.float64)  # (depth, C)
+    # An item no list returned has no fused score at all: it cannot rank.
+    hits *= np.take_along_axis(fused, top, axis=0) > 0
+    if query.metric == "r@1":
+        return hits[0]
+    if query.metric != "map@10":
+        raise ValueError(f"unknown metric {query.metric!r}; use one of {METRICS}")
+    precision = np.cumsum(hits, axis=0) / np.arange(1, depth + 1)[:, None]
+    return (precision * hits).sum(axis=0) / min(10, len(query.relevant))
+
+
+def fit_weights(
+    queries: Sequence[FitQuery], signals: Sequence[str], *, k: int = DEFAULT_RRF_K, grid: Sequence[float] = WEIGHT_GRID
+) -> FitResult:
+    """The grid weights that maximise the mean over query kinds of the mean metric.
+
+    The grid holds every signal alone and equal weights, so on these queries the fitted
+    fusion is never below its best single signal (ties go to equal weights, then to a
+    single signal).
+    """
+    signals = list(signals)
+    if not signals:
+        raise ValueError("no signals to fit")
+    combos = _combos(len(signals), grid)
+    by_group: dict[str, list[np.ndarray]] = {}
+    for query in queries:
+        by_group.setdefault(query.group, []).append(_query_scores(query, signals, combos, k))
+    if not by_group:
+        equal = dict.fromkeys(signals, 1.0)
+        return FitResult(equal, 0.0, {}, {}, 0.0)
+    group_means = {g: np.mean(np.stack(v), axis=0) for g, v in by_group.items()}  # g -> (C,)
+    objective = np.mean(np.stack(list(group_means.values())), axis=0)
+    best = int(np.argmax(objective >= objective.max() - 1e-12))  # first of the best
+    return FitResult(
+        weights={name: float(combos[i, best]) for i, name in enumerate(signals)},
+        objective=float(objective[best]),
+        per_group={g: float(m[best]) for g, m in group_means.items()},
+        singles={name: float(objective[1 + i]) for i, name in enumerate(signals)},
+        equal=float(objective[0]),
+    )

@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -14,7 +15,7 @@ from embeddings.models import EmbeddingModel, EvaluationRun, TrainingJob
 
 @admin.register(EmbeddingModel)
 class EmbeddingModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "status", "backbone", "text_tower", "image_dim", "text_dim", "vectors", "created_at"]
+    list_display = ["name", "kind", "status", "gate_decision", "backbone", "text_tower", "image_dim", "text_dim", "vectors", "created_at"]
     list_filter = ["kind", "status"]
     readonly_fields = [f.name for f in EmbeddingModel._meta.fields]
     actions = ["activate_selected"]
@@ -22,6 +23,11 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # models come from training or the baseline, not from a form
+
+    @admin.display(description="gate")
+    def gate_decision(self, obj: EmbeddingModel) -> str:
+        gate = obj.gate or {}
+        return str(gate.get("reason") or gate.get("decision") or "–")
 
     @admin.display(description="vectors")
     def vectors(self, obj: EmbeddingModel) -> int:
@@ -38,6 +44,14 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
         if model.status == EmbeddingModel.Status.ACTIVE:
             self.message_user(request, f"{model.name} is already active.", messages.WARNING)
             return
+        if model.gate_rejected and request.POST.get("confirm") != "yes":
+            # The gate measured it worse (or no better) than the active model: say so first.
+            return TemplateResponse(  # type: ignore[return-value]
+                request,
+                "admin/embeddings/embeddingmodel/confirm_activate.html",
+                {**self.admin_site.each_context(request), "model": model, "opts": self.model._meta,
+                 "title": f"Activate {model.name} against the gate's advice?"},
+            )
         transaction.on_commit(lambda: activate_model.delay(model.pk))
         self.message_user(
             request,

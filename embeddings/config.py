@@ -59,5 +59,11 @@ class TrainCfg(_Cfg):
     feature_batch_size: int = 32  # images per backbone forward pass when caching features
     flip_augment: bool = True  # also cache features of the horizontally flipped image
     query_views: bool = True  # GRU: also train on short query-like views of the texts (text_views.py)
+    # GRU only: distil MiniLM sentence vectors into the tower (embeddings/distill.py) on WordNet
+    # lemmas/glosses + catalogue texts, first alone, then beside the triplet loss.
+    distill: bool = True
+    distill_corpus: int = 20_000  # WordNet texts (the catalogue's are added)
+    distill_epochs: int = 3  # distillation-only epochs before joint training
+    distill_weight: float = 0.5  # weight of the distillation loss during joint training
     cache_dir: str | None = None  # feature cache; None = <out_dir>/feature_cache
     num_threads: int | None = None  # torch CPU threads; None = torch default

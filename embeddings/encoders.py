@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -193,6 +194,7 @@ class CheckpointEncoder(Encoder):
         assert image_tower.backbone is not None
         # Backbone and head run separately: the backbone's pooled features are a signal too.
         self.backbone_model = self._prepare(image_tower.backbone, image=True)
+        self.image_tower = image_tower
         self.head_model = self._prepare(image_tower.head, image=False)
         self.text_model = self._prepare(text_tower, image=False)
         # The pretrained sentence vectors: the MiniLM tower's own, else a MiniLM loaded beside the GRU.
@@ -220,8 +222,24 @@ class CheckpointEncoder(Encoder):
         features = self.backbone_model(pixels)
         out = {"image_feat": features}
         if "image_vec" in columns:
-            out["image_vec"] = self.head_model(features)
+            out["image_vec"] = self.head_model(F.normalize(features.float(), dim=-1))
         return out
+
+    def signals_from_pretrained(
+        self, image_feat: np.ndarray, text_feat: np.ndarray, texts: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """All four signals from stored pretrained vectors (unit backbone features, MiniLM
+        sentence vectors) of the same products: no backbone or MiniLM pass, only the heads
+        and, for the GRU, the text tower. The results equal a full encode of the same inputs."""
+        with self._lock, torch.inference_mode():
+            feats = torch.from_numpy(np.ascontiguousarray(image_feat, np.float32)).to(self.device)
+            image_vec = self.head_model(feats).float().cpu().numpy()
+            if isinstance(self.text_tower, MiniLMTextTower):
+                sentences = torch.from_numpy(np.ascontiguousarray(text_feat, np.float32)).to(self.device)
+                text_vec = self.text_tower.forward_features(sentences).float().cpu().numpy()
+        if not isinstance(self.text_tower, MiniLMTextTower):
+            text_vec = self.encode_texts(texts)
+        return {"image_vec": _l2(image_vec), "image_feat": _l2(image_feat), "text_vec": _l2(text_vec), "text_feat": _l2(text_feat)}
 
     def _text_signals(self, texts: Sequence[str], columns: Sequence[str]) -> dict[str, torch.Tensor]:
         out = {}
@@ -247,6 +265,11 @@ def load_encoder(spec: dict[str, Any], device: str | None = None) -> Encoder:
     """
     dev = resolve_device(device)
     key = (json.dumps(spec, sort_keys=True, default=str), str(dev))
+    # Loaded already: no lock, so a search on the serving model never waits behind another
+    # model being loaded (embeddings/warm.py loads the next one while search goes on).
+    enc = _cache.get(key)
+    if enc is not None:
+        return enc
     with _cache_lock:
         enc = _cache.get(key)
         if enc is None:

@@ -3,12 +3,54 @@ from __future__ import annotations
 
 import logging
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 from celery import shared_task
 from django.core.files.storage import default_storage
 
 from embeddings.models import EmbeddingModel, ProductVector
 
+if TYPE_CHECKING:
+    from embeddings.encoders import Encoder
+
 logger = logging.getLogger(__name__)
+
+
+def stored_pretrained(model: EmbeddingModel, encoder: Encoder, products: list) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """product id -> (unit backbone features, MiniLM vector) already stored, from the current
+    vectors of another model with the same backbone and preprocessing (usually the active one).
+
+    A new joint model only trains heads on top of those, so re-embedding the catalogue with
+    it needs no backbone pass: this makes an activation minutes faster on a CPU.
+    """
+    from embeddings.registry import encoder_for
+
+    if not (model.joint and model.image_feat_dim and hasattr(encoder, "signals_from_pretrained")):
+        return {}
+    donors = EmbeddingModel.objects.filter(
+        backbone=model.backbone,
+        status__in=[EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING, EmbeddingModel.Status.EVALUATING],
+    ).exclude(pk=model.pk)
+    for donor in donors:
+        feat, sentence = ("image_feat", "text_feat") if donor.joint else ("image_vec", "text_vec")
+        if donor.joint and not (donor.image_feat_dim and donor.text_feat_dim):
+            continue
+        if donor.column_dims()[feat] != model.image_feat_dim or donor.column_dims()[sentence] != model.text_feat_dim:
+            continue
+        other = encoder_for(donor)
+        if (other.image_size, other.mean, other.std) != (encoder.image_size, encoder.mean, encoder.std):
+            continue
+        hashes = {p.pk: p.content_hash for p in products}
+        rows = ProductVector.objects.filter(model=donor, product_id__in=list(hashes)).values_list(
+            "product_id", "content_hash", feat, sentence
+        )
+        return {
+            pid: (np.asarray(image, np.float32), np.asarray(text, np.float32))
+            for pid, content, image, text in rows
+            if hashes.get(pid) == content
+        }
+    return {}
 
 
 def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
@@ -27,22 +69,37 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
     ]
     if not products:
         return 0
-    images = []
-    for product in products:
-        with default_storage.open(product.image.name, "rb") as handle:
-            images.append(open_image(handle.read()))
     encoder = encoder_for(model)
-    # Every signal the model stores: its own vectors and, for a joint model, the pretrained ones.
-    signals = {
-        **encoder.encode_image_signals(images),
-        **encoder.encode_text_signals([p.text_for_embedding for p in products]),
-    }
+    reuse = stored_pretrained(model, encoder, products)
+    signals: dict[str, dict[int, np.ndarray]] = {}
+    if reuse:
+        # A joint model on the same backbone: its heads read the stored pretrained vectors.
+        fast = [p for p in products if p.pk in reuse]
+        computed = encoder.signals_from_pretrained(  # type: ignore[attr-defined]
+            np.stack([reuse[p.pk][0] for p in fast]), np.stack([reuse[p.pk][1] for p in fast]),
+            [p.text_for_embedding for p in fast],
+        )
+        for column, vectors in computed.items():
+            signals.setdefault(column, {}).update({p.pk: v for p, v in zip(fast, vectors, strict=True)})
+    rest = [p for p in products if p.pk not in reuse]
+    if rest:
+        images = []
+        for product in rest:
+            with default_storage.open(product.image.name, "rb") as handle:
+                images.append(open_image(handle.read()))
+        # Every signal the model stores: its own vectors and, for a joint model, the pretrained ones.
+        computed = {
+            **encoder.encode_image_signals(images),
+            **encoder.encode_text_signals([p.text_for_embedding for p in rest]),
+        }
+        for column, vectors in computed.items():
+            signals.setdefault(column, {}).update({p.pk: v for p, v in zip(rest, vectors, strict=True)})
     rows = [
         ProductVector(
             product=p, model=model, content_hash=p.content_hash, category=p.category, price=p.price,
-            **{column: vectors[i].tolist() for column, vectors in signals.items()},
+            **{column: by_product[p.pk].tolist() for column, by_product in signals.items()},
         )
-        for i, p in enumerate(products)
+        for p in products
     ]
     # Idempotent: a redelivered batch overwrites the same rows with the same values.
     ProductVector.objects.bulk_create(

@@ -54,11 +54,13 @@ class ImageTower(nn.Module):
         self.head = ProjectionHead(feat_dim, cfg.embed_dim, cfg.head_hidden, cfg.dropout)
 
     def forward_features(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
+        # The head reads unit-length features: exactly what is stored as a model's pretrained
+        # image signal, so a new head can be applied to stored vectors without the backbone.
+        return self.head(F.normalize(features.float(), dim=-1))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         assert self.backbone is not None, "built without backbone"
-        return self.head(self.backbone(pixels))
+        return self.forward_features(self.backbone(pixels))
 
 
 class WordEmbedding(nn.Module):
@@ -126,7 +128,8 @@ class GRUTextTower(nn.Module):
         ids, lengths = self.vocab.encode_batch(texts, self.cfg.max_len)
         return {"ids": ids, "lengths": lengths}
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def pooled(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(N, 2 * hidden) max-pooled GRU states: what the projection (and distillation) reads."""
         x = self.dropout(self.embed(ids))
         # Packing keeps the backward direction from starting on padding.
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -134,8 +137,10 @@ class GRUTextTower(nn.Module):
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
         mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None]
         out = out.masked_fill(~mask.unsqueeze(-1), float("-inf"))
-        pooled = out.max(dim=1).values
-        return F.normalize(self.proj(self.dropout(pooled)).float(), dim=-1)
+        return out.max(dim=1).values
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.dropout(self.pooled(ids, lengths))).float(), dim=-1)
 
 
 def minilm_dir() -> Path:

@@ -83,6 +83,7 @@ def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -
     train_cfg = TrainCfg(
         epochs=int(params["epochs"]), margin=float(params["margin"]), mining=params["mining"],
         seed=int(params["seed"]), cache_dir=str(settings.MODELS_DIR / "feature_cache"),
+        distill_corpus=settings.EMBEDDINGS_DISTILL_CORPUS,
     )
     last_save = [0.0]
 
@@ -119,6 +120,8 @@ def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -
             "categories": len(categories),
             "params": params,
             "git_commit": _git_commit(),
+            # The gate probes these: products the model never trained on.
+            "heldout_skus": result.heldout,
         },
         metrics=result.metrics,
         curve=str(result.curve_png),
@@ -126,5 +129,6 @@ def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -
     job.model, job.status, job.finished_at = model, TrainingJob.Status.DONE, timezone.now()
     job.save(update_fields=["model", "status", "finished_at"])
     if job.activate:
-        start_activation(model)
+        # Gated: it serves search only if it measures no worse than the active model.
+        start_activation(model, gate=True)
     return model

@@ -25,9 +25,11 @@ from .config import ImageTowerCfg, TextTowerCfg, TrainCfg
 from .data import Record, content_hash, group_ids, split_by_product
 from .losses import CrossModalTripletLoss
 from .metrics import rank_by_similarity, retrieval_metrics
+from .distill import Distiller, teacher_vectors
 from .text_views import SentenceViewBank, TextViews
+from .wordnet import distillation_corpus, wordnet_available
 from .tokenizer import PAD
-from .towers import GRUTextTower, ImageTower, MiniLMTextTower, build_text_tower, text_tower_state
+from .towers import GRUTextTower, ImageTower, MiniLM, MiniLMTextTower, build_text_tower, text_tower_state
 from .transforms import ImageError, open_image, to_model_input, to_train_input
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     backbone: str = ""  # backbone actually used, after any fallback
     skipped: list[str] = field(default_factory=list)  # skus whose image could not be read
+    heldout: list[str] = field(default_factory=list)  # skus of the validation split (never trained on)
 
 
 def seed_everything(seed: int) -> None:
@@ -266,6 +269,36 @@ def _batches(index: list[int], batch_size: int, rng: random.Random) -> list[list
     return batches
 
 
+def build_distiller(
+    tower: GRUTextTower,
+    catalogue_texts: Sequence[str],
+    train_cfg: TrainCfg,
+    cache_dir: Path,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> Distiller:
+    """A Distiller over WordNet + the catalogue's texts, pre-trained for ``distill_epochs``."""
+    corpus = distillation_corpus(train_cfg.distill_corpus, train_cfg.seed) if wordnet_available() else []
+    if not corpus:
+        logger.warning("WordNet is not installed (Debian wordnet-base): distilling on catalogue texts only")
+    texts = list(dict.fromkeys([*corpus, *catalogue_texts]))
+    teacher = MiniLM().to(device).eval()
+
+    def encode(batch: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            tokens = teacher.tokenize(batch)
+            return teacher(**{k: v.to(device) for k, v in tokens.items()}).float().cpu().numpy()
+
+    if progress:
+        progress({"phase": "distill", "done": 0, "total": train_cfg.distill_epochs, "texts": len(texts)})
+    targets = teacher_vectors(texts, encode, cache_dir)
+    del teacher
+    distiller = Distiller(tower, texts, targets, train_cfg.seed).to(device)
+    losses = distiller.pretrain(train_cfg.distill_epochs, progress=progress)
+    logger.info("distilled MiniLM into the GRU on %d texts: loss %s", len(texts), [round(x, 4) for x in losses])
+    return distiller
+
+
 def train(
     records: Sequence[Record],
     cfg: ImageTowerCfg,
@@ -322,7 +355,13 @@ def train(
         if not is_gru:
             bank = SentenceViewBank(views, text_inputs.encode_sentences)
 
+    distiller = None
+    if train_cfg.distill and isinstance(text_tower, GRUTextTower):
+        distiller = build_distiller(text_tower, [texts[i] for i in train_idx], train_cfg, cache_dir, device, progress)
+
     params = [p for p in image_tower.head.parameters()] + [p for p in text_tower.parameters() if p.requires_grad]
+    if distiller is not None:
+        params += list(distiller.head.parameters())
     if finetune:
         # GPU only: unfreeze the last stage and train on augmented pixels.
         for module in last_stage(image_tower.backbone, backbone):  # type: ignore[arg-type]
@@ -378,6 +417,9 @@ def train(
                 image_batch(index), text_emb, groups_t[index], mining=mining, return_stats=True,
                 not_negative=also_described,
             )
+            if distiller is not None:
+                # Keep the general word meaning while the tower learns the catalogue.
+                loss = loss + train_cfg.distill_weight * distiller.loss(distiller.sample(train_cfg.batch_size))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -421,4 +463,5 @@ def train(
             break
 
     save_curve(history, curve_path)
-    return TrainResult(ckpt_path, best_metrics, curve_path, history, backbone, skipped)
+    heldout = [r.sku for r in val_recs]
+    return TrainResult(ckpt_path, best_metrics, curve_path, history, backbone, skipped, heldout)

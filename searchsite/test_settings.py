@@ -12,6 +12,9 @@ os.environ.setdefault("CELERY_VISIBILITY_TIMEOUT", "10")
 # exercising the (loud) fallback in every test. tests/embeddings covers the fallback.
 os.environ.setdefault("EMBEDDINGS_IMAGE_BACKBONE", "efficientnet_lite0")
 os.environ.setdefault("EMBED_BATCH_SIZE", "16")
+# Distillation on a few hundred WordNet texts: the code path, at test speed.
+os.environ.setdefault("EMBEDDINGS_DISTILL_CORPUS", "300")
+os.environ.setdefault("GATE_PROBES_PER_KIND", "10")
 # The suite and the browser tests search far faster than a shopper; tests/catalog/test_ratelimit.py
 # lowers the limits to prove the 429.
 os.environ.setdefault("SEARCH_RATE_LIMIT", "100000/m")

@@ -53,3 +53,37 @@ def test_a_duplicate_in_one_list_counts_once():
 def test_bad_k_is_refused():
     with pytest.raises(ValueError):
         rrf({"x": [("a", 1.0)]}, k=0)
+
+
+def test_fitted_fusion_is_never_below_its_best_single_signal():
+    import random
+
+    from catalog.hybrid import FitQuery, fit_weights
+
+    rng = random.Random(0)
+    items = list(range(60))
+    queries = []
+    for q in range(40):
+        relevant = frozenset(rng.sample(items, 5))
+        good = sorted(items, key=lambda i: (i not in relevant, rng.random()))  # relevant first
+        noisy = sorted(items, key=lambda i: (rng.random() < 0.5 and i not in relevant, rng.random()))
+        random_list = rng.sample(items, len(items))
+        rankings = {"good": [(i, 0.0) for i in (good if q % 3 else noisy)], "noisy": [(i, 0.0) for i in noisy],
+                    "random": [(i, 0.0) for i in random_list]}
+        queries.append(FitQuery(rankings, relevant, "map@10" if q % 2 else "r@1", "kind-a" if q % 4 else "kind-b"))
+    result = fit_weights(queries, ["good", "noisy", "random"])
+    assert result.objective >= max(result.singles.values()) - 1e-12
+    assert result.objective >= result.equal - 1e-12
+    assert result.weights["random"] == 0.0  # a useless list gets no say
+    assert set(result.per_group) == {"kind-a", "kind-b"}
+
+
+def test_fit_respects_excluded_items_and_unknown_metrics_fail():
+    import pytest
+
+    from catalog.hybrid import FitQuery, fit_weights
+
+    q = FitQuery({"a": [(1, 0.0), (2, 0.0)]}, frozenset({2}), "r@1", "k", exclude=frozenset({1}))
+    assert fit_weights([q], ["a"]).objective == 1.0  # 1 is left out, so 2 ranks first
+    with pytest.raises(ValueError, match="metric"):
+        fit_weights([FitQuery({"a": [(1, 0.0)]}, frozenset({1}), "ndcg", "k")], ["a"])

@@ -72,3 +72,28 @@ def small_image_query():
     from tests.conftest import SMALL_CSV
 
     return Image.open(next((SMALL_CSV.parent / "images").iterdir())).convert("RGB")
+
+
+def test_a_joint_model_reads_the_stored_pretrained_vectors(trained):
+    import numpy as np
+    from django.core.files.storage import default_storage
+
+    from catalog.models import Product
+    from embeddings.registry import encoder_for
+    from embeddings.tasks import stored_pretrained
+    from embeddings.transforms import open_image
+
+    products = list(Product.objects.order_by("pk")[:8])
+    encoder = encoder_for(trained)
+    assert len(stored_pretrained(trained, encoder, products)) == 8  # the active baseline's vectors
+    embed_batch([p.pk for p in products], trained)
+    stored = {pv.product_id: pv for pv in ProductVector.objects.filter(model=trained)}
+    images = []
+    for p in products:
+        with default_storage.open(p.image.name, "rb") as handle:
+            images.append(open_image(handle.read()))
+    full = {**encoder.encode_image_signals(images), **encoder.encode_text_signals([p.text_for_embedding for p in products])}
+    for column in ("image_vec", "image_feat", "text_vec", "text_feat"):
+        fast = np.stack([np.asarray(getattr(stored[p.pk], column), np.float32) for p in products])
+        cosines = (fast * full[column]).sum(axis=1)
+        assert cosines.min() > 0.995, column  # the same vectors as a full encode

@@ -1,0 +1,235 @@
+"""The activation gate: a trained model serves search only if it measures no worse.
+
+When a gated model's vectors are complete (embeddings.registry sends
+``model_ready_for_gate``), this module
+
+1. makes probe queries from the products the model did not train on
+   (embeddings/probes.py: keywords, paraphrases, words against photos only, perturbed
+   photos, photos of "another item of this kind"), split into two halves by product;
+2. fits the model's fusion weights per search kind on the first half
+   (catalog/hybrid.fit_weights over the real signal rankings), so its composition is never
+   below its best single signal there;
+3. runs the second half through the real ``search()`` for the candidate and for the active
+   model, kind by kind and mode by mode, and activates the candidate only if it is not
+   worse on any kind beyond noise and better on at least one (``decide``).
+
+Noise, per kind: the paired per-query differences d (candidate - active) have mean m and
+standard error se; the kind is *worse* when m < -max(MIN_NOISE, 2·se) and *better* when
+m > max(MIN_NOISE, 2·se). Two standard errors is a ~95% one-sided bound; MIN_NOISE keeps
+a 0.01 wobble from deciding anything on small catalogues.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+from PIL import Image
+
+from catalog.hybrid import FitQuery, fit_weights
+from catalog.models import Product
+from catalog.search import FUSION_KINDS, fusion_weights, image_query_vectors, kind_signals, search, signal_rankings
+from embeddings.models import EmbeddingModel
+from embeddings.perturb import perturb
+from embeddings.probes import KINDS, PHOTO_KINDS, TEXT_KINDS, Probe, ProbeItem, build_probes, split_halves
+from embeddings.registry import complete_gate
+from embeddings.transforms import open_image
+
+logger = logging.getLogger(__name__)
+
+MIN_NOISE = 0.01
+FIT_DEPTH = 100  # how deep each signal's list is read when fitting
+HELDOUT_FALLBACK_FRACTION = 0.15  # models trained elsewhere: probe a fixed sample instead
+
+# What is judged: (probe kind, search mode). Words are judged in both text modes, because
+# shoppers can pick either; "nodesc" is the words against the photos alone.
+JUDGED = (
+    ("keyword", "hybrid"), ("keyword", "semantic"), ("paraphrase", "hybrid"), ("paraphrase", "semantic"),
+    ("nodesc", "text_photo"), ("photo", "photo"), ("photo_similar", "photo"),
+)
+
+
+def catalogue_items() -> list[ProbeItem]:
+    return [
+        ProbeItem(p.sku, p.title, p.category, p.text_for_embedding, p.image_hash)
+        for p in Product.objects.order_by("sku").only("sku", "title", "description", "category", "image_hash")
+    ]
+
+
+def heldout_skus(model: EmbeddingModel, items: Sequence[ProbeItem]) -> list[str]:
+    """The products the model did not train on (recorded at training), else a fixed sample."""
+    recorded = (model.training_data or {}).get("heldout_skus")
+    if recorded:
+        return list(recorded)
+    skus = sorted(item.sku for item in items)
+    random.Random(0).shuffle(skus)
+    return skus[: max(1, int(len(skus) * HELDOUT_FALLBACK_FRACTION))]
+
+
+def probe_photo(probe: Probe) -> Image.Image:
+    product = Product.objects.get(sku=probe.sku)
+    with default_storage.open(product.image.name, "rb") as handle:
+        image = open_image(handle.read())
+    return perturb(image, random.Random(probe.seed))
+
+
+def score(ranked: Sequence[str], probe: Probe) -> float:
+    ranked = [sku for sku in ranked if sku not in probe.exclude][:10]
+    hits = [sku in probe.relevant for sku in ranked]
+    if probe.metric == "r@1":
+        return float(bool(hits) and hits[0])
+    found, total = 0, 0.0
+    for i, hit in enumerate(hits, start=1):
+        if hit:
+            found += 1
+            total += found / i
+    return total / min(10, len(probe.relevant)) if probe.relevant else 0.0
+
+
+# --- fitting -----------------------------------------------------------------------------
+
+
+def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe]) -> dict[str, Any]:
+    """Fit and store ``model.fusion`` per search kind; returns what the fit measured."""
+    text = [p for p in probes if p.kind in TEXT_KINDS]
+    photos = [p for p in probes if p.kind in PHOTO_KINDS]
+    hybrid_signals = kind_signals(model, "hybrid")
+    photo_signals = kind_signals(model, "photo")
+    text_queries = [
+        FitQuery(signal_rankings(model, hybrid_signals, FIT_DEPTH, q=p.text), p.relevant, p.metric, p.kind)
+        for p in text
+    ]
+    vectors: dict[int, dict[str, np.ndarray]] = {}
+    photo_queries = []
+    for p in photos:
+        if p.seed not in vectors:
+            vectors[p.seed] = image_query_vectors(model, probe_photo(p))
+        rankings = signal_rankings(model, photo_signals, FIT_DEPTH + len(p.exclude), photo=vectors[p.seed])
+        photo_queries.append(FitQuery(rankings, p.relevant, p.metric, p.kind, p.exclude))
+    report: dict[str, Any] = {}
+    fusion: dict[str, dict[str, float]] = {}
+    for kind in FUSION_KINDS:
+        signals = kind_signals(model, kind)
+        queries = photo_queries if kind == "photo" else text_queries
+        if not queries:
+            continue
+        result = fit_weights(queries, signals, k=settings.SEARCH_RRF_K)
+        fusion[kind] = result.weights
+        report[kind] = {
+            "weights": result.weights, "objective": result.objective, "per_kind": result.per_group,
+            "singles": result.singles, "equal": result.equal, "queries": len(queries),
+        }
+    model.fusion = fusion
+    model.save(update_fields=["fusion"])
+    return report
+
+
+# --- judging -----------------------------------------------------------------------------
+
+
+def run_probe(model: EmbeddingModel, probe: Probe, mode: str, photo: Image.Image | None = None) -> list[str]:
+    """The skus the real search() returns for a probe under `model`, best first."""
+    k = 10 + len(probe.exclude)
+    if probe.kind in PHOTO_KINDS:
+        result = search(image=photo if photo is not None else probe_photo(probe), model=model, k=k)
+    elif mode == "text_photo":
+        result = search(probe.text, model=model, mode="semantic", signals=["text_photo"], k=k)
+    else:
+        result = search(probe.text, model=model, mode=mode, k=k)
+    return [hit.product.sku for hit in result.hits]
+
+
+def can_serve(model: EmbeddingModel, kind: str, mode: str) -> bool:
+    return mode != "text_photo" or model.joint
+
+
+def compare(
+    candidate: EmbeddingModel,
+    incumbent: EmbeddingModel | None,
+    probes: Sequence[Probe],
+    progress: Callable[[dict], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Per judged (kind, mode): both models' mean metric, the paired difference and its noise."""
+    rows = []
+    photos: dict[int, Image.Image] = {}
+    for kind, mode in JUDGED:
+        chosen = [p for p in probes if p.kind == kind]
+        if not chosen or not can_serve(candidate, kind, mode):
+            continue
+        against = incumbent if incumbent is not None and can_serve(incumbent, kind, mode) else None
+        mine, theirs = [], []
+        for p in chosen:
+            photo = None
+            if kind in PHOTO_KINDS:
+                photo = photos.get(p.seed) or photos.setdefault(p.seed, probe_photo(p))
+            mine.append(score(run_probe(candidate, p, mode, photo), p))
+            if against is not None:
+                theirs.append(score(run_probe(against, p, mode, photo), p))
+        row: dict[str, Any] = {
+            "kind": kind, "mode": mode, "metric": chosen[0].metric, "queries": len(chosen),
+            "candidate": float(np.mean(mine)),
+        }
+        if against is not None:
+            diff = np.asarray(mine) - np.asarray(theirs)
+            se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+            noise = max(MIN_NOISE, 2 * se)
+            mean = float(diff.mean())
+            row.update(incumbent=float(np.mean(theirs)), diff=mean, noise=noise,
+                       verdict="worse" if mean < -noise else "better" if mean > noise else "same")
+        else:
+            row.update(incumbent=None, diff=None, noise=None, verdict="new")
+        rows.append(row)
+        if progress:
+            progress({"phase": "gate", "kind": kind, "mode": mode, **{k: row[k] for k in ("candidate", "verdict")}})
+    return rows
+
+
+def decide(rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """("activated" | "rejected", why): not worse anywhere beyond noise, better somewhere."""
+    worse = [r for r in rows if r["verdict"] == "worse"]
+    if worse:
+        parts = [f"{r['kind']} ({r['mode']}) by {-r['diff']:.3f} {r['metric']}" for r in worse]
+        return "rejected", "not activated: worse on " + "; ".join(parts)
+    better = [r for r in rows if r["verdict"] == "better"]
+    if not better:
+        return "rejected", "not activated: not better than the active model on any query kind beyond noise"
+    parts = [f"{r['kind']} ({r['mode']}) +{r['diff']:.3f}" for r in better]
+    return "activated", "better on " + "; ".join(parts) + "; no kind worse beyond noise"
+
+
+def run_gate(model: EmbeddingModel, per_kind: int | None = None) -> dict[str, Any]:
+    """Fit the model's fusion, judge it against the active model, record and act on it."""
+    started = time.monotonic()
+    per_kind = per_kind or settings.GATE_PROBES_PER_KIND
+    items = catalogue_items()
+    probes = build_probes(items, heldout_skus(model, items), seed=0, per_kind=2 * per_kind)
+    fit_half, judge_half = split_halves(probes)
+    fit = fit_fusion(model, fit_half)
+    incumbent = EmbeddingModel.active()
+    rows = compare(model, incumbent, judge_half)
+    decision, reason = decide(rows)
+    report = {
+        "decision": decision, "reason": reason, "kinds": rows, "fit": fit,
+        "against": incumbent.name if incumbent else None,
+        "probes": {kind: sum(p.kind == kind for p in judge_half) for kind in KINDS},
+        "fit_probes": {kind: sum(p.kind == kind for p in fit_half) for kind in KINDS},
+        "seconds": round(time.monotonic() - started, 1),
+        "fusion": {kind: fusion_weights(model, kind) for kind in FUSION_KINDS},
+    }
+    complete_gate(model, report)
+    return report
+
+
+def on_model_ready(sender: object, model: EmbeddingModel, **_: object) -> None:
+    """Receiver of embeddings.registry.model_ready_for_gate."""
+    try:
+        run_gate(model)
+    except Exception as exc:  # a broken gate must not leave the model "evaluating" forever
+        logger.exception("activation gate failed for %s", model.name)
+        complete_gate(model, {"decision": "rejected", "reason": f"not activated: the gate failed ({exc})", "kinds": []})

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from catalog.suite import default_suite_dir, run_catalogue, table
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the evaluation suite (scripts/build_eval_suite.py builds it): per catalogue, keyword search, "
+        "the untrained baseline and a gated trained model per text tower, scored through search(). "
+        "WIPES the catalogue and models of the database it runs on: `make eval` gives it its own data dir."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--suite", type=Path, default=None, help="folder of catalogues (default var/evalsuite)")
+        parser.add_argument("--catalogues", default="", help="comma-separated names (default: every folder)")
+        parser.add_argument("--towers", default="gru,minilm", help="text towers to train")
+        parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the documented default)")
+        parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+        parser.add_argument("--wipe", action="store_true", help="confirm: empty this database's catalogue first")
+
+    def handle(self, *args: object, **opts: object) -> None:
+        from searchsite.celery import app
+
+        if not opts["wipe"]:
+            raise CommandError("eval_suite empties the catalogue and the models: pass --wipe (make eval does, on its own data dir)")
+        suite = Path(opts["suite"] or default_suite_dir())  # type: ignore[arg-type]
+        names = [n for n in str(opts["catalogues"]).split(",") if n]
+        folders = [suite / n for n in names] if names else sorted(p.parent for p in suite.glob("*/queries.jsonl"))
+        missing = [str(f) for f in folders if not (f / "catalogue.csv").is_file() or not (f / "queries.jsonl").is_file()]
+        if missing or not folders:
+            raise CommandError(f"no suite catalogue at {', '.join(missing) or suite}: run scripts/build_eval_suite.py first")
+        app.conf.task_always_eager = True  # one process does it all, in order
+        towers = tuple(t for t in str(opts["towers"]).split(",") if t)
+        results = []
+        for folder in folders:
+            results.append(run_catalogue(folder, opts["epochs"], towers, echo=lambda s: self.stdout.write(s)))  # type: ignore[arg-type]
+        out = table(results)
+        self.stdout.write(out)
+        if opts["markdown"]:
+            Path(opts["markdown"]).write_text(out + "\n")  # type: ignore[arg-type]

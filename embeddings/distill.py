@@ -1,0 +1,95 @@
+"""Teaching the GRU text tower word meaning beyond the catalogue, by distilling MiniLM.
+
+A GRU trained only on one shop's texts knows only that shop's words: "jeans", "parka" or
+"flip flops" mean nothing to it when no product uses them. MiniLM knows them. So before
+(and while) the GRU learns the catalogue, a small linear head on its pooled states is
+trained to reproduce MiniLM's sentence vectors of a general corpus — WordNet lemmas and
+glosses (embeddings/wordnet.py) plus the catalogue's own texts — so words land near their
+meaning although the catalogue never uses them. During joint training the same loss keeps
+running beside the triplet loss, so the catalogue does not wash the meaning out.
+
+The head is training-only: checkpoints keep the GRU, not the head.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .tokenizer import PAD, UNK
+from .towers import GRUTextTower
+
+
+def teacher_vectors(
+    texts: Sequence[str], encode: Callable[[list[str]], np.ndarray], cache_dir: Path | None = None, chunk: int = 256
+) -> np.ndarray:
+    """MiniLM vectors of `texts`, (N, 384) float32; cached on disk by the texts' hash."""
+    key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:20]
+    path = Path(cache_dir) / f"minilm_targets_{key}.npy" if cache_dir else None
+    if path is not None and path.exists():
+        cached = np.load(path)
+        if cached.shape[0] == len(texts):
+            return cached.astype(np.float32)
+    parts = [encode(list(texts[s : s + chunk])) for s in range(0, len(texts), chunk)]
+    vectors = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 384), np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors.astype(np.float16))
+    return vectors
+
+
+class Distiller(nn.Module):
+    """Cosine distillation of sentence vectors into a GRU tower's pooled states."""
+
+    def __init__(self, tower: GRUTextTower, texts: Sequence[str], targets: np.ndarray, seed: int = 0) -> None:
+        super().__init__()
+        if len(texts) != len(targets):
+            raise ValueError("one target vector per text")
+        self.tower = tower
+        self.head = nn.Linear(2 * tower.cfg.hidden, targets.shape[1])
+        self.rows = [tower.vocab.ids(t, tower.cfg.max_len) or [UNK] for t in texts]
+        self.register_buffer("targets", F.normalize(torch.from_numpy(np.asarray(targets, np.float32)), dim=-1))
+        self.rng = random.Random(seed)
+
+    def sample(self, size: int) -> list[int]:
+        return [self.rng.randrange(len(self.rows)) for _ in range(size)]
+
+    def loss(self, index: Sequence[int]) -> torch.Tensor:
+        rows = [self.rows[i] for i in index]
+        lengths = torch.tensor([len(r) for r in rows])
+        ids = torch.full((len(rows), int(lengths.max())), PAD, dtype=torch.long)
+        for j, r in enumerate(rows):
+            ids[j, : len(r)] = torch.tensor(r)
+        device = self.targets.device
+        predicted = self.head(self.tower.pooled(ids.to(device), lengths))
+        return (1.0 - F.cosine_similarity(predicted, self.targets[list(index)], dim=-1)).mean()
+
+    def pretrain(
+        self, epochs: int, batch_size: int = 256, lr: float = 2e-3, progress: Callable[[dict], None] | None = None
+    ) -> list[float]:
+        """Distillation alone, before the catalogue: mean loss per epoch."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+        history = []
+        order = list(range(len(self.rows)))
+        self.train()
+        for epoch in range(1, epochs + 1):
+            self.rng.shuffle(order)
+            losses = []
+            for start in range(0, len(order), batch_size):
+                loss = self.loss(order[start : start + batch_size])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 5.0)
+                optimizer.step()
+                losses.append(loss.item())
+            history.append(float(np.mean(losses)))
+            if progress:
+                progress({"phase": "distill", "done": epoch, "total": epochs, "loss": history[-1]})
+        return history

@@ -1,0 +1,99 @@
+"""The activation gate: a trained model is measured against the active one before it serves."""
+from __future__ import annotations
+
+import pytest
+import torch
+from django.core.management import call_command
+
+from catalog.gate import decide, run_gate
+from catalog.models import Product
+from catalog.search import search
+from embeddings.models import EmbeddingModel, ProductVector
+from embeddings.registry import register_checkpoint, start_activation
+
+
+@pytest.fixture
+def trained(small_catalogue, django_capture_on_commit_callbacks):
+    call_command("train_embeddings", epochs=3, name="tiny-joint", backbone="efficientnet_lite0")
+    model = EmbeddingModel.objects.get(name="tiny-joint")
+    # Probe every product: the 40-product fixture holds out only 6, too few to judge.
+    model.training_data = {**model.training_data, "heldout_skus": list(Product.objects.values_list("sku", flat=True))}
+    model.save(update_fields=["training_data"])
+    return model
+
+
+def random_heads(model: EmbeddingModel, tmp_path) -> EmbeddingModel:
+    """The same model with its projection heads replaced by random weights: a bad candidate."""
+    ckpt = torch.load(model.checkpoint, map_location="cpu", weights_only=True)
+    generator = torch.Generator().manual_seed(1)
+    for part in ("image_tower", "text_tower"):
+        ckpt[part] = {k: torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
+                      for k, v in ckpt[part].items()}
+    path = tmp_path / "random-heads.pt"
+    torch.save(ckpt, path)
+    bad = register_checkpoint(path, name="random-heads", training_data=model.training_data)
+    return bad
+
+
+def activate(model: EmbeddingModel, gate: bool, capture) -> EmbeddingModel:
+    with capture(execute=True):
+        start_activation(model, gate=gate)
+    model.refresh_from_db()
+    return model
+
+
+def test_the_gate_refuses_a_bad_candidate_and_accepts_a_good_one(trained, tmp_path, django_capture_on_commit_callbacks):
+    baseline = EmbeddingModel.active()
+    bad = activate(random_heads(trained, tmp_path), True, django_capture_on_commit_callbacks)
+    assert bad.status == EmbeddingModel.Status.READY  # kept, not serving
+    assert bad.gate["decision"] == "rejected" and bad.gate["reason"].startswith("not activated")
+    assert EmbeddingModel.active().pk == baseline.pk
+    assert not ProductVector.objects.filter(model=bad).exists()  # its vectors are dropped
+    kinds = {(row["kind"], row["mode"]) for row in bad.gate["kinds"]}
+    assert {("keyword", "hybrid"), ("paraphrase", "semantic"), ("photo", "photo")} <= kinds
+    # Its fitted fusion leaves the random signals out: whatever serves is never worse than the baseline's.
+    assert bad.fusion["photo"].get("photo_joint", 0.0) <= bad.fusion["photo"]["photo_pretrained"]
+
+    # An admin may still activate it (ungated); then a good model must beat it to replace it.
+    bad = activate(bad, False, django_capture_on_commit_callbacks)
+    assert bad.status == EmbeddingModel.Status.ACTIVE
+    good = activate(trained, True, django_capture_on_commit_callbacks)
+    assert good.gate["decision"] == "activated", good.gate["reason"]
+    assert good.status == EmbeddingModel.Status.ACTIVE
+    assert any(row["verdict"] == "better" for row in good.gate["kinds"])
+    assert search("trousers", k=5).model.pk == good.pk
+    assert ProductVector.objects.filter(model=good).count() == Product.objects.count()
+
+
+def test_decide_needs_no_kind_worse_and_one_better():
+    same = {"kind": "keyword", "mode": "hybrid", "metric": "map@10", "diff": 0.0, "verdict": "same"}
+    better = {**same, "kind": "photo", "diff": 0.2, "verdict": "better"}
+    worse = {**same, "kind": "paraphrase", "diff": -0.1, "verdict": "worse"}
+    assert decide([same, better])[0] == "activated"
+    assert decide([same])[0] == "rejected"
+    decision, reason = decide([better, worse])
+    assert decision == "rejected" and "worse on paraphrase (hybrid) by 0.100" in reason
+
+
+def test_a_gate_that_breaks_leaves_the_model_refused_not_stuck(trained, monkeypatch, django_capture_on_commit_callbacks):
+    def broken(*args, **kwargs):
+        raise RuntimeError("probe photos unreadable")
+
+    monkeypatch.setattr("catalog.gate.fit_fusion", broken)
+    model = activate(trained, True, django_capture_on_commit_callbacks)
+    assert model.status == EmbeddingModel.Status.READY
+    assert "the gate failed (probe photos unreadable)" in model.gate["reason"]
+
+
+def test_run_gate_reports_what_it_measured(trained, django_capture_on_commit_callbacks):
+    trained.status = EmbeddingModel.Status.EVALUATING
+    trained.save(update_fields=["status"])
+    from embeddings.tasks import embed_batch
+
+    embed_batch(list(Product.objects.values_list("pk", flat=True)), trained)
+    report = run_gate(trained)
+    assert report["decision"] in ("activated", "rejected")
+    assert set(report["fusion"]) == {"hybrid", "semantic", "photo"}
+    fit = report["fit"]["hybrid"]
+    assert fit["objective"] >= max(fit["singles"].values()) - 1e-9
+    assert report["probes"]["keyword"] > 0 and report["against"] == "baseline-efficientnet_lite0"

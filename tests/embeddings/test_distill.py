@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from embeddings.config import TextTowerCfg
+from embeddings.distill import Distiller, teacher_vectors
+from embeddings.towers import GRUTextTower
+
+TEXTS = [
+    "blue jeans", "denim trousers", "flip flops", "beach sandals", "parka", "winter coat",
+    "running shoes", "trainers", "leather handbag", "tote bag", "summer dress", "frock",
+]
+
+
+def tiny_tower() -> GRUTextTower:
+    torch.manual_seed(0)
+    cfg = TextTowerCfg(vocab_source="none", word_dim=16, hidden=32, embed_dim=16, min_count=1, dropout=0.0)
+    return GRUTextTower(cfg, texts=TEXTS)
+
+
+def test_distillation_lowers_its_loss_on_a_small_corpus():
+    targets = np.random.default_rng(0).normal(size=(len(TEXTS), 24)).astype(np.float32)
+    distiller = Distiller(tiny_tower(), TEXTS, targets, seed=0)
+    with torch.no_grad():
+        before = distiller.loss(range(len(TEXTS))).item()
+    history = distiller.pretrain(epochs=60, batch_size=4, lr=5e-3)
+    with torch.no_grad():
+        after = distiller.loss(range(len(TEXTS))).item()
+    assert history[-1] < history[0]
+    assert after < 0.5 * before
+
+
+def test_teacher_vectors_are_cached_by_the_texts(tmp_path):
+    calls = []
+
+    def encode(batch):
+        calls.append(len(batch))
+        return np.ones((len(batch), 8), np.float32)
+
+    first = teacher_vectors(TEXTS, encode, tmp_path, chunk=5)
+    again = teacher_vectors(TEXTS, encode, tmp_path, chunk=5)
+    assert calls == [5, 5, 2]  # the second call read the cache
+    assert np.allclose(first, again)
+    teacher_vectors(TEXTS[:3], encode, tmp_path)
+    assert calls[-1] == 3  # other texts, other cache entry
