@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test bench chromium clean-data
+.PHONY: setup run test test-faults bench chromium clean-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ run: setup
 
 test:
 	$(PY) -m pytest
+
+# The slow fault-injection tests (tests/integration/test_faults.py, about 20 minutes on 2 cores).
+test-faults:
+	$(PY) -m pytest -m faults --timeout=1800 tests/integration/test_faults.py
 
 bench:
 	$(PY) -m bench.run_all

@@ -116,7 +116,8 @@ class ImportJobAdmin(admin.ModelAdmin):
                 for chunk in upload.chunks():
                     out.write(chunk)
             ensure_active_model()
-            job = ImportJob.objects.create(source_name=upload.name)
+            # csv_path names the upload from the start, so the reconciler can queue a lost job again.
+            job = ImportJob.objects.create(source_name=upload.name, csv_path=str(target))
             transaction.on_commit(lambda: import_catalogue.delay(job.pk, str(target)))
             messages.info(request, f"Import #{job.pk} queued.")
             return redirect("admin:catalog_importjob_progress", job.pk)

@@ -23,3 +23,20 @@ def import_catalogue(job_id: int, upload_path: str) -> str:
         job.save()
         return job.status
     return run_import(job).status
+
+
+@shared_task(acks_late=True)
+def resume_import(job_id: int) -> str:
+    """Continue an import whose process died, after its last committed chunk (queued by the reconciler)."""
+    job = ImportJob.objects.get(pk=job_id)
+    if job.status != ImportJob.Status.RUNNING:
+        return job.status
+    return run_import(job, resume=True).status
+
+
+@shared_task(acks_late=True)
+def reconcile() -> dict:
+    """Queue again what a crash lost; resume or end stuck jobs (catalog/reconcile.py)."""
+    from catalog.reconcile import reconcile as run
+
+    return run().as_dict()

@@ -89,12 +89,15 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "catalog",
     "embeddings",
+    "ops",
     "axes",
     "django_ratelimit",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # a database that is down or restarting answers 503 with a clear message, never a 500
+    "searchsite.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -256,6 +259,29 @@ CELERY_TASK_ROUTES = {
     "embeddings.tasks.embed_products": {"queue": "embed"},
     "embeddings.tasks.train_model": {"queue": "embed"},
     "embeddings.tasks.*": {"queue": "prepare"},
+}
+
+# --- crash recovery (catalog/reconcile.py, ops/) ---
+# Workers and long jobs stamp a heartbeat row this often; a row older than the stale limit
+# means the process is gone (killed, crashed, its machine restarted).
+HEARTBEAT_SECONDS = envint("HEARTBEAT_SECONDS", 10)
+HEARTBEAT_STALE_SECONDS = envint("HEARTBEAT_STALE_SECONDS", 45)
+# The reconciler runs on every worker start and this often (Celery beat, started by runsite).
+RECONCILE_INTERVAL_SECONDS = envint("RECONCILE_INTERVAL_SECONDS", 60)
+# A product the reconciler queued is not queued again for this long (longer than a batch takes).
+RECONCILE_LEASE_SECONDS = envint("RECONCILE_LEASE_SECONDS", 600)
+# Products saved this recently are left to the import that saved them (it queues them itself).
+RECONCILE_GRACE_SECONDS = envint("RECONCILE_GRACE_SECONDS", 30)
+IMPORT_MAX_RESUMES = envint("IMPORT_MAX_RESUMES", 3)
+# Web processes look this often for a model being activated, and load it before the switch.
+ENCODER_WARM_POLL_SECONDS = envfloat("ENCODER_WARM_POLL_SECONDS", 2.0)
+CELERY_BEAT_SCHEDULE = {
+    # expires: runs that waited behind a busy worker for a whole interval are dropped, not stacked
+    "reconcile": {
+        "task": "catalog.tasks.reconcile",
+        "schedule": float(RECONCILE_INTERVAL_SECONDS),
+        "options": {"expires": float(RECONCILE_INTERVAL_SECONDS)},
+    },
 }
 
 # --- cache (the rate limits' counters) ---

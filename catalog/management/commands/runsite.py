@@ -3,13 +3,15 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+
+from searchsite.supervisor import Supervisor
 
 DEMO_CSV = Path(settings.BASE_DIR) / "demo" / "catalogue.csv"
 
@@ -27,60 +29,64 @@ class Command(BaseCommand):
     def handle(self, *args: object, **opts: object) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self._ensure_admin()
-        children: list[subprocess.Popen] = []
-
-        def stop() -> None:
-            # No second signal may interrupt the clean-up half-way.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            for child in children:
-                if child.poll() is None:
-                    child.terminate()
-            for child in children:
-                try:
-                    child.wait(15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+        log_dir = settings.DATA_DIR / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        supervisor = Supervisor(self._log, pid_dir=settings.DATA_DIR / "run")
 
         def on_sigterm(*_: object) -> None:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, on_sigterm)
-        celery = [sys.executable, "-m", "celery", "-A", "searchsite", "worker", "--loglevel", "INFO"]
-        log_dir = settings.DATA_DIR / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        for queue in ("prepare", "embed"):
-            log = open(log_dir / f"worker-{queue}.log", "ab")
-            children.append(
-                subprocess.Popen(
-                    [*celery, "-Q", queue, "-c", "1", "-n", f"{queue}@%h"], stdout=log, stderr=subprocess.STDOUT
-                )
-            )
-        self.stdout.write(f"workers started (queues prepare, embed); logs in {log_dir}")
+        celery = [sys.executable, "-m", "celery", "-A", "searchsite"]
         try:
+            # Two prepare processes: a long admin import must not hold up the reconciler.
+            for queue, concurrency in (("prepare", 2), ("embed", 1)):
+                supervisor.add(
+                    f"worker-{queue}",
+                    [*celery, "worker", "-Q", queue, "-c", str(concurrency), "-n", f"{queue}@%h", "--loglevel", "INFO"],
+                    log_dir / f"worker-{queue}.log",
+                )
+            # Celery beat: the periodic reconcile (re-queues what a crash lost, ends stuck jobs).
+            supervisor.add(
+                "beat",
+                [*celery, "beat", "--loglevel", "INFO", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")],
+                log_dir / "beat.log",
+            )
+            supervisor.watch()
+            self.stdout.write(f"workers and beat started under supervision; logs in {log_dir}")
             from catalog.models import Product
 
             if not opts["no_demo"] and not Product.objects.exists() and DEMO_CSV.exists():
                 self.stdout.write(f"loading the demo catalogue from {DEMO_CSV} ...")
                 call_command("ingest_csv", str(DEMO_CSV), wait=True, quiet_errors=True)
             bind = f"{opts['host']}:{opts['port']}"
-            web = subprocess.Popen(
+            supervisor.add(
+                "web",
                 [
                     sys.executable, "-m", "gunicorn", "searchsite.wsgi:application", "--bind", bind,
                     "--workers", str(opts["web_workers"]), "--timeout", "120",
                     "--access-logfile", str(log_dir / "access.log"),
-                ]
+                ],
             )
-            children.append(web)
             self.stdout.write(self.style.SUCCESS(f"Vitrine is running at http://{bind}/  (admin: http://{bind}/admin/)"))
             if not opts["no_train"] and Product.objects.exists():
                 self._train_if_needed()
-            self.stdout.write("Press Ctrl-C to stop.")
-            web.wait()
+            self.stdout.write(f"Press Ctrl-C to stop. Health: http://{bind}/healthz")
+            while True:
+                time.sleep(3600)
         except KeyboardInterrupt:
             pass
         finally:
-            stop()
+            # No second signal may interrupt the clean-up half-way.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.stdout.write("stopping ...")
+            supervisor.stop()
+            self.stdout.write("stopped")
+
+    def _log(self, message: str) -> None:
+        self.stdout.write(f"{time.strftime('%H:%M:%S')} runsite: {message}")
+        self.stdout.flush()
 
     def _train_if_needed(self) -> None:
         """First run only: train the joint model on an 'embed' worker, then switch to it.

@@ -7,6 +7,8 @@ from tqdm import tqdm
 
 from embeddings.models import EmbeddingModel, TrainingJob
 from embeddings.train_jobs import run_training
+from ops.beat import beating
+from ops.models import JobHeartbeat
 
 
 class Command(BaseCommand):
@@ -43,7 +45,9 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         try:
-            model = run_training(job, echo=echo)
+            # The heartbeat tells the reconciler this training is alive (a killed run ends FAILED).
+            with beating(JobHeartbeat.Kind.TRAINING, job.pk):
+                model = run_training(job, echo=echo)
         except ValueError as exc:
             job.status, job.error = TrainingJob.Status.FAILED, str(exc)
             job.save(update_fields=["status", "error"])

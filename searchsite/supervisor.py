@@ -1,0 +1,163 @@
+"""Keep child processes running: restart a dead one (logged), backing off when it keeps dying.
+
+Used by `manage.py runsite` for the Celery workers, Celery beat and gunicorn. No Django.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A child that ran this long before dying is restarted at once; a quicker death doubles the
+# wait before the next start, up to MAX_BACKOFF (a broken config must not spin the CPU).
+STABLE_AFTER = 30.0
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 60.0
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log: Path | None = None  # None: inherit the supervisor's stdout/stderr
+    env: dict[str, str] | None = None
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff: float = FIRST_BACKOFF
+    next_start: float | None = None  # when a dead child is due to start again
+    history: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+class Supervisor:
+    """Starts children, restarts the ones that die, stops them all on request.
+
+    `watch()` runs the restart loop on a daemon thread; `stop()` ends it and terminates every
+    child (SIGTERM, then SIGKILL after `grace` seconds). Child pids are written to
+    `pid_dir/<name>.pid` so operators (and the fault tests) can find them.
+    """
+
+    def __init__(
+        self, log: Callable[[str], None], pid_dir: Path | None = None, poll_interval: float = 0.5,
+        stable_after: float = STABLE_AFTER, max_backoff: float = MAX_BACKOFF,
+    ) -> None:
+        self.log = log
+        self.pid_dir = pid_dir
+        self.poll_interval = poll_interval
+        self.stable_after = stable_after
+        self.max_backoff = max_backoff
+        self.children: dict[str, Child] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, name: str, argv: list[str], log: Path | None = None, env: dict[str, str] | None = None) -> Child:
+        child = Child(name, argv, log, env)
+        with self._lock:
+            self.children[name] = child
+            self._start(child)
+        return child
+
+    def _start(self, child: Child) -> None:
+        out = open(child.log, "ab") if child.log else None
+        try:
+            # Its own process group: stop() can then end a child's own children too (a Celery
+            # pool process busy with a training run must not outlive the site).
+            child.process = subprocess.Popen(
+                child.argv, stdout=out, stderr=subprocess.STDOUT if out else None,
+                env={**os.environ, **child.env} if child.env else None, start_new_session=True,
+            )
+        finally:
+            if out:
+                out.close()  # the child has its own copy
+        child.started_at = time.monotonic()
+        child.next_start = None
+        if self.pid_dir:
+            self.pid_dir.mkdir(parents=True, exist_ok=True)
+            (self.pid_dir / f"{child.name}.pid").write_text(f"{child.process.pid}\n")
+
+    def check(self) -> None:
+        """One pass: notice dead children, restart those whose back-off has passed."""
+        now = time.monotonic()
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            for child in self.children.values():
+                if child.process is None:
+                    continue
+                if child.next_start is None:
+                    code = child.process.poll()
+                    if code is None:
+                        continue
+                    lived = now - child.started_at
+                    if lived >= self.stable_after:
+                        child.backoff = FIRST_BACKOFF
+                        delay = 0.0
+                    else:
+                        delay = child.backoff
+                        child.backoff = min(child.backoff * 2, self.max_backoff)
+                    child.next_start = now + delay
+                    message = (
+                        f"{child.name} (pid {child.process.pid}) {describe_exit(code)} after {lived:.0f}s; "
+                        f"restarting {'now' if delay == 0 else f'in {delay:.0f}s'} (restart #{child.restarts + 1})"
+                    )
+                    child.history.append(message)
+                    self.log(message)
+                if child.next_start is not None and now >= child.next_start:
+                    child.restarts += 1
+                    self._start(child)
+                    self.log(f"{child.name} restarted (pid {child.process.pid})")
+
+    def watch(self) -> None:
+        def loop() -> None:
+            while not self._stopping.wait(self.poll_interval):
+                try:
+                    self.check()
+                except Exception as exc:  # never let the watcher die silently
+                    self.log(f"supervisor error: {exc!r}")
+
+        self._thread = threading.Thread(target=loop, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self, grace: float = 15.0) -> None:
+        self._stopping.set()
+        if self._thread and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        with self._lock:
+            live = [c.process for c in self.children.values() if c.process and c.process.poll() is None]
+            for process in live:
+                process.terminate()
+            deadline = time.monotonic() + grace
+            for process in live:
+                try:
+                    process.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+            for child in self.children.values():
+                if child.process:
+                    try:  # whatever the child left behind in its group (pool processes)
+                        os.killpg(child.process.pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            if self.pid_dir:
+                for child in self.children.values():
+                    (self.pid_dir / f"{child.name}.pid").unlink(missing_ok=True)
