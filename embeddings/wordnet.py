@@ -142,7 +142,9 @@ def alternatives(word: str) -> list[str]:
     own_tokens = {t for f in forms for t in re.split(r"[_-]", f)}
     nouns = reader.synsets(key, "n")
     senses = nouns[:2] + reader.synsets(key, "a")[:2]
-    hypernyms = nouns[0].hypernyms() + nouns[0].instance_hypernyms() if nouns else []
+    # nltk keeps a synset's pointers in a set: sort them, or the order follows the hash seed.
+    hypernyms = sorted(nouns[0].hypernyms() + nouns[0].instance_hypernyms(),
+                       key=lambda s: s.offset()) if nouns else []
     out: list[str] = []
     seen: set[str] = set()
     for synset in senses + hypernyms:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import time
 
 import pytest
@@ -91,3 +94,11 @@ def test_distillation_corpus_sized_mixed_and_deterministic() -> None:
     assert {"parka", "flip-flop", "blue jean"} <= set(phrases)
     assert distillation_corpus(10, seed=0) == distillation_corpus(10, seed=0)
     assert len(distillation_corpus(10, seed=0)) == 10
+
+
+def test_same_order_under_any_hash_seed() -> None:
+    code = "from embeddings.wordnet import alternatives as a; print(a('neon'), a('pink'))"
+    outs = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+            for seed in ("1", "2")}
+    assert len(outs) == 1

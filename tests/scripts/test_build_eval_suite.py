@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -125,7 +126,11 @@ def test_photo_query_is_a_perturbed_catalogue_photo(suite: Path) -> None:
 
 
 def test_deterministic(suite: Path, tmp_path: Path) -> None:
-    assert builder.main(["--tiny", "--out", str(tmp_path)]) == 0
+    # Another process with another hash seed: set order must not leak into the output.
+    run = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(tmp_path)],
+                         check=False, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert run.returncode == 0, run.stderr
     for name in CATALOGUES:
         for f in ("queries.jsonl", "catalogue.csv"):
             assert (tmp_path / name / f).read_bytes() == (suite / name / f).read_bytes(), (name, f)
