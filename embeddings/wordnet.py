@@ -203,7 +203,10 @@ def _corpus_pools() -> tuple[list[str], list[str]]:
     global _pools
     if _pools is not None:
         return _pools
-    _require()
+    if not (wordnet_dir() / "data.noun").is_file():  # nltk's reader is not needed here
+        raise FileNotFoundError(
+            f"WordNet not found in {wordnet_dir()} (apt-get install wordnet-base)"
+        )
     with _lock:
         if _pools is None:
             phrases: list[str] = []
