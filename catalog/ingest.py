@@ -32,8 +32,6 @@ from django.utils import timezone
 from catalog.fetch import FetchError, is_url, read_local, read_url
 from catalog.images import sha256, store_product_image
 from catalog.models import SKU_MAX_LENGTH, ImportJob, Product
-from ops.beat import beating
-from ops.models import JobHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -169,20 +167,28 @@ def _check_encoding(path: Path) -> tuple[str, list[str]]:
     any row is stored."""
     with open(path, "rb") as handle:
         head = handle.read(4)
-    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        return "utf-32", []
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16", []  # Excel's "Unicode text" export
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if head.startswith(bom):  # utf-16: Excel's "Unicode text" export
+            try:
+                with open(path, encoding=codec, errors="strict", newline="") as handle:
+                    while handle.read(1 << 20):
+                        pass
+            except UnicodeError as exc:
+                raise ImportFileError(
+                    f"{path.name} starts with a {codec.upper()} byte-order mark but is not valid {codec.upper()} "
+                    f"({exc.reason}). Save it as \"CSV UTF-8\" and upload that."
+                ) from exc
+            return codec, []
     offset = line = 0  # of `data` below in the file, and newlines before it
     pending = b""  # an incomplete UTF-8 sequence carried to the next block
     with open(path, "rb") as handle:
         while True:
             block = handle.read(1 << 20)
-            if b"\0" in block:
-                at = offset + len(pending) + block.index(b"\0")
+            if offset == 0 and _looks_binary(block):
                 raise ImportFileError(
-                    f"{path.name} has a NUL byte at byte {at:,}: it is a binary file (or UTF-16 without "
-                    "a BOM), not a CSV. Save it as \"CSV UTF-8\" and upload that."
+                    f"{path.name} is a binary file (or UTF-16 without a byte-order mark), not a CSV: "
+                    f"its first line has NUL bytes. Save it as \"CSV UTF-8\" and upload that."
                 )
             data = pending + block
             try:
@@ -195,6 +201,12 @@ def _check_encoding(path: Path) -> tuple[str, list[str]]:
             pending = data[consumed:]
             if not block:
                 return "utf-8-sig", []  # a UTF-8 BOM, if any, is dropped
+
+
+def _looks_binary(head: bytes) -> bool:
+    # NULs in the header line mean an image, an archive or UTF-16 without a BOM; a stray NUL
+    # further down is one bad row (parse_row refuses control characters), not a bad file.
+    return b"\0" in head.split(b"\n", 1)[0][:64 * 1024]
 
 
 def _fallback_encoding(path: Path, bad_offset: int, bad_line: int) -> tuple[str, list[str]]:
@@ -361,6 +373,15 @@ def _import_row(row: Row, existing: Product | None, base_dir: Path) -> tuple[str
     return ("updated" if existing is not None else "created"), product
 
 
+def _storable(sku: str) -> bool:
+    return bool(sku) and len(sku) <= SKU_MAX_LENGTH and not CONTROL_RE.search(sku)
+
+
+def _printable(text: str) -> str:
+    """Control characters escaped: a report must be readable, and Postgres JSON refuses NUL."""
+    return CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], text[:SKU_MAX_LENGTH * 4])
+
+
 def _row_message(message: str, raw: dict) -> str:
     if "__lines__" in raw:
         first, last = raw["__lines__"]
@@ -368,19 +389,8 @@ def _row_message(message: str, raw: dict) -> str:
     return message
 
 
-def run_import(
-    job: ImportJob, progress: Progress | None = None, queue_embeddings: bool = True, resume: bool = False
-) -> ImportJob:
-    """Import job.csv_path into the catalogue, updating the job's counts as it goes.
-
-    resume: continue an interrupted job after its last committed chunk (job.processed_rows),
-    keeping its counts. While it runs, the job's heartbeat shows the reconciler it is alive.
-    """
-    with beating(JobHeartbeat.Kind.IMPORT, job.pk):
-        return _run_import(job, progress, queue_embeddings, job.processed_rows if resume else 0)
-
-
-def _run_import(job: ImportJob, progress: Progress | None, queue_embeddings: bool, start_row: int) -> ImportJob:
+def run_import(job: ImportJob, progress: Progress | None = None, queue_embeddings: bool = True) -> ImportJob:
+    """Import job.csv_path into the catalogue, updating the job's counts as it goes."""
     from embeddings.dispatch import queue_embedding
 
     path = Path(job.csv_path)
@@ -390,20 +400,16 @@ def _run_import(job: ImportJob, progress: Progress | None, queue_embeddings: boo
     try:
         scan = scan_csv(path)
         job.total_rows = scan.total_rows
-        job.notes = scan.format.notes
+        job.notes = [_printable(note) for note in scan.format.notes]
         job.save()
         for chunk in _chunks(open_csv(path, scan.format), CHUNK_ROWS):
-            if chunk[-1][0] <= start_row:
-                continue  # committed before the interruption (chunks end where processed_rows does)
             skus = [_sku_of(raw) for _, raw in chunk]
-            existing = {p.sku: p for p in Product.objects.filter(sku__in=[s for s in skus if s])}
+            existing = {p.sku: p for p in Product.objects.filter(sku__in=[s for s in skus if _storable(s)])}
             chunk_ids: list[int] = []
             for number, raw in chunk:
-                if number <= start_row:
-                    continue
                 sku = _sku_of(raw)
                 if scan.last_row.get(sku, number) != number:
-                    job.add_duplicate(number, sku, scan.last_row[sku])
+                    job.add_duplicate(number, _printable(sku), scan.last_row[sku])
                     continue
                 try:
                     if "__error__" in raw:
@@ -412,14 +418,14 @@ def _run_import(job: ImportJob, progress: Progress | None, queue_embeddings: boo
                     with transaction.atomic():
                         outcome, product = _import_row(row, existing.get(row.sku), path.parent)
                 except (ValueError, FetchError) as exc:  # ImageError is a ValueError
-                    job.add_error(number, sku[:SKU_MAX_LENGTH], _row_message(str(exc), raw))
+                    job.add_error(number, _printable(sku), _printable(_row_message(str(exc), raw)))
                     continue
                 except OSError as exc:
-                    job.add_error(number, sku[:SKU_MAX_LENGTH], f"cannot read image: {exc}")
+                    job.add_error(number, _printable(sku), _printable(f"cannot read image: {exc}"))
                     continue
                 except (DataError, IntegrityError) as exc:
                     # A value Postgres refuses, or the same sku created meanwhile by another import.
-                    job.add_error(number, sku[:SKU_MAX_LENGTH], f"could not be stored: {str(exc).splitlines()[0]}")
+                    job.add_error(number, _printable(sku), _printable(f"could not be stored: {str(exc).splitlines()[0]}"))
                     continue
                 setattr(job, outcome, getattr(job, outcome) + 1)
                 if outcome != "unchanged":

@@ -258,7 +258,8 @@ def test_decimal_comma_prices(shop, django_capture_on_commit_callbacks):
 
 @pytest.mark.parametrize("data, needle", [
     (b"sku,title,description,category,price,image\nA,caf\x81,d,c,1,x.png\n", "is not UTF-8 text (byte 0x81 on line 2"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "NUL byte"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "the first line must be a header naming the columns"),
+    (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff;", "its first line has NUL bytes"),
     (b"", "is empty"),
     (b"name;cost\nA;1\n", "first line must be a header naming the columns"),
     (b"sku;title;price\nA;t;1\n", "missing description, category, image (the header was read as semicolon-separated)"),
