@@ -75,6 +75,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
 SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", False)
+# Health checks from inside the deployment (docker, a load balancer) speak plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # How many reverse proxies stand in front of the app. 0: the client is REMOTE_ADDR. n: the n-th
 # address from the right of X-Forwarded-For (searchsite/security.py says why from the right).
 TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
@@ -215,7 +217,7 @@ SEARCH_CANDIDATES = envint("SEARCH_CANDIDATES", 200)
 SEARCH_COMPOSE_TEXT_WEIGHT = envfloat("SEARCH_COMPOSE_TEXT_WEIGHT", 0.5)
 # Uploaded query photos are kept this long so paging and filters work on photo searches.
 SEARCH_QUERY_IMAGE_TTL_HOURS = envint("SEARCH_QUERY_IMAGE_TTL_HOURS", 24)
-# ... and never more than this many, or this many bytes, in all: the oldest go first.
+# Stored query photos never exceed this many, or this many bytes, in all: the oldest go first.
 SEARCH_QUERY_IMAGE_MAX_COUNT = max(1, envint("SEARCH_QUERY_IMAGE_MAX_COUNT", 5000))
 SEARCH_QUERY_IMAGE_MAX_BYTES = envint("SEARCH_QUERY_IMAGE_MAX_BYTES", 200 * 1024 * 1024)
 # Per-client limits on the public pages and API (catalog/ratelimit.py); empty = no limit.

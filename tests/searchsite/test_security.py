@@ -85,6 +85,8 @@ def test_production_settings_redirect_to_https_and_send_hsts(db, client, setting
     proxied = client.get("/api/categories", headers={"X-Forwarded-Proto": "https"})
     assert proxied.status_code == 200
     assert proxied["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+    # health checks from inside the deployment are not redirected
+    assert client.get("/healthz").status_code != 301
 
 
 # --- the client's address ---
