@@ -20,7 +20,10 @@ RESULT = {
         },
     },
 }
-ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+ERROR = {"type": "object", "required": ["error"], "properties": {
+    "error": {"type": "string"},
+    "retry_after": {"type": "integer", "description": "429 only: seconds until the client may try again"},
+}}
 
 
 def response(query_schema: dict) -> dict:
@@ -47,11 +50,17 @@ def response(query_schema: dict) -> dict:
 
 def errors(*codes: int) -> dict:
     text = {400: "bad input, named in `error`", 404: "img unknown or expired", 413: "upload too large",
+            429: "too many requests from this client (SEARCH_RATE_LIMIT, PHOTO_SEARCH_RATE_LIMIT); "
+                 "`retry_after` and the Retry-After header say in how many seconds to try again",
             503: "no model active yet"}
-    return {
+    answers = {
         str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         for c in codes
     }
+    if 429 in codes:
+        answers["429"]["headers"] = {"Retry-After": {"description": "seconds until the client may try again",
+                                                     "schema": {"type": "integer", "minimum": 1}}}
+    return answers
 
 
 K_PARAM = {"name": "k", "in": "query", "description": "results per page",
@@ -92,7 +101,7 @@ def schema() -> dict:
                     "responses": {
                         "200": {"description": "ranked results", "content": {"application/json": {"schema": response(
                             {"oneOf": [{"type": "string"}, {"type": "object"}]})}}},
-                        **errors(400, 404, 503),
+                        **errors(400, 404, 429, 503),
                     },
                 }
             },
@@ -122,7 +131,7 @@ def schema() -> dict:
                             "description": "ranked results; query.image_id pages this search via GET /api/search?img=",
                             "content": {"application/json": {"schema": response({"type": "object"})}},
                         },
-                        **errors(400, 413, 503),
+                        **errors(400, 413, 429, 503),
                     },
                 }
             },
@@ -132,7 +141,8 @@ def schema() -> dict:
                     "responses": {"200": {"description": "categories by name", "content": {"application/json": {
                         "schema": {"type": "object", "properties": {"categories": {"type": "array", "items": {
                             "type": "object", "required": ["name", "count"],
-                            "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}}}}}}}},
+                            "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}}}}}}},
+                        **errors(429)},
                 }
             },
         },

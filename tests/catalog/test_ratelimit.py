@@ -124,3 +124,10 @@ def _upload():
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile("photo.png", png_bytes(), content_type="image/png")
+
+
+def test_the_api_schema_documents_the_429(client):
+    paths = client.get("/api/openapi.json").json()["paths"]
+    for path, method in [("/api/search", "get"), ("/api/search/image", "post"), ("/api/categories", "get")]:
+        answer = paths[path][method]["responses"]["429"]
+        assert "Retry-After" in answer["headers"]
