@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test test-faults bench chromium clean-data
+.PHONY: setup run test test-faults bench chromium clean-data eval
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ debian-data:
 # The evaluation suite's catalogues and queries: var/evalsuite/{fashion,emoji,clipart} (about a minute).
 eval-data: debian-data
 	$(PY) scripts/build_eval_suite.py --out var/evalsuite
+
+# The evaluation suite (docs/evaluation.md): per catalogue, keyword search, the untrained baseline
+# and a trained GRU and MiniLM model (through the activation gate), one table. Runs in its own
+# data dir (var/eval-db), never on the site's catalogue. EVAL_ARGS="--catalogues fashion" etc.
+EVAL_DB := $(CURDIR)/var/eval-db
+eval: eval-data
+	VITRINE_DATA_DIR=$(EVAL_DB) $(PY) manage.py migrate --noinput -v 0
+	VITRINE_DATA_DIR=$(EVAL_DB) $(PY) manage.py eval_suite --wipe --suite var/evalsuite --markdown var/eval-results.md $(EVAL_ARGS)
 
 run: setup
 	$(PY) manage.py runsite

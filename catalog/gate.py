@@ -95,6 +95,14 @@ def score(ranked: Sequence[str], probe: Probe) -> float:
 # --- fitting -----------------------------------------------------------------------------
 
 
+def baseline_weights(kind: str, signals: Sequence[str]) -> dict[str, float]:
+    """The untrained baseline's composition, in a joint model's signals: what a joint model
+    falls back to unless its own signals measurably help."""
+    pretrained = {"text_minilm", "keyword", "photo_pretrained"}
+    weights = {name: 1.0 for name in signals if name in pretrained}
+    return weights or dict.fromkeys(signals, 1.0)
+
+
 def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe]) -> dict[str, Any]:
     """Fit and store ``model.fusion`` per search kind; returns what the fit measured."""
     text = [p for p in probes if p.kind in TEXT_KINDS]
@@ -119,7 +127,7 @@ def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe]) -> dict[str, Any]
         queries = photo_queries if kind == "photo" else text_queries
         if not queries:
             continue
-        result = fit_weights(queries, signals, k=settings.SEARCH_RRF_K)
+        result = fit_weights(queries, signals, k=settings.SEARCH_RRF_K, reference=baseline_weights(kind, signals))
         fusion[kind] = result.weights
         report[kind] = {
             "weights": result.weights, "objective": result.objective, "per_kind": result.per_group,

@@ -133,18 +133,32 @@ def _query_scores(query: FitQuery, signals: Sequence[str], combos: np.ndarray, k
 
 
 def fit_weights(
-    queries: Sequence[FitQuery], signals: Sequence[str], *, k: int = DEFAULT_RRF_K, grid: Sequence[float] = WEIGHT_GRID
+    queries: Sequence[FitQuery],
+    signals: Sequence[str],
+    *,
+    k: int = DEFAULT_RRF_K,
+    grid: Sequence[float] = WEIGHT_GRID,
+    reference: Mapping[str, float] | None = None,
+    min_gain: float = 0.01,
 ) -> FitResult:
     """The grid weights that maximise the mean over query kinds of the mean metric.
 
     The grid holds every signal alone and equal weights, so on these queries the fitted
     fusion is never below its best single signal (ties go to equal weights, then to a
-    single signal).
+    single signal). With ``reference`` (e.g. the untrained baseline's composition), the
+    best weights replace it only when they beat it by more than max(min_gain, one standard
+    error of the per-query difference): few probe queries must not talk a model out of
+    what is known to work.
     """
     signals = list(signals)
     if not signals:
         raise ValueError("no signals to fit")
     combos = _combos(len(signals), grid)
+    if reference is not None:
+        ref = np.array([[float(reference.get(name, 0.0))] for name in signals])
+        if ref.sum() <= 0:
+            raise ValueError("reference weights are all zero")
+        combos = np.concatenate([combos, ref], axis=1)  # the last column
     by_group: dict[str, list[np.ndarray]] = {}
     for query in queries:
         by_group.setdefault(query.group, []).append(_query_scores(query, signals, combos, k))
@@ -154,6 +168,13 @@ def fit_weights(
     group_means = {g: np.mean(np.stack(v), axis=0) for g, v in by_group.items()}  # g -> (C,)
     objective = np.mean(np.stack(list(group_means.values())), axis=0)
     best = int(np.argmax(objective >= objective.max() - 1e-12))  # first of the best
+    if reference is not None:
+        # Per query, weighted so that each kind counts once (as in the objective).
+        per_query = np.concatenate([np.stack(v) / len(v) / len(by_group) for v in by_group.values()])
+        diff = (per_query[:, best] - per_query[:, -1]) * len(per_query)
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
+        if objective[best] - objective[-1] <= max(min_gain, se):
+            best = combos.shape[1] - 1
     return FitResult(
         weights={name: float(combos[i, best]) for i, name in enumerate(signals)},
         objective=float(objective[best]),

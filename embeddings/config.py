@@ -58,6 +58,8 @@ class TrainCfg(_Cfg):
     seed: int = 0
     feature_batch_size: int = 32  # images per backbone forward pass when caching features
     flip_augment: bool = True  # also cache features of the horizontally flipped image
+    perturbed_views: int = 1  # also cache features of this many perturbed copies (crop, rotation, JPEG...)
+    image_pair_weight: float = 0.5  # image<->image triplet term between two views of one photo; 0 = off
     query_views: bool = True  # GRU: also train on short query-like views of the texts (text_views.py)
     # GRU only: distil MiniLM sentence vectors into the tower (embeddings/distill.py) on WordNet
     # lemmas/glosses + catalogue texts, first alone, then beside the triplet loss.

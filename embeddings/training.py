@@ -25,6 +25,7 @@ from .config import ImageTowerCfg, TextTowerCfg, TrainCfg
 from .data import Record, content_hash, group_ids, split_by_product
 from .losses import CrossModalTripletLoss
 from .metrics import rank_by_similarity, retrieval_metrics
+from .perturb import perturb
 from .distill import Distiller, teacher_vectors
 from .text_views import SentenceViewBank, TextViews
 from .wordnet import distillation_corpus, wordnet_available
@@ -65,16 +66,21 @@ def extract_features(
     views: int = 2,
     batch_size: int = 32,
     progress: Progress | None = None,
+    flip: bool = True,
 ) -> tuple[np.ndarray, list[int]]:
     """Pooled backbone features, (N_ok, views, feat_dim), and the indices of usable records.
 
-    View 0 is the centre crop, view 1 its mirror image. Cached per
-    (backbone, image size, image content hash) so retraining is cheap.
+    View 0 is the centre crop, then (with ``flip``) its mirror image, then perturbed copies
+    (embeddings/perturb.py: crop, rotation, brightness, JPEG; seeded by the image's hash,
+    so a view is the same on every run). Cached per (backbone, image size, image content
+    hash) so retraining is cheap.
     """
     assert tower.backbone is not None
     spec = backbone_spec(tower.backbone_name)
     size = tower.cfg.image_size
-    cache = cache_dir / f"{tower.backbone_name}_{size}"
+    # The folder names the views it holds: cached arrays of another view recipe never mix in.
+    first_perturbed = 2 if flip else 1
+    cache = cache_dir / f"{tower.backbone_name}_{size}_{'f' if flip else ''}p{views - first_perturbed}"
     cache.mkdir(parents=True, exist_ok=True)
     device = next(tower.backbone.parameters()).device
     use_bf16 = bf16_supported(device)
@@ -109,7 +115,12 @@ def extract_features(
         if images:
             per_view = []
             for v in range(views):
-                x = to_model_input(images, size, spec.mean, spec.std, hflip=v == 1)
+                view_images = images
+                if v >= first_perturbed:
+                    view_images = [
+                        perturb(im, random.Random(f"{path.stem}:{v}")) for im, (_, path) in zip(images, keep)
+                    ]
+                x = to_model_input(view_images, size, spec.mean, spec.std, hflip=flip and v == 1)
                 x = x.to(device).contiguous(memory_format=torch.channels_last)
                 with torch.no_grad(), autocast(device, use_bf16):
                     per_view.append(backbone(x).float().cpu().numpy())
@@ -325,9 +336,9 @@ def train(
     image_tower = ImageTower(cfg).to(device)
     backbone = image_tower.backbone_name
     cache_dir = Path(train_cfg.cache_dir) if train_cfg.cache_dir else out_dir / "feature_cache"
-    views = 2 if train_cfg.flip_augment else 1
+    views = (2 if train_cfg.flip_augment else 1) + train_cfg.perturbed_views
     feats_np, ok = extract_features(
-        records, image_tower, cache_dir, views, train_cfg.feature_batch_size, progress
+        records, image_tower, cache_dir, views, train_cfg.feature_batch_size, progress, flip=train_cfg.flip_augment
     )
     usable = [records[i] for i in ok]
     ok_set = set(ok)
@@ -417,6 +428,15 @@ def train(
                 image_batch(index), text_emb, groups_t[index], mining=mining, return_stats=True,
                 not_negative=also_described,
             )
+            if train_cfg.image_pair_weight > 0 and feats.shape[1] > 1 and not finetune:
+                # Two views of one photo are the same item: keeps photo search item-precise.
+                first = torch.randint(0, feats.shape[1], (len(index),), device=device)
+                second = (first + torch.randint(1, feats.shape[1], (len(index),), device=device)) % feats.shape[1]
+                loss = loss + train_cfg.image_pair_weight * loss_fn(
+                    image_tower.forward_features(feats[index, first]),
+                    image_tower.forward_features(feats[index, second]),
+                    groups_t[index], mining=mining,
+                )
             if distiller is not None:
                 # Keep the general word meaning while the tower learns the catalogue.
                 loss = loss + train_cfg.distill_weight * distiller.loss(distiller.sample(train_cfg.batch_size))

@@ -129,8 +129,9 @@ def _is_inflection(reader: WordNetCorpusReader, candidate: str, forms: set[str])
 
 
 def alternatives(word: str) -> list[str]:
-    """Other words for ``word``: lemmas of its first two noun and adjective senses, then
-    the lemmas of its first noun sense's direct hypernyms. Lower-case, spaces for "_",
+    """Other words for ``word``: lemmas of its first noun and adjective sense, then the
+    lemmas of its first noun sense's direct hypernyms (later senses are mostly rare ones:
+    "flag" -> "masthead"). Lower-case, spaces for "_",
     in a fixed order; never the word itself or an inflection of it."""
     reader = _require()
     key = word.strip().lower().replace(" ", "_")
@@ -141,7 +142,7 @@ def alternatives(word: str) -> list[str]:
     forms = _base_forms(reader, key)
     own_tokens = {t for f in forms for t in re.split(r"[_-]", f)}
     nouns = reader.synsets(key, "n")
-    senses = nouns[:2] + reader.synsets(key, "a")[:2]
+    senses = nouns[:1] + reader.synsets(key, "a")[:1]
     # nltk keeps a synset's pointers in a set: sort them, or the order follows the hash seed.
     hypernyms = sorted(nouns[0].hypernyms() + nouns[0].instance_hypernyms(),
                        key=lambda s: s.offset()) if nouns else []

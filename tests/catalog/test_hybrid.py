@@ -87,3 +87,14 @@ def test_fit_respects_excluded_items_and_unknown_metrics_fail():
     assert fit_weights([q], ["a"]).objective == 1.0  # 1 is left out, so 2 ranks first
     with pytest.raises(ValueError, match="metric"):
         fit_weights([FitQuery({"a": [(1, 0.0)]}, frozenset({1}), "ndcg", "k")], ["a"])
+
+
+def test_a_reference_composition_stays_unless_beaten_clearly():
+    from catalog.hybrid import FitQuery, fit_weights
+
+    # "a" is the known-good reference; "b" is as good on these few queries, never better by much.
+    queries = [FitQuery({"a": [(1, 0.0), (2, 0.0)], "b": [(1, 0.0), (3, 0.0)]}, frozenset({1}), "r@1", "k")] * 3
+    assert fit_weights(queries, ["a", "b"], reference={"a": 1.0}).weights == {"a": 1.0, "b": 0.0}
+    # Clearly better on many queries: the fit moves away from the reference.
+    better = [FitQuery({"a": [(2, 0.0), (1, 0.0)], "b": [(1, 0.0), (2, 0.0)]}, frozenset({1}), "r@1", "k")] * 20
+    assert fit_weights(better, ["a", "b"], reference={"a": 1.0}).weights["b"] > 0

@@ -70,6 +70,13 @@ class Command(BaseCommand):
             model.refresh_from_db()
             if model.status == EmbeddingModel.Status.ACTIVE:
                 break
+            if (model.gate or {}).get("decision") == "rejected" and model.status == EmbeddingModel.Status.READY:
+                bar.close()
+                self.stdout.write(self.style.WARNING(
+                    f"{model.name} was not activated by the gate: {model.gate.get('reason')}. "
+                    "Search keeps the current model; see /models/ for the comparison."
+                ))
+                return
             from catalog.models import Product
 
             bar.total = Product.objects.count()
@@ -79,4 +86,5 @@ class Command(BaseCommand):
                 raise CommandError("timed out waiting for the model to become active: is an 'embed' worker running?")
             time.sleep(1)
         bar.close()
-        self.stdout.write(f"{model.name} is now the active model")
+        reason = (model.gate or {}).get("reason")
+        self.stdout.write(f"{model.name} is now the active model" + (f" (gate: {reason})" if reason else ""))
