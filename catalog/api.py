@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -105,10 +106,14 @@ def search_image(request: HttpRequest) -> JsonResponse:
     length = request.META.get("CONTENT_LENGTH") or "0"
     if length.isdigit() and int(length) > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return error(f"request is {int(length):,} bytes; images up to {settings.MAX_UPLOAD_BYTES:,}", 413)
-    form = SearchForm(request.POST)
+    try:
+        data, files = request.POST, request.FILES
+    except MultiPartParserError as exc:  # no boundary, a broken body: Django would answer HTML
+        return error(f"the body is not valid multipart/form-data: {exc}")
+    form = SearchForm(data)
     if not form.is_valid():
         return error(form.first_error())
-    upload = request.FILES.get("image")
+    upload = files.get("image")
     if upload is None:
         return error("multipart field 'image' is required")
     try:

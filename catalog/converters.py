@@ -11,12 +11,15 @@ from __future__ import annotations
 import re
 
 _DOTS = re.compile(r"~*\.+")  # a segment that needs (or already has) the "~" escape
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class SkuConverter:
     regex = ".+"
 
     def to_python(self, value: str) -> str:
+        if _CONTROL.search(value):  # never a stored sku; a 404, not a database error
+            raise ValueError("control character in a sku")
         return "/".join(
             part[1:] if part.startswith("~") and _DOTS.fullmatch(part) else part for part in value.split("/")
         )

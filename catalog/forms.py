@@ -1,6 +1,7 @@
 """The search parameters shared by the page and the JSON API; every error names its field."""
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -60,8 +61,12 @@ class SearchForm(forms.Form):
         return data
 
     def first_error(self) -> str:
-        for messages in self.errors.values():
-            return str(messages[0])
+        for name, messages in self.errors.items():
+            message = str(messages[0])
+            # Django's own messages ("Null characters are not allowed.") do not say which field
+            if name != "__all__" and not re.search(rf"\b{name}\b", message):
+                message = f"{name}: {message}"
+            return message
         return ""
 
     # The cleaned values, with defaults filled in.

@@ -65,13 +65,14 @@ def errors(*codes: int) -> dict:
 
 K_PARAM = {"name": "k", "in": "query", "description": "results per page",
            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 24}}
+# An empty value means "not given", as an HTML form sends it: hence "" in the enums.
 SEARCH_FIELDS = {
-    "mode": {"type": "string", "enum": ["hybrid", "semantic", "keyword"],
-             "description": "hybrid: vector + full text fused by reciprocal rank; default SEARCH_DEFAULT_MODE"},
+    "mode": {"type": "string", "enum": ["hybrid", "semantic", "keyword", ""],
+             "description": "hybrid: vector + full text fused by reciprocal rank; default (or empty) SEARCH_DEFAULT_MODE"},
     "category": {"type": "string", "description": "exact category name (see /api/categories)"},
     "min_price": {"type": "number", "minimum": 0},
     "max_price": {"type": "number", "minimum": 0, "description": "must not be below min_price"},
-    "sort": {"type": "string", "enum": ["relevance", "price_asc", "price_desc"], "default": "relevance",
+    "sort": {"type": "string", "enum": ["relevance", "price_asc", "price_desc", ""], "default": "relevance",
              "description": "price sorts re-order the top 200 candidates by relevance"},
     "page": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
     "min_score": {"type": "number", "minimum": -1, "maximum": 1,
