@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 
+from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
 
@@ -13,7 +14,9 @@ SKU_MAX_LENGTH = 255
 class Product(models.Model):
     # Any printable text: real catalogues use spaces, '#', '/', unicode... Links escape it
     # (catalog/urls.py SkuConverter); control characters are refused by the importer.
-    sku = models.CharField(max_length=SKU_MAX_LENGTH, unique=True)
+    sku = models.CharField(max_length=SKU_MAX_LENGTH, unique=True, validators=[
+        RegexValidator(r"^[^\x00-\x1f\x7f]+\Z", "A sku may not contain control characters (tabs, line breaks...)."),
+    ])
     title = models.CharField(max_length=300)
     description = models.TextField(blank=True)
     category = models.CharField(max_length=120, db_index=True)

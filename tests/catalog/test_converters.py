@@ -27,3 +27,15 @@ def test_reverse_then_resolve_gives_the_sku_back(sku):
 def test_converter_is_a_bijection(sku):
     converter = SkuConverter()
     assert converter.to_python(converter.to_url(sku)) == sku
+
+
+@pytest.mark.parametrize("sku", ["a\tb", "a\nb", "nul\x00"])
+def test_control_characters_are_no_sku(db, client, sku):
+    from django.core.exceptions import ValidationError
+
+    from catalog.models import Product
+
+    with pytest.raises(ValidationError, match="control characters"):
+        Product(sku=sku, title="t", category="c", price=1, image="x.png", content_hash="h").full_clean()
+    # and a URL carrying one is a plain 404, never a database error
+    assert client.get("/p/" + "".join(f"%{ord(c):02X}" if ord(c) < 32 else c for c in sku) + "/").status_code == 404
