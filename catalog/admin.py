@@ -63,8 +63,9 @@ class ImportForm(forms.Form):
         upload = self.cleaned_data["file"]
         if upload.size > settings.MAX_IMPORT_BYTES:
             raise forms.ValidationError(f"File is {upload.size:,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}.")
-        if not upload.name.lower().endswith((".csv", ".zip")):
-            raise forms.ValidationError("Upload a .csv or a .zip file.")
+        # .tsv/.txt: Excel's "Unicode text" export (tab-separated UTF-16), read like a CSV
+        if not upload.name.lower().endswith((".csv", ".tsv", ".txt", ".zip")):
+            raise forms.ValidationError("Upload a .csv or a .zip file (or a .tsv/.txt tab-separated export).")
         return upload
 
 

@@ -50,9 +50,9 @@ def test_csv_upload_with_bad_rows_lists_them(staff_client, django_capture_on_com
 
 def test_upload_rejects_other_file_types(staff_client):
     upload = io.BytesIO(b"hello")
-    upload.name = "notes.txt"
+    upload.name = "notes.pdf"
     response = staff_client.post(reverse("admin:catalog_importjob_upload"), {"file": upload})
-    assert response.status_code == 200 and b"Upload a .csv or a .zip file." in response.content
+    assert response.status_code == 200 and b"Upload a .csv or a .zip file" in response.content
     assert not ImportJob.objects.exists()
 
 
@@ -89,3 +89,18 @@ def test_editing_a_product_in_the_admin_reembeds_it(staff_client, small_catalogu
     after = ProductVector.objects.get(product=product)
     assert product.title == "Renamed in the admin"
     assert after.content_hash == product.content_hash != before.content_hash
+
+
+def test_excel_unicode_text_upload_reports_notes_and_repeats(staff_client, django_capture_on_commit_callbacks):
+    # Excel's "Unicode text": UTF-16 with a BOM, tab-separated; the same parser as the CLI
+    text = ("sku\ttitle\tdescription\tcategory\tprice\timage\tcolour\n"
+            "Ü-1\tFirst\t\tBags\t1\tnope.png\tred\nÜ-1\tSecond\t\tBags\t2\tnope.png\tblue\n")
+    upload = io.BytesIO(text.encode("utf-16"))
+    upload.name = "export.txt"
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(reverse("admin:catalog_importjob_upload"), {"file": upload})
+    state = staff_client.get(reverse("admin:catalog_importjob_state", args=[ImportJob.objects.get().pk])).json()
+    assert state["notes"] == ["ignored 1 column(s) Vitrine does not use: colour"]
+    assert (state["total_rows"], state["duplicates"], state["failed"]) == (2, 1, 1)
+    assert [(e["row"], e["sku"]) for e in state["errors"]] == [(1, "Ü-1"), (2, "Ü-1")]
+    assert "sku repeated at row 2" in state["errors"][0]["error"] and "not found" in state["errors"][1]["error"]
