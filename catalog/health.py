@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 
 from catalog.models import ImportJob, Product
 from embeddings.models import EmbeddingModel, TrainingJob
-from embeddings.reconcile import not_searchable
+from embeddings.reconcile import SERVING, not_searchable
 from ops import beat, broker
 from ops.models import JobHeartbeat
 
@@ -69,9 +69,7 @@ def health_report() -> dict:
     report["products"] = products
     report["models"] = [
         {"name": m.name, "status": m.status, "not_searchable": not_searchable(m)}
-        for m in EmbeddingModel.objects.filter(
-            status__in=[EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING]
-        )
+        for m in EmbeddingModel.objects.filter(status__in=SERVING)
     ]
     active = next((m for m in report["models"] if m["status"] == EmbeddingModel.Status.ACTIVE), None)
     report["not_searchable"] = active["not_searchable"] if active else products

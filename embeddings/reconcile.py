@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from embeddings.dispatch import missing_ids, queue_embedding
 from embeddings.models import EmbeddingModel, TrainingJob
+from embeddings.registry import restart_stalled_gate
 from embeddings.tasks import embed_products, train_model
 from ops import beat, broker
 from ops.models import EmbedLease, JobHeartbeat
@@ -57,10 +58,13 @@ def pending_batches(messages: list[broker.Message] | None = None) -> dict[int, s
     return pending
 
 
+# The models products must have current vectors under (as registry.target_models, but without
+# registering a first model: the reconciler never loads towers).
+SERVING = (EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING, EmbeddingModel.Status.EVALUATING)
+
+
 def target_models() -> list[EmbeddingModel]:
-    return list(
-        EmbeddingModel.objects.filter(status__in=[EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING])
-    )
+    return list(EmbeddingModel.objects.filter(status__in=SERVING))
 
 
 def reconcile_vectors(
@@ -82,6 +86,8 @@ def reconcile_vectors(
         recent = min(recent, saving_since)
     just_saved = set(Product.objects.filter(updated_at__gte=recent).values_list("pk", flat=True))
     for model in models:
+        if restart_stalled_gate(model, settings.GATE_STALE_SECONDS):
+            model.refresh_from_db()
         missing = set(missing_ids(model))
         leased = set(EmbedLease.objects.filter(model_id=model.pk).values_list("product_id", flat=True))
         todo = sorted(missing - pending.get(model.pk, set()) - leased - just_saved)

@@ -16,6 +16,7 @@ from django.db import close_old_connections, connection
 from PIL import Image
 
 from embeddings.models import EmbeddingModel
+from embeddings.reconcile import SERVING
 from embeddings.registry import encoder_for
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,12 @@ def warm_model(model: EmbeddingModel) -> float:
 
 
 def warm_targets() -> list[str]:
-    """Warm every ACTIVE or ACTIVATING model not warm yet; return the names warmed now."""
+    """Warm every active model, and any on its way (activating, evaluating), not warm yet; return the names."""
     warmed = []
-    models = EmbeddingModel.objects.filter(
-        status__in=[EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING]
-    ).order_by("-status")  # "active" sorts before "activating": the serving model first
+    models = sorted(
+        EmbeddingModel.objects.filter(status__in=SERVING),
+        key=lambda m: m.status != EmbeddingModel.Status.ACTIVE,  # the serving model first
+    )
     for model in models:
         if _key(model) in _warm or time.monotonic() < _retry_at.get(_key(model), 0.0):
             continue

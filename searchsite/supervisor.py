@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# A child that ran this long before dying is restarted at once; a quicker death doubles the
-# wait before the next start, up to MAX_BACKOFF (a broken config must not spin the CPU).
-STABLE_AFTER = 30.0
+# A child that ran this long before dying is restarted at once (it was up: a kill, an OOM, a
+# crash mid-task); a quicker death doubles the wait before the next start, up to MAX_BACKOFF
+# (a broken config or a missing dependency kills a worker within seconds: no CPU spinning).
+STABLE_AFTER = 10.0
 FIRST_BACKOFF = 1.0
-MAX_BACKOFF = 60.0
+MAX_BACKOFF = 30.0
 
 
 def describe_exit(code: int) -> str:
