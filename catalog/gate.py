@@ -230,7 +230,7 @@ def run_gate(model: EmbeddingModel, per_kind: int | None = None) -> dict[str, An
         "seconds": round(time.monotonic() - started, 1),
         "fusion": {kind: fusion_weights(model, kind) for kind in FUSION_KINDS},
     }
-    complete_gate(model, report)
+    complete_gate(model, report, keep_refused=settings.GATE_KEEP_REFUSED_VECTORS)
     return report
 
 

@@ -139,14 +139,33 @@ def score_model(model: EmbeddingModel | None, queries: list[SuiteQuery], label: 
     return rows
 
 
+def first_products(folder: Path, limit: int) -> Path:
+    """A copy of the catalogue's first `limit` rows beside it (so image paths still resolve)."""
+    import csv
+
+    out = folder / f"catalogue-first{limit}.csv"
+    with (folder / "catalogue.csv").open(newline="", encoding="utf-8") as src, out.open("w", newline="", encoding="utf-8") as dst:
+        reader, writer = csv.reader(src), csv.writer(dst)
+        for i, row in enumerate(reader):
+            if i > limit:
+                break
+            writer.writerow(row)
+    return out
+
+
 def run_catalogue(
     folder: Path, epochs: int | None = None, towers: tuple[str, ...] = TEXT_TOWERS,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = print, limit: int | None = None,
 ) -> CatalogueResult:
+    """``limit``: only the first products (a quicker, smaller run; queries keep the relevant
+    products that remain, and a photo query whose product is gone is dropped)."""
     started = time.monotonic()
     wipe()
-    n = import_catalogue(folder / "catalogue.csv")
+    n = import_catalogue(first_products(folder, limit) if limit else folder / "catalogue.csv")
     queries = load_suite_queries(folder / "queries.jsonl")
+    if limit:
+        kept = set(Product.objects.values_list("sku", flat=True))
+        queries = [SuiteQuery(q.kind, q.relevant & kept, q.text, q.image) for q in queries if q.relevant & kept]
     result = CatalogueResult(folder.name, n)
     echo(f"[{folder.name}] {n} products, {len(queries)} queries; scoring keyword and baseline")
     result.rows += score_model(None, queries, "keyword")
@@ -162,29 +181,14 @@ def run_catalogue(
         gate = dict(model.gate or {})
         result.gates[tower] = gate
         echo(f"[{folder.name}] {tower}: gate {gate.get('decision')}: {gate.get('reason')}")
-        if model.status == EmbeddingModel.Status.ACTIVE:
-            result.rows += score_model(model, queries, tower)
-        else:
-            # Refused models lose their vectors; measure it anyway by activating it ungated,
-            # then put the previous model back the same way.
-            previous = EmbeddingModel.active()
-            _activate_now(model)
-            result.rows += score_model(model, queries, tower)
-            if previous is not None:
-                _activate_now(EmbeddingModel.objects.get(pk=previous.pk))
+        # A refused model keeps its vectors here (GATE_KEEP_REFUSED_VECTORS): score it too,
+        # then drop them as the site would have.
+        result.rows += score_model(model, queries, tower)
+        if model.status != EmbeddingModel.Status.ACTIVE:
+            retire(model)
     result.active = (EmbeddingModel.active() or EmbeddingModel()).name
     result.seconds = time.monotonic() - started
     return result
-
-
-def _activate_now(model: EmbeddingModel) -> None:
-    from embeddings.registry import start_activation
-
-    model.refresh_from_db()
-    start_activation(model, gate=False)  # eager tasks: returns once it is active
-    model.refresh_from_db()
-    if model.status != EmbeddingModel.Status.ACTIVE:
-        raise RuntimeError(f"{model.name} did not become active ({model.status})")
 
 
 def table(results: list[CatalogueResult]) -> str:

@@ -8,12 +8,14 @@ the old model's vectors and indexes dropped.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.dispatch import Signal
+from django.utils import timezone
 
 from embeddings.encoders import Encoder, load_encoder
 from embeddings.models import EmbeddingModel, ProductVector, atomic_switch
@@ -159,7 +161,8 @@ def finish_activation_if_complete(model_id: int) -> bool:
         if gated:
             # Claimed under the row lock: exactly one task runs the gate.
             model.status = EmbeddingModel.Status.EVALUATING
-            model.save(update_fields=["status"])
+            model.gate = {**(model.gate or {}), "started_at": timezone.now().isoformat()}
+            model.save(update_fields=["status", "gate"])
         else:
             old = atomic_switch(model)
     if gated:
@@ -174,11 +177,28 @@ def finish_activation_if_complete(model_id: int) -> bool:
     return True
 
 
-def complete_gate(model: EmbeddingModel, report: dict) -> bool:
+def restart_stalled_gate(model: EmbeddingModel, stale_after: float) -> bool:
+    """A gate that started over `stale_after` seconds ago and never decided died with its
+    worker: put the model back to ACTIVATING, so the next completion check runs it again."""
+    started = (model.gate or {}).get("started_at")
+    if model.status != EmbeddingModel.Status.EVALUATING or not started:
+        return False
+    if (timezone.now() - datetime.fromisoformat(started)).total_seconds() < stale_after:
+        return False
+    updated = EmbeddingModel.objects.filter(pk=model.pk, status=EmbeddingModel.Status.EVALUATING).update(
+        status=EmbeddingModel.Status.ACTIVATING
+    )
+    if updated:
+        logger.warning("the activation gate of %s never finished (worker lost?); running it again", model.name)
+    return bool(updated)
+
+
+def complete_gate(model: EmbeddingModel, report: dict, keep_refused: bool = False) -> bool:
     """Record the gate's report; activate the model if it passed, else drop its vectors.
 
     A refused model stays registered (status READY) with the report, so an admin can still
-    activate it after a warning (an ungated activation re-embeds the catalogue).
+    activate it after a warning (an ungated activation re-embeds the catalogue). Its vectors
+    are dropped unless ``keep_refused`` (the evaluation suite scores refused models too).
     """
     report = {**report, "required": True}
     with transaction.atomic():
@@ -198,8 +218,9 @@ def complete_gate(model: EmbeddingModel, report: dict) -> bool:
             retire(old)
         logger.info("gate passed: activated embedding model %s", model.name)
         return True
-    drop_indexes(model.pk)
-    ProductVector.objects.filter(model=model).delete()
+    if not keep_refused:
+        drop_indexes(model.pk)
+        ProductVector.objects.filter(model=model).delete()
     logger.warning("gate refused embedding model %s: %s", model.name, report.get("reason"))
     return False
 

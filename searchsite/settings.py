@@ -203,6 +203,8 @@ RESNET50_WEIGHTS = envstr("RESNET50_WEIGHTS") or None  # file path to torchvisio
 EMBEDDINGS_CHECKPOINT = envstr("EMBEDDINGS_CHECKPOINT") or None  # activate this trained model
 EMBEDDINGS_DEVICE = envstr("EMBEDDINGS_DEVICE") or None  # "cuda", "cpu"; default: cuda if present
 MODELS_DIR = Path(envstr("MODELS_DIR", str(DATA_DIR / "models")))
+# WordNet texts the GRU text tower distils MiniLM on before training (embeddings/distill.py).
+EMBEDDINGS_DISTILL_CORPUS = envint("EMBEDDINGS_DISTILL_CORPUS", 20_000)
 HNSW_EF_SEARCH = envint("HNSW_EF_SEARCH", 100)
 
 # --- search (catalog/search.py, docs/search.md) ---
@@ -217,6 +219,13 @@ SEARCH_CANDIDATES = envint("SEARCH_CANDIDATES", 200)
 SEARCH_COMPOSE_TEXT_WEIGHT = envfloat("SEARCH_COMPOSE_TEXT_WEIGHT", 0.5)
 # Uploaded query photos are kept this long so paging and filters work on photo searches.
 SEARCH_QUERY_IMAGE_TTL_HOURS = envint("SEARCH_QUERY_IMAGE_TTL_HOURS", 24)
+# The activation gate (catalog/gate.py): probe queries per kind in each half of the held-out
+# products (one half fits the fusion weights, the other judges the model).
+GATE_PROBES_PER_KIND = envint("GATE_PROBES_PER_KIND", 100)
+# Keep a refused model's vectors (the evaluation suite scores it); normally they are dropped.
+GATE_KEEP_REFUSED_VECTORS = envbool("GATE_KEEP_REFUSED_VECTORS", False)
+# A gate that has not decided after this long died with its worker; the reconciler reruns it.
+GATE_STALE_SECONDS = envint("GATE_STALE_SECONDS", 1800)
 # Stored query photos never exceed this many, or this many bytes, in all: the oldest go first.
 SEARCH_QUERY_IMAGE_MAX_COUNT = max(1, envint("SEARCH_QUERY_IMAGE_MAX_COUNT", 5000))
 SEARCH_QUERY_IMAGE_MAX_BYTES = envint("SEARCH_QUERY_IMAGE_MAX_BYTES", 200 * 1024 * 1024)

@@ -97,3 +97,22 @@ def test_run_gate_reports_what_it_measured(trained, django_capture_on_commit_cal
     fit = report["fit"]["hybrid"]
     assert fit["objective"] >= max(fit["singles"].values()) - 1e-9
     assert report["probes"]["keyword"] > 0 and report["against"] == "baseline-efficientnet_lite0"
+
+
+def test_a_gate_whose_worker_died_is_run_again(trained, django_capture_on_commit_callbacks, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from embeddings.reconcile import reconcile_vectors
+
+    settings.RECONCILE_GRACE_SECONDS = 0  # the fixture's products were saved a moment ago
+    trained.status = EmbeddingModel.Status.EVALUATING
+    trained.gate = {"required": True, "decision": "pending",
+                    "started_at": (timezone.now() - timedelta(hours=2)).isoformat()}
+    trained.save(update_fields=["status", "gate"])
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile_vectors()  # back to activating; its vectors are re-queued, and completing them runs the gate
+    trained.refresh_from_db()
+    assert trained.status in (EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.READY)
+    assert trained.gate["decision"] in ("activated", "rejected")

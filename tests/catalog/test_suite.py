@@ -17,13 +17,14 @@ DEBIAN_DATA = ("/usr/share/wordnet", "/usr/share/datasets/fashion-mnist", "/usr/
 MISSING = [p for p in DEBIAN_DATA if not Path(p).exists()]
 
 
+@pytest.mark.timeout(1800)  # three catalogues, two trainings each: minutes on two cores
 @pytest.mark.skipif(bool(MISSING), reason=f"Debian data missing: {' '.join(MISSING)} (make debian-data)")
 def test_make_eval_runs_end_to_end_on_the_tiny_suite(tmp_path, transactional_db, capsys):
     suite = tmp_path / "suite"
     built = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(suite)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     out = tmp_path / "results.md"
-    call_command("eval_suite", suite=suite, towers="gru,minilm", epochs=2, wipe=True, markdown=out)
+    call_command("eval_suite", suite=suite, towers="gru,minilm", epochs=1, wipe=True, markdown=out)
     table = out.read_text()
     for name in ("fashion", "emoji", "clipart"):
         for kind in ("keyword", "paraphrase", "nodesc", "photo"):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.suite import default_suite_dir, run_catalogue, table
@@ -19,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--catalogues", default="", help="comma-separated names (default: every folder)")
         parser.add_argument("--towers", default="gru,minilm", help="text towers to train")
         parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the documented default)")
+        parser.add_argument("--max-products", type=int, default=None, help="only the first N products of each catalogue")
         parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
         parser.add_argument("--wipe", action="store_true", help="confirm: empty this database's catalogue first")
 
@@ -34,10 +36,13 @@ class Command(BaseCommand):
         if missing or not folders:
             raise CommandError(f"no suite catalogue at {', '.join(missing) or suite}: run scripts/build_eval_suite.py first")
         app.conf.task_always_eager = True  # one process does it all, in order
+        settings.GATE_KEEP_REFUSED_VECTORS = True  # refused models are scored too
         towers = tuple(t for t in str(opts["towers"]).split(",") if t)
         results = []
         for folder in folders:
-            results.append(run_catalogue(folder, opts["epochs"], towers, echo=lambda s: self.stdout.write(s)))  # type: ignore[arg-type]
+            results.append(run_catalogue(  # type: ignore[arg-type]
+                folder, opts["epochs"], towers, echo=lambda s: self.stdout.write(s), limit=opts["max_products"]
+            ))
         out = table(results)
         self.stdout.write(out)
         if opts["markdown"]:
