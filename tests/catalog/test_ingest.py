@@ -216,6 +216,12 @@ def test_printable_skus_land_and_their_pages_answer(shop, client, django_capture
         page = client.get(url)
         assert page.status_code == 200, (sku, url)
         assert page.context["product"] == product
+    # the API gives each sku as it is, with a link that leads back to it
+    body = client.get("/api/search", {"q": "product", "mode": "keyword", "k": 20}).json()
+    assert sorted(r["sku"] for r in body["results"]) == sorted(ODD_SKUS)
+    for result in body["results"]:
+        page = client.get(result["url"].removeprefix("http://testserver"))
+        assert page.status_code == 200 and page.context["product"].sku == result["sku"]
 
 
 @pytest.mark.parametrize("sku, message", [
