@@ -36,7 +36,8 @@ def settings_env(tmp_path: Path, **env: str) -> dict[str, str]:
 
     The database and Redis URLs point at closed ports: nothing here connects to them, and no
     embedded Postgres is started."""
-    base = {k: v for k, v in os.environ.items() if k not in SETTING_VARS}
+    # DJANGO_*: e.g. DJANGO_ALLOW_ASYNC_UNSAFE, which the browser tests set in this process
+    base = {k: v for k, v in os.environ.items() if k not in SETTING_VARS and not k.startswith("DJANGO_")}
     base.update({
         "DJANGO_SETTINGS_MODULE": "searchsite.settings",
         "VITRINE_DATA_DIR": str(tmp_path / "data"),
