@@ -1,0 +1,216 @@
+"""Photo-search latency in the first minute after a model switch, with and without warm-up.
+
+Starts gunicorn (2 sync workers, as runsite does) on its own data dir with a slice of the
+demo catalogue embedded by the baseline model (EfficientNet-Lite0 + MiniLM), then
+activates another model (baseline-resnet50 + MiniLM by default: other towers to load; offline
+it falls back to Lite0 weights, still a separate model that each web process must load).
+The catalogue is re-embedded under it in this process while the site serves, the switch
+is made, and two clients (one per web worker) send photo searches for a minute:
+
+* ``warm``: web workers poll for a model being activated (ENCODER_WARM_POLL_SECONDS=2) and
+  load and run it in the background before the switch (embeddings/warm.py);
+* ``cold``: the previous behaviour: a web worker warms the active model at start only, and
+  loads the new one on the first search that needs it.
+
+    .venv/bin/python -m bench.switch_warmup [--products 300] [--seconds 60]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from bench.common import DEMO_CSV, ROOT, log, stats_ms, table, write_result
+
+MODES = {"warm": "2", "cold": "1000000"}  # ENCODER_WARM_POLL_SECONDS; cold: never polls again
+TARGET = ["resnet50"]  # --target: the backbone of the model switched to
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post_photo(port: int, data: bytes) -> tuple[int, float, str]:
+    import http.client
+    import json
+
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n24\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.png\"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request("POST", "/api/search/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    resp = conn.getresponse()
+    out = resp.read()
+    took = time.perf_counter() - started
+    conn.close()
+    model = json.loads(out).get("model", "") if resp.status == 200 else out[:200].decode(errors="replace")
+    return resp.status, took, str(model)
+
+
+def prepare_catalogue(products: int) -> list[Path]:
+    """Import the first `products` demo rows, embedded by the baseline model, in this process."""
+    import csv
+
+    from catalog.ingest import run_import
+    from catalog.models import ImportJob, Product
+    from embeddings.registry import ensure_active_model
+    from embeddings.tasks import embed_batch
+
+    folder = Path(os.environ["VITRINE_DATA_DIR"]) / "catalogue"
+    with open(DEMO_CSV, newline="") as src:
+        rows = list(csv.DictReader(src))[:products]
+    photos = [DEMO_CSV.parent / r["image"] for r in rows]
+    model = ensure_active_model()
+    if Product.objects.count() < products:
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        with open(folder / "catalogue.csv", "w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        for r in rows:
+            (folder / r["image"]).write_bytes((DEMO_CSV.parent / r["image"]).read_bytes())
+        job = ImportJob.objects.create(source_name="switch bench", csv_path=str(folder / "catalogue.csv"))
+        run_import(job, queue_embeddings=False)
+    ids = list(Product.objects.values_list("pk", flat=True))
+    for start in range(0, len(ids), 64):
+        embed_batch(ids[start : start + 64], model)
+    return photos
+
+
+def begin_activation(backbone: str):
+    from embeddings.models import EmbeddingModel
+    from embeddings.registry import register_baseline
+    from embeddings.vector_index import create_indexes
+
+    new = register_baseline(backbone)
+    create_indexes(new.pk, new.column_dims())
+    new.status = EmbeddingModel.Status.ACTIVATING
+    new.save(update_fields=["status"])
+    return new
+
+
+def reembed_and_switch(new) -> float:
+    """Re-embed the catalogue under `new`, then switch as registry.finish_activation_if_complete
+    does (minus the quality gate, which would judge two baselines); return the re-embed seconds."""
+    from django.db import transaction
+
+    from catalog.models import Product
+    from embeddings.models import atomic_switch
+    from embeddings.registry import retire
+    from embeddings.tasks import embed_batch
+
+    started = time.perf_counter()
+    ids = list(Product.objects.values_list("pk", flat=True))
+    for start in range(0, len(ids), 64):
+        embed_batch(ids[start : start + 64], new)
+    took = time.perf_counter() - started
+    with transaction.atomic():
+        replaced = atomic_switch(new)
+    if replaced is not None:
+        retire(replaced)
+    return took
+
+
+def run_mode(mode: str, photos: list[Path], seconds: float) -> dict:
+    from embeddings.registry import ensure_active_model
+
+    # Every mode measures the same switch: baseline-efficientnet_lite0 -> baseline-<target>.
+    if ensure_active_model().name != "baseline-efficientnet_lite0":
+        reembed_and_switch(begin_activation("efficientnet_lite0"))
+    port = free_port()
+    env = {**os.environ, "ENCODER_WARM_POLL_SECONDS": MODES[mode], "WARM_UP_ENCODER": "1"}
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "searchsite.wsgi:application", "--bind", f"127.0.0.1:{port}",
+         "--workers", "2", "--timeout", "120", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    try:
+        data = photos[0].read_bytes()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if post_photo(port, data)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        time.sleep(20)  # both workers up and warm on the old model (start-up warm-up)
+        for i in range(10):  # and each has served a photo search
+            post_photo(port, photos[i % len(photos)].read_bytes())
+        new = begin_activation(TARGET[0])
+        log(f"[{mode}] activating {new.name} (re-embedding the catalogue) ...")
+        reembed_s = reembed_and_switch(new)
+        switched = time.perf_counter()
+        log(f"[{mode}] switched after {reembed_s:.0f}s of re-embedding; photo searches for {seconds:.0f}s")
+        samples: list[tuple[float, float, int, str]] = []
+
+        def client(offset: int) -> None:
+            i = offset
+            while time.perf_counter() - switched < seconds:
+                status, took, model = post_photo(port, photos[i % len(photos)].read_bytes())
+                samples.append((time.perf_counter() - switched, took, status, model))
+                i += 2
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        web.terminate()
+        web.wait(30)
+    samples.sort()
+    ok = [s for s in samples if s[2] == 200]
+    first10 = [s[1] for s in samples[:10]]
+    return {
+        "mode": mode,
+        "switched_to": new.name,
+        "reembed_s": round(reembed_s, 1),
+        "requests": len(samples),
+        "errors": len(samples) - len(ok),
+        "served_by_new_model": sum(1 for s in ok if s[3] == new.name),
+        "first_10_ms": [round(t * 1000) for t in first10],
+        **{f"{k}_ms": v for k, v in stats_ms([s[1] for s in ok]).items() if k != "n"},
+        "max_ms": round(max(s[1] for s in ok) * 1000, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--modes", default="cold,warm")
+    parser.add_argument("--target", default="resnet50",
+                        help="backbone switched to (resnet50 falls back to Lite0 weights offline: new towers all the same)")
+    args = parser.parse_args()
+    TARGET[0] = args.target
+    os.environ.setdefault("VITRINE_DATA_DIR", str(ROOT / "var" / "bench-switch"))
+    os.environ.setdefault("EMBEDDINGS_IMAGE_BACKBONE", "efficientnet_lite0")
+    os.environ.setdefault("REDIS_URL", "")
+    from bench.common import setup_django
+
+    setup_django()
+    started = time.time()
+    photos = prepare_catalogue(args.products)
+    rows = [run_mode(mode, photos, args.seconds) for mode in args.modes.split(",")]
+    columns = ["mode", "switched_to", "requests", "errors", "served_by_new_model", "p50_ms", "p99_ms", "max_ms"]
+    print(table(rows, [c for c in columns if c in rows[0]], title="photo search, first minute after a model switch"))
+    for row in rows:
+        print(f"{row['mode']}: first 10 after the switch (ms): {row['first_10_ms']}")
+    write_result("switch_warmup", {"products": args.products, "seconds": args.seconds, "rows": rows}, started)
+
+
+if __name__ == "__main__":
+    main()
