@@ -39,7 +39,9 @@ def read_query_image(upload: UploadedFile) -> Image.Image:
     return open_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
 
 
-def store_query_image(image: Image.Image, model: EmbeddingModel, vector: np.ndarray, filename: str = "") -> QueryImage:
+def store_query_image(
+    image: Image.Image, model: EmbeddingModel, vectors: dict[str, np.ndarray], filename: str = ""
+) -> QueryImage:
     small = image.copy()
     small.thumbnail((STORED_SIDE, STORED_SIDE))
     out = io.BytesIO()
@@ -54,7 +56,7 @@ def store_query_image(image: Image.Image, model: EmbeddingModel, vector: np.ndar
         height=image.height,
         filename=filename[:200],
         model_id=model.pk,
-        vector=[round(float(x), 7) for x in vector],
+        vector=_rounded(vectors),
     )
 
 
@@ -83,13 +85,17 @@ def find_query_image(key: str) -> QueryImage | None:
     return QueryImage.objects.filter(key=key, created_at__gte=cutoff).first()
 
 
-def query_vector(stored: QueryImage, model: EmbeddingModel) -> np.ndarray:
-    """The stored photo's vector under `model`, re-encoded once if the model changed."""
+def _rounded(vectors: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    return {column: [round(float(x), 7) for x in v] for column, v in vectors.items()}
+
+
+def query_vector(stored: QueryImage, model: EmbeddingModel) -> dict[str, np.ndarray]:
+    """The stored photo's query vectors under `model`, re-encoded once if the model changed."""
     from catalog.search import image_query_vector
 
-    if stored.model_id == model.pk and stored.vector:
-        return np.asarray(stored.vector, dtype=np.float32)
-    vector = image_query_vector(model, open_image(bytes(stored.photo)))
-    stored.model_id, stored.vector = model.pk, [round(float(x), 7) for x in vector]
+    if stored.model_id == model.pk and isinstance(stored.vector, dict) and stored.vector:
+        return {column: np.asarray(v, dtype=np.float32) for column, v in stored.vector.items()}
+    vectors = image_query_vector(model, open_image(bytes(stored.photo)))
+    stored.model_id, stored.vector = model.pk, _rounded(vectors)
     stored.save(update_fields=["model_id", "vector"])
-    return vector
+    return vectors
