@@ -32,6 +32,8 @@ from django.utils import timezone
 from catalog.fetch import FetchError, is_url, read_local, read_url
 from catalog.images import sha256, store_product_image
 from catalog.models import SKU_MAX_LENGTH, ImportJob, Product
+from ops.beat import beating
+from ops.models import JobHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -389,8 +391,19 @@ def _row_message(message: str, raw: dict) -> str:
     return message
 
 
-def run_import(job: ImportJob, progress: Progress | None = None, queue_embeddings: bool = True) -> ImportJob:
-    """Import job.csv_path into the catalogue, updating the job's counts as it goes."""
+def run_import(
+    job: ImportJob, progress: Progress | None = None, queue_embeddings: bool = True, resume: bool = False
+) -> ImportJob:
+    """Import job.csv_path into the catalogue, updating the job's counts as it goes.
+
+    resume: continue an interrupted job after its last committed chunk (job.processed_rows),
+    keeping its counts. While it runs, the job's heartbeat shows the reconciler it is alive.
+    """
+    with beating(JobHeartbeat.Kind.IMPORT, job.pk):
+        return _run_import(job, progress, queue_embeddings, job.processed_rows if resume else 0)
+
+
+def _run_import(job: ImportJob, progress: Progress | None, queue_embeddings: bool, start_row: int) -> ImportJob:
     from embeddings.dispatch import queue_embedding
 
     path = Path(job.csv_path)
@@ -403,10 +416,14 @@ def run_import(job: ImportJob, progress: Progress | None = None, queue_embedding
         job.notes = [_printable(note) for note in scan.format.notes]
         job.save()
         for chunk in _chunks(open_csv(path, scan.format), CHUNK_ROWS):
+            if chunk[-1][0] <= start_row:
+                continue  # committed before the interruption (chunks end where processed_rows does)
             skus = [_sku_of(raw) for _, raw in chunk]
             existing = {p.sku: p for p in Product.objects.filter(sku__in=[s for s in skus if _storable(s)])}
             chunk_ids: list[int] = []
             for number, raw in chunk:
+                if number <= start_row:
+                    continue
                 sku = _sku_of(raw)
                 if scan.last_row.get(sku, number) != number:
                     job.add_duplicate(number, _printable(sku), scan.last_row[sku])
