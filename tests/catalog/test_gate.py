@@ -54,9 +54,12 @@ def test_the_gate_refuses_a_bad_candidate_and_accepts_a_good_one(trained, tmp_pa
     # Its fitted fusion leaves the random signals out: whatever serves is never worse than the baseline's.
     assert bad.fusion["photo"].get("photo_joint", 0.0) <= bad.fusion["photo"]["photo_pretrained"]
 
-    # An admin may still activate it (ungated); then a good model must beat it to replace it.
+    # An admin may still activate it (ungated), and serve its own signals (equal weights,
+    # as a model never fitted would); then a good model must beat it to replace it.
     bad = activate(bad, False, django_capture_on_commit_callbacks)
     assert bad.status == EmbeddingModel.Status.ACTIVE
+    bad.fusion = {}
+    bad.save(update_fields=["fusion"])
     good = activate(trained, True, django_capture_on_commit_callbacks)
     assert good.gate["decision"] == "activated", good.gate["reason"]
     assert good.status == EmbeddingModel.Status.ACTIVE

@@ -24,9 +24,12 @@ def test_staff_trains_and_activates_a_model_from_the_site(staff_client, small_ca
     assert state["status"] == "done" and len(state["history"]) == 2 and state["history"][0]["epoch"] == 1
     model = EmbeddingModel.objects.get(kind=EmbeddingModel.Kind.JOINT)
     assert state["model"] == model.name and model.image_dim == 64
-    # eager workers: the re-embedding ran, so the switch happened and search uses it
-    assert model.status == EmbeddingModel.Status.ACTIVE
-    assert search_by_text("bag", k=5).model.pk == model.pk
+    # eager workers: the re-embedding and the activation gate ran; search uses what the gate chose
+    assert model.gate["decision"] in ("activated", "rejected") and model.gate["kinds"]
+    if model.gate["decision"] == "activated":
+        assert model.status == EmbeddingModel.Status.ACTIVE and search_by_text("bag", k=5).model.pk == model.pk
+    else:
+        assert model.status == EmbeddingModel.Status.READY and search_by_text("bag", k=5).model.pk != model.pk
 
 
 def test_train_form_rejects_bad_values(staff_client, db):

@@ -68,7 +68,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, list
         records,
         ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128),
         TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000),
-        TrainCfg(epochs=25, batch_size=32, lr=3e-3, val_fraction=0.25, patience=25, seed=0),
+        TrainCfg(epochs=25, batch_size=32, lr=3e-3, val_fraction=0.25, patience=25, seed=0, distill_corpus=300),
         tmp_path_factory.mktemp("run"),
         progress=events.append,
     )
@@ -93,15 +93,17 @@ def test_training_writes_small_checkpoint_and_curve(trained) -> None:
     assert Image.open(result.curve_png).format == "PNG"
     assert result.backbone == "efficientnet_lite0"
     phases = {e["phase"] for e in events}
-    assert phases == {"features", "train"}
+    assert phases == {"features", "distill", "train"}
     last = [e for e in events if e["phase"] == "train"][-1]
     assert set(last) >= {"epoch", "epochs", "loss", "val_recall@10", "done", "total"}
 
 
 def test_feature_cache_reused(trained, tmp_path) -> None:
     result, _, _ = trained
-    cached = list((result.checkpoint_path.parent / "feature_cache").rglob("*.npy"))
-    assert len(cached) == 80
+    cache = result.checkpoint_path.parent / "feature_cache"
+    cached = [p for p in cache.rglob("*.npy") if not p.name.startswith("minilm_targets")]
+    assert len(cached) == 80  # one file per photo, every view in it
+    assert len(list(cache.glob("minilm_targets_*.npy"))) == 1  # the distillation targets
 
 
 def test_trained_checkpoint_encodes_and_retrieves(trained) -> None:
