@@ -109,8 +109,14 @@ def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe]) -> dict[str, Any]
     photos = [p for p in probes if p.kind in PHOTO_KINDS]
     hybrid_signals = kind_signals(model, "hybrid")
     photo_signals = kind_signals(model, "photo")
+    sku_of = dict(Product.objects.values_list("pk", "sku"))
+
+    def by_sku(rankings: dict[str, list[tuple[int, float]]]) -> dict[str, list[tuple[str, float]]]:
+        # Rankings hold product ids; probes name products by sku.
+        return {name: [(sku_of[pid], score) for pid, score in ranking if pid in sku_of] for name, ranking in rankings.items()}
+
     text_queries = [
-        FitQuery(signal_rankings(model, hybrid_signals, FIT_DEPTH, q=p.text), p.relevant, p.metric, p.kind)
+        FitQuery(by_sku(signal_rankings(model, hybrid_signals, FIT_DEPTH, q=p.text)), p.relevant, p.metric, p.kind)
         for p in text
     ]
     vectors: dict[int, dict[str, np.ndarray]] = {}
@@ -119,7 +125,7 @@ def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe]) -> dict[str, Any]
         if p.seed not in vectors:
             vectors[p.seed] = image_query_vectors(model, probe_photo(p))
         rankings = signal_rankings(model, photo_signals, FIT_DEPTH + len(p.exclude), photo=vectors[p.seed])
-        photo_queries.append(FitQuery(rankings, p.relevant, p.metric, p.kind, p.exclude))
+        photo_queries.append(FitQuery(by_sku(rankings), p.relevant, p.metric, p.kind, p.exclude))
     report: dict[str, Any] = {}
     fusion: dict[str, dict[str, float]] = {}
     for kind in FUSION_KINDS:

@@ -42,7 +42,7 @@ _LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 SPECS: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec(2048, 224, _IMAGENET_MEAN, _IMAGENET_STD),
     "efficientnet_lite0": BackboneSpec(1280, 224, _LITE_MEAN, _LITE_STD),
-    "efficientnet_lite2": BackboneSpec(1408, 260, _LITE_MEAN, _LITE_STD),
+    "efficientnet_lite2": BackboneSpec(1280, 260, _LITE_MEAN, _LITE_STD),  # Lite heads are 1280 wide (B2: 1408)
 }
 
 _LITE_PACKAGES = {

@@ -99,6 +99,8 @@ def test_run_gate_reports_what_it_measured(trained, django_capture_on_commit_cal
     assert set(report["fusion"]) == {"hybrid", "semantic", "photo"}
     fit = report["fit"]["hybrid"]
     assert fit["objective"] >= max(fit["singles"].values()) - 1e-9
+    assert fit["singles"]["keyword"] > 0.3  # probes copy title words: keyword search finds them
+    assert report["fit"]["photo"]["singles"]["photo_pretrained"] > 0.3  # a perturbed photo finds itself
     assert report["probes"]["keyword"] > 0 and report["against"] == "baseline-efficientnet_lite0"
 
 
