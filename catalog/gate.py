@@ -35,6 +35,7 @@ from PIL import Image
 from catalog.hybrid import FitQuery, fit_weights
 from catalog.models import Product
 from catalog.search import FUSION_KINDS, fusion_weights, image_query_vectors, kind_signals, search, signal_rankings
+from embeddings.metrics import score_ranking
 from embeddings.models import EmbeddingModel
 from embeddings.perturb import perturb
 from embeddings.probes import KINDS, PHOTO_KINDS, TEXT_KINDS, Probe, ProbeItem, build_probes, split_halves
@@ -80,16 +81,7 @@ def probe_photo(probe: Probe) -> Image.Image:
 
 
 def score(ranked: Sequence[str], probe: Probe) -> float:
-    ranked = [sku for sku in ranked if sku not in probe.exclude][:10]
-    hits = [sku in probe.relevant for sku in ranked]
-    if probe.metric == "r@1":
-        return float(bool(hits) and hits[0])
-    found, total = 0, 0.0
-    for i, hit in enumerate(hits, start=1):
-        if hit:
-            found += 1
-            total += found / i
-    return total / min(10, len(probe.relevant)) if probe.relevant else 0.0
+    return score_ranking([sku for sku in ranked if sku not in probe.exclude][:10], probe.relevant, probe.metric)
 
 
 # --- fitting -----------------------------------------------------------------------------

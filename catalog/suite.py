@@ -27,6 +27,7 @@ from PIL import Image
 from catalog.ingest import run_import
 from catalog.models import ImportJob, Product, QueryImage
 from catalog.search import search
+from embeddings.metrics import score_ranking
 from embeddings.models import EmbeddingModel, TrainingJob
 from embeddings.registry import ensure_active_model, retire
 from embeddings.train_jobs import run_training
@@ -69,18 +70,6 @@ def load_suite_queries(path: Path) -> list[SuiteQuery]:
         image = (path.parent / item["image"]).resolve() if item.get("image") else None
         out.append(SuiteQuery(kind, relevant, str(item.get("query") or ""), image))
     return out
-
-
-def score(ranked: list[str], relevant: frozenset[str], metric: str) -> float:
-    hits = [sku in relevant for sku in ranked[:10]]
-    if metric == "r@1":
-        return float(bool(hits) and hits[0])
-    found, total = 0, 0.0
-    for i, hit in enumerate(hits, start=1):
-        if hit:
-            found += 1
-            total += found / i
-    return total / min(10, len(relevant))
 
 
 def wipe() -> None:
@@ -133,7 +122,7 @@ def score_model(model: EmbeddingModel | None, queries: list[SuiteQuery], label: 
         if not qs:
             continue
         metric = METRIC[kind]
-        values = [score(_ranked(model, q, mode, images.get(q.image)), q.relevant, metric) for q in qs]
+        values = [score_ranking(_ranked(model, q, mode, images.get(q.image)), q.relevant, metric) for q in qs]
         rows.append({"kind": kind, "mode": mode, "metric": metric, "method": label,
                      "score": float(np.mean(values)), "queries": len(qs)})
     return rows

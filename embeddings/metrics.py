@@ -73,3 +73,12 @@ def rank_by_similarity(queries: np.ndarray, items: np.ndarray, item_ids: Sequenc
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < items.shape[0] else np.tile(np.arange(items.shape[0]), (len(queries), 1))
     order = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable"), axis=1)
     return [[item_ids[j] for j in row] for row in order]
+
+
+def score_ranking(ranked: Ranked, relevant: Relevant, metric: str) -> float:
+    """One query's score by name: "map@10" (AP@10 over min(10, #relevant)) or "r@1" (hit at 1)."""
+    if metric == "map@10":
+        return average_precision_at_k(ranked, relevant, 10)
+    if metric == "r@1":
+        return hit_at_k(ranked, relevant, 1)
+    raise ValueError(f"unknown metric {metric!r}")
