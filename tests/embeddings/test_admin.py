@@ -52,3 +52,24 @@ def test_activate_action_switches_through_the_workers(staff_client, small_catalo
     assert b"Re-embedding the catalogue with tiny" in response.content
     model.refresh_from_db()
     assert model.status == EmbeddingModel.Status.ACTIVE
+
+
+def test_activating_a_model_the_gate_refused_asks_first(staff_client, small_catalogue, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    call_command("train_embeddings", epochs=1, name="refused", backbone="efficientnet_lite0")
+    model = EmbeddingModel.objects.get(name="refused")
+    model.gate = {"required": True, "decision": "rejected", "reason": "not activated: worse on photo (photo) by 0.200 r@1",
+                  "kinds": [{"kind": "photo", "mode": "photo", "metric": "r@1", "queries": 20, "candidate": 0.5,
+                             "incumbent": 0.7, "diff": -0.2, "noise": 0.05, "verdict": "worse"}]}
+    model.save(update_fields=["gate"])
+    url = reverse("admin:embeddings_embeddingmodel_changelist")
+    warning = staff_client.post(url, {"action": "activate_selected", "_selected_action": [model.pk]})
+    assert warning.status_code == 200
+    assert b"The activation gate refused this model" in warning.content and b"worse on photo" in warning.content
+    model.refresh_from_db()
+    assert model.status == EmbeddingModel.Status.READY  # nothing happened yet
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(url, {"action": "activate_selected", "_selected_action": [model.pk], "confirm": "yes"}, follow=True)
+    model.refresh_from_db()
+    assert model.status == EmbeddingModel.Status.ACTIVE
