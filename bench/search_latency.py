@@ -111,7 +111,7 @@ def stages(kind: str, inputs: list, model) -> dict[str, list[float]]:  # type: i
     from django.test import RequestFactory
 
     from catalog.query_image import read_query_image
-    from catalog.search import active_model, image_query_vector, load_hits, text_query_vector, vector_search
+    from catalog.search import active_model, image_query_vectors, load_hits, text_query_vector, vector_search
     from catalog.serializers import hit_json
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -129,7 +129,7 @@ def stages(kind: str, inputs: list, model) -> dict[str, list[float]]:  # type: i
         else:
             image = read_query_image(SimpleUploadedFile(item[0], item[1]))
             t2 = time.perf_counter()
-            column, vec = "image_vec", image_query_vector(m, image)
+            column, vec = "image_vec", image_query_vectors(m, image)["image_vec"]
         t3 = time.perf_counter()
         scored = vector_search(m, column, vec, K)
         t4 = time.perf_counter()

@@ -23,10 +23,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from bench.common import DEMO_CSV, ROOT, log, stats_ms, table, write_result
+from bench.search_latency import http_post_image
 
 MODES = {"warm": "2", "cold": "1000000"}  # ENCODER_WARM_POLL_SECONDS; cold: never polls again
 TARGET = ["resnet50"]  # --target: the backbone of the model switched to
@@ -39,24 +39,14 @@ def free_port() -> int:
 
 
 def post_photo(port: int, data: bytes) -> tuple[int, float, str]:
-    import http.client
+    """(status, seconds, model name or error) of one photo search through the API."""
     import json
 
-    boundary = uuid.uuid4().hex
-    body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n24\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.png\"\r\n"
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
     started = time.perf_counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    conn.request("POST", "/api/search/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    resp = conn.getresponse()
-    out = resp.read()
+    status, out = http_post_image(port, data, "q.png")
     took = time.perf_counter() - started
-    conn.close()
-    model = json.loads(out).get("model", "") if resp.status == 200 else out[:200].decode(errors="replace")
-    return resp.status, took, str(model)
+    model = json.loads(out).get("model", "") if status == 200 else out[:200].decode(errors="replace")
+    return status, took, str(model)
 
 
 def prepare_catalogue(products: int) -> list[Path]:

@@ -20,7 +20,7 @@ from catalog.query_image import (
     read_query_image,
     store_query_image,
 )
-from catalog.search import SearchResult, SearchUnavailable, active_model, category_counts, image_query_vector, search
+from catalog.search import SearchResult, SearchUnavailable, active_model, category_counts, image_query_vectors, search
 from catalog.ratelimit import rate_limit
 from catalog.serializers import hit_json
 
@@ -119,7 +119,7 @@ def search_image(request: HttpRequest) -> JsonResponse:
     try:
         image = read_query_image(upload)
         model = active_model()
-        vector = image_query_vector(model, image)
+        vector = image_query_vectors(model, image)
         stored = store_query_image(image, model, vector, upload.name or "")
         result = search(
             form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,

@@ -162,6 +162,13 @@ def read_image_bytes(ref: str, base_dir: Path) -> bytes:
     return read_local(ref, base_dir, settings.MAX_IMAGE_BYTES)
 
 
+def _decode_whole(path: Path, codec: str) -> None:
+    """Raise UnicodeError unless the whole file decodes as `codec` (read in 1 MB pieces)."""
+    with open(path, encoding=codec, errors="strict", newline="") as handle:
+        while handle.read(1 << 20):
+            pass
+
+
 def _check_encoding(path: Path) -> tuple[str, list[str]]:
     """Return (codec, notes): the file's encoding, or ImportFileError naming the problem.
 
@@ -173,9 +180,7 @@ def _check_encoding(path: Path) -> tuple[str, list[str]]:
                        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if head.startswith(bom):  # utf-16: Excel's "Unicode text" export
             try:
-                with open(path, encoding=codec, errors="strict", newline="") as handle:
-                    while handle.read(1 << 20):
-                        pass
+                _decode_whole(path, codec)
             except UnicodeError as exc:
                 raise ImportFileError(
                     f"{path.name} starts with a {codec.upper()} byte-order mark but is not valid {codec.upper()} "
@@ -217,9 +222,7 @@ def _fallback_encoding(path: Path, bad_offset: int, bad_line: int) -> tuple[str,
         bad_byte = handle.read(1)
     where = f"byte 0x{bad_byte.hex()} on line {bad_line}, at byte {bad_offset:,},"
     try:
-        with open(path, encoding="cp1252", errors="strict", newline="") as handle:
-            while handle.read(1 << 20):
-                pass
+        _decode_whole(path, "cp1252")
     except UnicodeDecodeError as exc:
         raise ImportFileError(
             f"{path.name} is not UTF-8 text ({where} is not valid UTF-8) nor Windows-1252 "

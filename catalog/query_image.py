@@ -91,11 +91,11 @@ def _rounded(vectors: dict[str, np.ndarray]) -> dict[str, list[float]]:
 
 def query_vector(stored: QueryImage, model: EmbeddingModel) -> dict[str, np.ndarray]:
     """The stored photo's query vectors under `model`, re-encoded once if the model changed."""
-    from catalog.search import image_query_vector
+    from catalog.search import image_query_vectors
 
     if stored.model_id == model.pk and isinstance(stored.vector, dict) and stored.vector:
         return {column: np.asarray(v, dtype=np.float32) for column, v in stored.vector.items()}
-    vectors = image_query_vector(model, open_image(bytes(stored.photo)))
+    vectors = image_query_vectors(model, open_image(bytes(stored.photo)))
     stored.model_id, stored.vector = model.pk, _rounded(vectors)
     stored.save(update_fields=["model_id", "vector"])
     return vectors

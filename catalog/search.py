@@ -218,11 +218,6 @@ def image_query_vectors(model: EmbeddingModel, image: Image.Image) -> QueryVecto
     return {c: v[0] for c, v in encoder_for(model).encode_image_signals([image]).items()}
 
 
-def image_query_vector(model: EmbeddingModel, image: Image.Image) -> QueryVectors:
-    """The vectors a photo search needs, as stored with a query photo (catalog/query_image.py)."""
-    return image_query_vectors(model, image)
-
-
 def text_query_vector(model: EmbeddingModel, query: str) -> tuple[str, np.ndarray]:
     """The column a plain text query searches first, and its vector (benchmarks use this)."""
     signal = model_signals(model)["text_photo" if model.joint else "text_minilm"]

@@ -21,7 +21,7 @@ from catalog.search import (
     active_model,
     browse,
     category_counts,
-    image_query_vector,
+    image_query_vectors,
     search,
     similar_products,
 )
@@ -125,7 +125,7 @@ def _photo_upload(request: HttpRequest) -> HttpResponse:
             raise BadRequest("Choose a photo to search with.")
         image = read_query_image(upload)
         model = active_model()
-        stored = store_query_image(image, model, image_query_vector(model, image), upload.name or "")
+        stored = store_query_image(image, model, image_query_vectors(model, image), upload.name or "")
     except SearchUnavailable as exc:
         context["error"] = str(exc)
         return render(request, "catalog/search.html", context, status=503)
