@@ -20,9 +20,11 @@ from catalog.query_image import (
     read_query_image,
     store_query_image,
 )
+from catalog.facets import Facets, search_facets
 from catalog.search import SearchResult, SearchUnavailable, active_model, category_counts, image_query_vectors, search
 from catalog.ratelimit import rate_limit
 from catalog.serializers import hit_json
+from catalog.suggest import MAX_PREFIX_CHARS, suggest
 
 __all__ = ["BadRequest", "parse_k", "parse_query", "MAX_K", "MAX_QUERY_CHARS"]
 
@@ -35,15 +37,15 @@ def error(message: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def parse_k(raw: str | None, default: int = 24) -> int:
+def parse_k(raw: str | None, default: int = 24, maximum: int = MAX_K) -> int:
     if raw in (None, ""):
         return default
     try:
         k = int(raw)  # type: ignore[arg-type]
     except ValueError as exc:
-        raise BadRequest(f"k must be a whole number from 1 to {MAX_K}, got {raw[:20]!r}") from exc  # type: ignore[index]
-    if not 1 <= k <= MAX_K:
-        raise BadRequest(f"k must be from 1 to {MAX_K}, got {k}")
+        raise BadRequest(f"k must be a whole number from 1 to {maximum}, got {raw[:20]!r}") from exc  # type: ignore[index]
+    if not 1 <= k <= maximum:
+        raise BadRequest(f"k must be from 1 to {maximum}, got {k}")
     return k
 
 
@@ -56,8 +58,30 @@ def parse_query(raw: str | None) -> str:
     return query
 
 
-def result_json(request: HttpRequest, form: SearchForm, query: Any, result: SearchResult) -> dict:
+def parse_flag(raw: str | None, name: str, default: bool) -> bool:
+    if raw in (None, ""):
+        return default
+    value = raw.strip().lower()  # type: ignore[union-attr]
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise BadRequest(f"{name} must be true or false (or 1 or 0), got {raw[:20]!r}")  # type: ignore[index]
+
+
+def facets_json(facets: Facets) -> dict:
     return {
+        "basis": facets.basis,
+        "matched": facets.matched,
+        "categories": [{"name": c.name, "count": c.count, "selected": c.selected} for c in facets.categories],
+        "prices": [{"min_price": float(b.low), "max_price": float(b.high), "count": b.count, "selected": b.selected}
+                   for b in facets.prices],
+    }
+
+
+def result_json(request: HttpRequest, form: SearchForm, query: Any, result: SearchResult,
+                facets: Facets | None = None) -> dict:
+    body = {
         "query": query,
         "took_ms": round(result.took_ms, 2),
         "results": [hit_json(request, h) for h in result.hits],
@@ -68,7 +92,12 @@ def result_json(request: HttpRequest, form: SearchForm, query: Any, result: Sear
         "has_next": result.has_next,
         "total_candidates": result.total_candidates,
         "model": result.model.name if result.model else None,
+        "corrected_query": result.correction.corrected if result.correction else None,
+        "corrections": result.correction.words if result.correction else {},
     }
+    if facets is not None:
+        body["facets"] = facets_json(facets)
+    return body
 
 
 @require_GET
@@ -81,6 +110,11 @@ def search_text(request: HttpRequest) -> JsonResponse:
     if not form.query and not form.image_key:
         return error("q is required: the text to search for (or img, the id of a photo search)")
     try:
+        want_facets = parse_flag(request.GET.get("facets"), "facets", False)
+        correct = parse_flag(request.GET.get("correct"), "correct", True)
+    except BadRequest as exc:
+        return error(str(exc))
+    try:
         vector = None
         if form.image_key:
             stored = find_query_image(form.image_key)
@@ -89,12 +123,14 @@ def search_text(request: HttpRequest) -> JsonResponse:
             vector = query_vector(stored, active_model())
         result = search(
             form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
-            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector,
+            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct,
         )
+        facets = (search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
+                  if want_facets else None)
     except SearchUnavailable as exc:
         return error(str(exc), 503)
     query: Any = form.query if not form.image_key else {"q": form.query, "image_id": form.image_key}
-    return JsonResponse(result_json(request, form, query, result))
+    return JsonResponse(result_json(request, form, query, result, facets))
 
 
 @csrf_exempt
@@ -113,6 +149,11 @@ def search_image(request: HttpRequest) -> JsonResponse:
     form = SearchForm(data)
     if not form.is_valid():
         return error(form.first_error())
+    try:
+        want_facets = parse_flag(data.get("facets"), "facets", False)
+        correct = parse_flag(data.get("correct"), "correct", True)
+    except BadRequest as exc:
+        return error(str(exc))
     upload = files.get("image")
     if upload is None:
         return error("multipart field 'image' is required")
@@ -123,8 +164,10 @@ def search_image(request: HttpRequest) -> JsonResponse:
         stored = store_query_image(image, model, vector, upload.name or "")
         result = search(
             form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
-            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector,
+            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct,
         )
+        facets = (search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
+                  if want_facets else None)
     except UploadTooLarge as exc:
         return error(str(exc), 413)
     except SearchUnavailable as exc:
@@ -133,7 +176,7 @@ def search_image(request: HttpRequest) -> JsonResponse:
         return error(f"image: {exc}")
     query = {"image": upload.name, "width": image.width, "height": image.height, "image_id": stored.key,
              "q": form.query}
-    return JsonResponse(result_json(request, form, query, result))
+    return JsonResponse(result_json(request, form, query, result, facets))
 
 
 @require_GET
@@ -141,3 +184,24 @@ def search_image(request: HttpRequest) -> JsonResponse:
 def categories(request: HttpRequest) -> JsonResponse:
     """GET /api/categories: [{"name", "count"}] for the filter UI."""
     return JsonResponse({"categories": [{"name": n, "count": c} for n, c in category_counts()]})
+
+
+MAX_SUGGESTIONS = 20
+
+
+@require_GET
+@rate_limit("suggest", "SEARCH_RATE_LIMIT", json=True)
+def suggestions(request: HttpRequest) -> JsonResponse:
+    """GET /api/suggest?q=<what has been typed>&k=: completions for the search box."""
+    prefix = request.GET.get("q", "")
+    if "\x00" in prefix:
+        return error("q: Null characters are not allowed.")
+    if len(prefix) > MAX_PREFIX_CHARS:
+        return error(f"q is longer than {MAX_PREFIX_CHARS} characters")
+    try:
+        k = parse_k(request.GET.get("k"), default=8, maximum=MAX_SUGGESTIONS)
+    except BadRequest as exc:
+        return error(str(exc))
+    found = suggest(prefix, k)
+    return JsonResponse({"query": prefix, "suggestions": [
+        {"text": s.text, "kind": s.kind, "url": request.build_absolute_uri(s.url)} for s in found]})

@@ -26,12 +26,18 @@ def any_words_query(query: str) -> str | None:
     return " or ".join(words) if len(words) > 1 else None
 
 
+def match_clause(query: str, alias: str = "p") -> tuple[str, list]:
+    """The SQL condition (and its parameters) a product must meet to be a keyword match of
+    `query`: the set keyword_search ranks, and the set facets count in keyword mode."""
+    return f"{alias}.search_doc @@ websearch_to_tsquery('english', %s)", [any_words_query(query) or query]
+
+
 def keyword_search(query: str, limit: int, filters: Filters | None = None) -> list[tuple[int, float]]:
     """(product_id, score) best first; score in [0, 1), all-words matches above partial ones."""
     from catalog.search import NO_FILTERS
 
     where, params = (filters or NO_FILTERS).sql("p")
-    loose = any_words_query(query) or query
+    match, match_params = match_clause(query)
     # ts_rank_cd(..., 32) is rank / (rank + 1): in [0, 1). All-word matches map to
     # [0.5, 1), partial matches to [0, 0.5), so the score is monotone in the order.
     sql = f"""
@@ -41,10 +47,10 @@ def keyword_search(query: str, limit: int, filters: Filters | None = None) -> li
                (CASE WHEN p.search_doc @@ q.strict THEN 0.5 ELSE 0.0 END)
                  + 0.5 * ts_rank_cd(p.search_doc, q.loose, 32) AS score
         FROM catalog_product p, q
-        WHERE p.search_doc @@ q.loose{where}
+        WHERE {match}{where}
         ORDER BY score DESC, p.id
         LIMIT %s
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [query, loose, *params, limit])
+        cursor.execute(sql, [query, *match_params, *match_params, *params, limit])
         return [(pid, float(score)) for pid, score in cursor.fetchall()]

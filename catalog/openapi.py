@@ -44,8 +44,51 @@ def response(query_schema: dict) -> dict:
                 "description": "ranked candidates after min_score; lists are read SEARCH_CANDIDATES (200) deep",
             },
             "model": {"type": ["string", "null"], "description": "the embedding model that answered"},
+            "corrected_query": {
+                "type": ["string", "null"],
+                "description": "the words searched instead of misspelt ones (keyword and hybrid mode; correct=false "
+                               "turns it off); null when nothing was corrected",
+            },
+            "corrections": {"type": "object", "additionalProperties": {"type": "string"},
+                            "description": "each corrected word and its correction"},
+            "facets": {"$ref": "#/components/schemas/Facets"},
         },
     }
+
+
+FACETS = {
+    "type": "object",
+    "description": "only with facets=true. Counts of the products the query matches: in keyword mode (text only, "
+                   "no min_score) every full-text match; otherwise the top SEARCH_CANDIDATES candidates of the "
+                   "query without category and price filters; without words or photo the whole catalogue. "
+                   "Category counts apply the price filter, price buckets the category filter.",
+    "required": ["basis", "matched", "categories", "prices"],
+    "properties": {
+        "basis": {"type": "string", "enum": ["full_text", "candidates", "catalogue"]},
+        "matched": {"type": "integer", "description": "matched products passing the price filter"},
+        "categories": {"type": "array", "items": {
+            "type": "object", "required": ["name", "count", "selected"],
+            "properties": {"name": {"type": "string"}, "count": {"type": "integer", "minimum": 0},
+                           "selected": {"type": "boolean"}}}},
+        "prices": {"type": "array", "description": "a histogram: consecutive buckets, both ends inclusive "
+                                                   "(pass them as min_price and max_price)", "items": {
+            "type": "object", "required": ["min_price", "max_price", "count", "selected"],
+            "properties": {"min_price": {"type": "number"}, "max_price": {"type": "number"},
+                           "count": {"type": "integer", "minimum": 0}, "selected": {"type": "boolean"}}}},
+    },
+}
+SUGGESTIONS = {
+    "type": "object",
+    "required": ["query", "suggestions"],
+    "properties": {
+        "query": {"type": "string"},
+        "suggestions": {"type": "array", "items": {
+            "type": "object", "required": ["text", "kind", "url"],
+            "properties": {"text": {"type": "string"}, "kind": {"type": "string", "enum": ["category", "product"]},
+                           "url": {"type": "string", "format": "uri",
+                                   "description": "the category's listing or the product's page"}}}},
+    },
+}
 
 
 def errors(*codes: int) -> dict:
@@ -77,6 +120,10 @@ SEARCH_FIELDS = {
     "page": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
     "min_score": {"type": "number", "minimum": -1, "maximum": 1,
                   "description": "drop results whose score is below this"},
+    "facets": {"type": "boolean", "default": False,
+               "description": "add facet counts (categories, price histogram) of the products the query matches"},
+    "correct": {"type": "boolean", "default": True,
+                "description": "replace misspelt words by the closest catalogue words (keyword and hybrid mode)"},
 }
 PARAMS = [{"name": name, "in": "query", "schema": schema} for name, schema in SEARCH_FIELDS.items()]
 
@@ -84,7 +131,7 @@ PARAMS = [{"name": name, "in": "query", "schema": schema} for name, schema in SE
 def schema() -> dict:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Vitrine search API", "version": "1.1.0"},
+        "info": {"title": "Vitrine search API", "version": "1.2.0"},
         "paths": {
             "/api/search": {
                 "get": {
@@ -136,6 +183,23 @@ def schema() -> dict:
                     },
                 }
             },
+            "/api/suggest": {
+                "get": {
+                    "summary": "Autocomplete: categories and product titles whose words start with the typed words",
+                    "parameters": [
+                        {"name": "q", "in": "query", "required": False,
+                         "description": "what has been typed so far; fewer than 2 letters gives no suggestions",
+                         "schema": {"type": "string", "maxLength": 100}},
+                        {"name": "k", "in": "query", "description": "suggestions at most",
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 20, "default": 8}},
+                    ],
+                    "responses": {
+                        "200": {"description": "categories first, then titles",
+                                "content": {"application/json": {"schema": SUGGESTIONS}}},
+                        **errors(400, 429),
+                    },
+                }
+            },
             "/api/categories": {
                 "get": {
                     "summary": "Categories and their product counts, for filters",
@@ -147,5 +211,5 @@ def schema() -> dict:
                 }
             },
         },
-        "components": {"schemas": {"Result": RESULT, "Error": ERROR}},
+        "components": {"schemas": {"Result": RESULT, "Error": ERROR, "Facets": FACETS}},
     }

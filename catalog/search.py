@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from PIL import Image
 
 from catalog.models import Product
+from catalog.suggest import Correction, correct_query
 from embeddings.models import EmbeddingModel
 from embeddings.vector_index import indexed_expr, query_param
 
@@ -67,6 +68,13 @@ class SearchResult:
     k: int = 0
     total_candidates: int = 0  # ranked candidates after min_score (capped, see search())
     has_next: bool = False
+    # The words searched (after correction) and the correction made, if any (correct=True).
+    query: str | None = None
+    correction: Correction | None = None
+    # Every ranked candidate's product id, best first (the pool facets count), and how deep
+    # each list was read for it.
+    candidates: list[int] = field(default_factory=list, repr=False)
+    depth: int = 0
 
 
 def active_model() -> EmbeddingModel:
@@ -348,6 +356,7 @@ def search(
     image_vector: QueryVectors | None = None,
     model: EmbeddingModel | None = None,
     signals: Sequence[str] | None = None,
+    correct: bool = False,
 ) -> SearchResult:
     """Search by words, a photo, or both; one page of hits, best first.
 
@@ -359,7 +368,9 @@ def search(
     candidates by price. ``image_vector`` replaces ``image`` with its stored query vectors.
     ``model`` searches another model's vectors than the active one's (the activation gate
     does); ``signals`` restricts a text search to the named signals (e.g. ["text_photo"]:
-    the words against the photos alone, as if the products had no texts).
+    the words against the photos alone, as if the products had no texts). ``correct``
+    replaces misspelt words (catalog/suggest.py) in keyword and hybrid mode; the result
+    says what it searched (``query``) and why (``correction``).
     """
     started = time.perf_counter()
     mode = mode or settings.SEARCH_DEFAULT_MODE
@@ -373,6 +384,9 @@ def search(
     has_photo = image is not None or image_vector is not None
     if q is None and not has_photo:
         raise ValueError("nothing to search for: give words, a photo, or both")
+    correction = correct_query(q) if correct and q and mode in ("keyword", "hybrid") else None
+    if correction is not None:
+        q = correction.corrected
 
     depth = settings.SEARCH_CANDIDATES
     if sort == "relevance":
@@ -418,6 +432,10 @@ def search(
         k=k,
         total_candidates=len(scored),
         has_next=offset + k < len(scored),
+        query=q,
+        correction=correction,
+        candidates=[pid for pid, _, _ in scored],
+        depth=depth,
     )
 
 

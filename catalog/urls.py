@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/search", api.search_text, name="api-search"),
     path("api/search/image", api.search_image, name="api-search-image"),
     path("api/categories", api.categories, name="api-categories"),
+    path("api/suggest", api.suggestions, name="api-suggest"),
     path("api/openapi.json", views.openapi_schema, name="openapi"),
 ]

@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from catalog import openapi
-from catalog.api import BadRequest, parse_k, parse_query  # noqa: F401  (kept importable here)
+from catalog.api import BadRequest, parse_flag, parse_k, parse_query  # noqa: F401  (kept importable here)
+from catalog.facets import CENT, Facets, search_facets
 from catalog.forms import MODE_LABELS, SORT_LABELS, SearchForm
 from catalog.models import Product
 from catalog.query_image import find_query_image, query_vector, read_query_image, store_query_image
@@ -32,7 +33,7 @@ def _url(form: SearchForm, **changes: Any) -> str:
     return reverse("catalog:search") + ("?" + urlencode(params) if params else "")
 
 
-def _pages(form: SearchForm, total: int) -> list[dict[str, Any]]:
+def _pages(form: SearchForm, total: int, keep: dict[str, str]) -> list[dict[str, Any]]:
     count = max(1, math.ceil(total / form.per_page_k))
     current = form.page_number
     shown = sorted({1, count, *range(max(1, current - 2), min(count, current + 2) + 1)})
@@ -40,7 +41,7 @@ def _pages(form: SearchForm, total: int) -> list[dict[str, Any]]:
     for number in shown:
         if pages and number - pages[-1]["number"] > 1:
             pages.append({"number": number - 1, "gap": True})
-        pages.append({"number": number, "url": _url(form, page=number), "current": number == current})
+        pages.append({"number": number, "url": _url(form, page=number, **keep), "current": number == current})
     return pages
 
 
@@ -60,6 +61,11 @@ def search_page(request: HttpRequest) -> HttpResponse:
         if not form.is_valid():
             raise BadRequest(form.first_error())
         context["query"] = form.query
+        correct = parse_flag(request.GET.get("correct"), "correct", True)
+        # correct=0 ("search instead for what I typed") holds for this query's pages only
+        keep = {} if correct else {"correct": "0"}
+        context["keep_uncorrected"] = not correct
+        vector = None
         if form.image_key:
             stored = find_query_image(form.image_key)
             if stored is None:
@@ -67,11 +73,11 @@ def search_page(request: HttpRequest) -> HttpResponse:
             context["photo"] = stored
             vector = query_vector(stored, active_model())
             result = search(form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
-                            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector)
+                            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct)
             context["query_kind"] = "photo+text" if form.query else "photo"
         elif form.query:
             result = search(form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
-                            sort=form.sort_order, min_score=form.score_cutoff)
+                            sort=form.sort_order, min_score=form.score_cutoff, correct=correct)
             context["query_kind"] = "text"
         elif form.filters.category or form.filters.min_price is not None or form.filters.max_price is not None:
             result = browse(form.filters, k=form.per_page_k, offset=form.offset, sort=form.sort_order)
@@ -80,13 +86,18 @@ def search_page(request: HttpRequest) -> HttpResponse:
             result = None
         if result is not None:
             context["result"] = result
-            context["pages"] = _pages(form, result.total_candidates)
+            context["pages"] = _pages(form, result.total_candidates, keep)
             context["first_rank"] = result.offset + 1
             context["last_rank"] = result.offset + len(result.hits)
             context["show_scores"] = result.mode != "browse"
-            context["next_url"] = _url(form, page=form.page_number + 1) if result.has_next else ""
-            context["prev_url"] = _url(form, page=form.page_number - 1) if form.page_number > 1 else ""
-        context["results_url"] = _url(form) if form.is_valid() else ""
+            context["next_url"] = _url(form, page=form.page_number + 1, **keep) if result.has_next else ""
+            context["prev_url"] = _url(form, page=form.page_number - 1, **keep) if form.page_number > 1 else ""
+            facets = search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
+            context["facets"] = _facet_links(form, facets, keep)
+            if result.correction:
+                context["correction"] = result.correction
+                context["uncorrected_url"] = _url(form, page=None, correct="0")
+        context["results_url"] = _url(form, **keep) if form.is_valid() else ""
         context["clear_photo_url"] = _url(form, img=None, page=None) if form.is_bound and form.is_valid() else ""
         context["clear_filters_url"] = (
             _url(form, category=None, min_price=None, max_price=None, min_score=None, page=None)
@@ -102,6 +113,26 @@ def search_page(request: HttpRequest) -> HttpResponse:
         context["showcase"] = _showcase(context.get("categories", []))
     template = "catalog/_results.html" if request.GET.get("fragment") else "catalog/search.html"
     return render(request, template, context, status=status)
+
+
+def _facet_links(form: SearchForm, facets: Facets, keep: dict[str, str]) -> dict[str, Any]:
+    """The facets with the link each choice leads to; a zero count is shown disabled."""
+    tallest = max((b.count for b in facets.prices), default=0) or 1
+    return {
+        "axis_low": facets.prices[0].low if facets.prices else None,
+        "axis_high": facets.prices[-1].high + CENT if facets.prices else None,
+        "basis": facets.basis,
+        "matched": facets.matched,
+        "categories": [{"name": c.name, "count": c.count, "selected": c.selected, "disabled": not c.count and not c.selected}
+                       for c in facets.categories],
+        "prices": [{
+            "low": b.low, "high": b.high, "count": b.count, "selected": b.selected,
+            "height": round(100 * b.count / tallest),
+            # choosing the chosen range again clears it
+            "url": _url(form, page=None, **keep, **({"min_price": None, "max_price": None} if b.selected
+                                                     else {"min_price": b.low, "max_price": b.high})),
+        } for b in facets.prices],
+    }
 
 
 def _showcase(categories: list[tuple[str, int]]) -> list[dict[str, Any]]:

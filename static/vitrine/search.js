@@ -49,11 +49,31 @@
       region.innerHTML = html;
       const state = region.querySelector("#results-state");
       live.textContent = state ? state.dataset.status : "";
+      swapFacets();
       history.replaceState(null, "", params.toString() ? url : location.pathname);
     } catch (err) {
       if (err.name !== "AbortError") showError("Search is not reachable right now. Check your connection and try again.");
     } finally {
       document.body.classList.remove("loading");
+    }
+  }
+
+  // The facet counts (categories, price histogram) live in the filter panel, outside the
+  // swapped region: the fragment carries fresh ones in <template id="facets-next">. Focus
+  // stays on the same control when it is replaced.
+  function swapFacets() {
+    const next = region.querySelector("template#facets-next");
+    if (!next) return;
+    const active = document.activeElement;
+    const focusKey = active && active.closest && active.closest("[data-facet]") ? [active.name, active.value, active.dataset.min] : null;
+    for (const fresh of next.content.querySelectorAll("[data-facet]")) {
+      const old = document.getElementById(fresh.id);
+      if (old) old.replaceWith(document.importNode(fresh, true));
+    }
+    if (focusKey) {
+      const same = [...document.querySelectorAll("[data-facet] input, [data-facet] a")].find(
+        (el) => el.name === focusKey[0] && el.value === focusKey[1] && el.dataset.min === focusKey[2]);
+      if (same) same.focus({ preventScroll: true });
     }
   }
 
@@ -64,13 +84,29 @@
 
   // Typing: wait for a pause. Filters and sort: at once. Any change starts at page 1
   // because the page parameter is not a form field.
-  query.addEventListener("input", () => schedule(DEBOUNCE_MS));
+  query.addEventListener("input", () => {
+    // "Search instead for what I typed" holds for that query only
+    const keep = document.getElementById("keep-uncorrected");
+    if (keep) keep.remove();
+    schedule(DEBOUNCE_MS);
+  });
   form.addEventListener("change", (e) => { if (e.target !== query && e.target !== photoInput) schedule(0); });
   form.addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(timer); refresh(currentParams()); });
 
-  // Paging and "clear filters" links inside the results swap in place too.
+  // A price bar sets (or, chosen again, clears) the price range.
+  form.addEventListener("click", (e) => {
+    const bar = e.target.closest(".histogram a.bar");
+    if (!bar || e.ctrlKey || e.metaKey || e.shiftKey) return;
+    e.preventDefault();
+    const chosen = bar.classList.contains("selected");
+    document.getElementById("min_price").value = chosen ? "" : bar.dataset.min;
+    document.getElementById("max_price").value = chosen ? "" : bar.dataset.max;
+    schedule(0);
+  });
+
+  // Paging, "clear filters" and "search instead for" links inside the results swap in place too.
   region.addEventListener("click", (e) => {
-    const link = e.target.closest(".pagination a");
+    const link = e.target.closest(".pagination a, .correction a");
     if (!link || e.ctrlKey || e.metaKey || e.shiftKey) return;
     e.preventDefault();
     const params = new URL(link.href).searchParams;
@@ -81,11 +117,103 @@
     });
   });
 
+  setupSuggestions();
+
   // On a phone the filter panel starts closed unless a filter is in use.
   const panel = document.getElementById("filter-panel");
   if (panel && window.matchMedia("(max-width: 860px)").matches) {
     const active = ["category", "min_price", "max_price", "min_score"].some((n) => new URLSearchParams(location.search).get(n));
     panel.open = active;
+  }
+
+  // --- autocomplete: a listbox under the search box (ARIA combobox pattern) ---
+  function setupSuggestions() {
+    const list = document.getElementById("suggestions");
+    const url = query.dataset.suggestUrl;
+    if (!list || !url) return;
+    let items = [];
+    let current = -1;
+    let pending = null;
+    let suggestTimer = null;
+
+    function close() {
+      list.hidden = true;
+      list.innerHTML = "";
+      items = [];
+      current = -1;
+      query.setAttribute("aria-expanded", "false");
+      query.removeAttribute("aria-activedescendant");
+    }
+
+    function highlight(index) {
+      current = index;
+      items.forEach((li, i) => li.setAttribute("aria-selected", i === index ? "true" : "false"));
+      if (index >= 0) query.setAttribute("aria-activedescendant", items[index].id);
+      else query.removeAttribute("aria-activedescendant");
+    }
+
+    function choose(li) {
+      const kind = li.dataset.kind;
+      close();
+      if (kind === "product") { location.href = li.dataset.url; return; }
+      if (kind === "category") {
+        query.value = "";
+        const radio = [...form.querySelectorAll('input[name="category"]')].find((r) => r.value === li.dataset.text);
+        if (radio) { radio.disabled = false; radio.checked = true; }
+      } else {
+        query.value = li.dataset.text;
+      }
+      clearTimeout(timer);
+      refresh(currentParams());
+    }
+
+    function show(suggestions) {
+      list.innerHTML = "";
+      items = suggestions.map((s, i) => {
+        const li = document.createElement("li");
+        li.id = "suggestion-" + i;
+        li.setAttribute("role", "option");
+        li.dataset.kind = s.kind; li.dataset.text = s.text; li.dataset.url = s.url;
+        const label = document.createElement("span");
+        label.textContent = s.text;
+        const kind = document.createElement("span");
+        kind.className = "kind";
+        kind.textContent = s.kind === "category" ? "category" : s.kind === "product" ? "product" : "search";
+        li.append(label, kind);
+        li.addEventListener("mousedown", (e) => { e.preventDefault(); choose(li); });
+        list.appendChild(li);
+        return li;
+      });
+      current = -1;
+      list.hidden = items.length === 0;
+      query.setAttribute("aria-expanded", items.length ? "true" : "false");
+    }
+
+    async function load() {
+      const text = query.value.trim();
+      if (text.length < 2) { close(); return; }
+      if (pending) pending.abort();
+      pending = new AbortController();
+      try {
+        const response = await fetch(url + "?" + new URLSearchParams({ q: text, k: "8" }), { signal: pending.signal });
+        if (!response.ok) { close(); return; }
+        const body = await response.json();
+        if (query.value.trim() === text && document.activeElement === query) show(body.suggestions);
+      } catch (err) {
+        if (err.name !== "AbortError") close();
+      }
+    }
+
+    query.addEventListener("input", () => { clearTimeout(suggestTimer); suggestTimer = setTimeout(load, 120); });
+    query.addEventListener("keydown", (e) => {
+      if (list.hidden) return;
+      if (e.key === "ArrowDown") { e.preventDefault(); highlight((current + 1) % items.length); }
+      else if (e.key === "ArrowUp") { e.preventDefault(); highlight(current <= 0 ? items.length - 1 : current - 1); }
+      else if (e.key === "Escape") { e.preventDefault(); close(); }
+      else if (e.key === "Enter" && current >= 0) { e.preventDefault(); choose(items[current]); }
+    });
+    query.addEventListener("blur", () => setTimeout(close, 100));
+    form.addEventListener("submit", close);
   }
 
   // --- photo search ---

@@ -1,0 +1,209 @@
+"""Typo tolerance and autocomplete over the catalogue's own words.
+
+Corrections: a query word the catalogue does not contain (no product matches it in full
+text) is replaced by the closest word of the vocabulary (table catalog_searchword,
+migration 0006) within a typo budget: 1 edit for words of 4-7 letters, 2 from 8 letters,
+none below 4 (as Algolia and Typesense count them); an edit is an insertion, deletion,
+substitution or swap of neighbouring letters. Candidates come from shared trigrams (a GIN
+index), so the vocabulary is never scanned whole.
+
+Autocomplete: categories and product titles whose words start with what was typed.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.urls import reverse
+from urllib.parse import urlencode
+
+WORD = re.compile(r"[^\W\d_]+", re.UNICODE)  # a run of letters
+MIN_CORRECTABLE = 4
+CANDIDATES = 30  # closest vocabulary words (by shared trigrams) checked by edit distance
+MAX_PREFIX_CHARS = 100
+# Titles read for one autocomplete answer: the ranking looks at this many matches, so a
+# one-letter prefix on 100k products costs the same as a rare word (bench/suggest_latency.py).
+TITLE_POOL = 100
+
+
+def typo_budget(word: str) -> int:
+    n = len(word)
+    return 0 if n < MIN_CORRECTABLE else 1 if n < 8 else 2
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance (a swap of neighbours is one edit); stops at limit+1."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        if min(row) > limit:
+            return limit + 1
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+@dataclass(frozen=True)
+class Correction:
+    original: str  # the query as typed
+    corrected: str  # the query searched instead
+    words: dict[str, str] = field(default_factory=dict)  # misspelt word -> its correction
+
+
+def unknown_words(words: list[str]) -> list[str]:
+    """The words no product contains (in Postgres full text: stemmed, stop words ignored)."""
+    if not words:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT w FROM unnest(%s::text[]) AS w
+               WHERE numnode(plainto_tsquery('english', w)) > 0
+                 AND NOT EXISTS (SELECT 1 FROM catalog_product p
+                                 WHERE p.search_doc @@ plainto_tsquery('english', w))""",
+            [words],
+        )
+        return [w for (w,) in cursor.fetchall()]
+
+
+def closest_word(word: str) -> str | None:
+    """The vocabulary word within `word`'s typo budget that is closest, then most shared
+    trigrams, then in most products; None if there is none."""
+    budget = typo_budget(word)
+    if budget == 0:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """WITH q AS (SELECT catalog_word_trigrams(%s) AS t)
+               SELECT w.word, (SELECT count(*) FROM unnest(w.trigrams) AS x WHERE x = ANY(q.t)) AS shared
+               FROM catalog_searchword w, q
+               WHERE w.trigrams && q.t AND length(w.word) BETWEEN %s AND %s
+               ORDER BY shared DESC, w.word LIMIT %s""",
+            [word, len(word) - budget, len(word) + budget, CANDIDATES],
+        )
+        rows = cursor.fetchall()
+    close = sorted(
+        ((edit_distance(word, w, budget), -shared, w) for w, shared in rows if w != word),
+    )
+    close = [c for c in close if c[0] <= budget][:5]
+    if not close:
+        return None
+    # A vocabulary word whose products are gone would find nothing: count what each finds.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT w, (SELECT count(*) FROM (SELECT 1 FROM catalog_product p
+                          WHERE p.search_doc @@ plainto_tsquery('english', w) LIMIT 100) AS m)
+               FROM unnest(%s::text[]) AS w""",
+            [[w for _, _, w in close]],
+        )
+        found = dict(cursor.fetchall())
+    best = min((c for c in close if found.get(c[2])), key=lambda c: (c[0], c[1], -found[c[2]], c[2]), default=None)
+    return best[2] if best else None
+
+
+def correct_query(query: str) -> Correction | None:
+    """`query` with its misspelt words corrected, or None when nothing needed correcting.
+
+    Words after a minus (exclusions) and inside quotes (phrases) are left as typed."""
+    quoted = [m.span() for m in re.finditer(r'"[^"]*"?', query)]
+    spans = [
+        m for m in WORD.finditer(query)
+        if typo_budget(m.group()) and not any(a <= m.start() < b for a, b in quoted)
+        and not (m.start() > 0 and query[m.start() - 1] == "-")
+    ]
+    lowered = sorted({m.group().lower() for m in spans})
+    unknown = unknown_words(lowered)
+    words = {w: c for w in unknown if (c := closest_word(w))}
+    if not words:
+        return None
+    corrected = query
+    for m in reversed(spans):
+        replacement = words.get(m.group().lower())
+        if replacement:
+            corrected = corrected[: m.start()] + replacement + corrected[m.end() :]
+    return Correction(query, corrected, words)
+
+
+# --- autocomplete --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str
+    kind: str  # "category" or "product"
+    url: str  # where choosing it leads: the category's listing, the product's page
+
+
+def _prefix_tsquery(words: list[str]) -> str:
+    # Letters only (WORD), so nothing here is tsquery syntax.
+    return " & ".join(f"{w}:*" for w in words)
+
+
+def _starts_words(text: str, words: list[str]) -> bool:
+    """Every typed word is the start of some word of `text` (the last may be unfinished)."""
+    have = [w.lower() for w in WORD.findall(text)]
+    return all(any(h.startswith(w) for h in have) for w in words)
+
+
+def categories() -> list[str]:
+    """Distinct categories by walking the category index (one probe per category)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """WITH RECURSIVE c AS (
+                   (SELECT category FROM catalog_product ORDER BY category LIMIT 1)
+                   UNION ALL
+                   SELECT (SELECT p.category FROM catalog_product p WHERE p.category > c.category
+                           ORDER BY p.category LIMIT 1) FROM c WHERE c.category IS NOT NULL)
+               SELECT category FROM c WHERE category IS NOT NULL"""
+        )
+        return [c for (c,) in cursor.fetchall()]
+
+
+def suggest(prefix: str, k: int = 8) -> list[Suggestion]:
+    """Up to `k` completions of `prefix`: matching categories first, then product titles
+    that start with the prefix, then titles whose words start with the typed words
+    (shorter first). Words are matched by their beginnings, case-insensitively."""
+    words = [w.lower() for w in WORD.findall(prefix[:MAX_PREFIX_CHARS])]
+    if not words or sum(map(len, words)) < 2:
+        return []
+    search_url = reverse("catalog:search")
+    out: list[Suggestion] = [
+        Suggestion(name, "category", search_url + "?" + urlencode({"category": name}))
+        for name in categories() if _starts_words(name, words)
+    ][:k]
+    if len(out) >= k:
+        return out
+    typed = " ".join(prefix.lower().split())
+    like = typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    # Titles that start with what was typed come first (the lower(title) index, in its
+    # order), then titles whose words start with the typed words; each pool is bounded, so
+    # a short, common prefix costs no more than a rare one. Shorter titles first in each.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT tier, title, sku FROM ((SELECT 0 AS tier, title, sku FROM (
+                    SELECT title, sku FROM catalog_product WHERE lower(title) LIKE %s
+                    ORDER BY lower(title) LIMIT %s) AS starts
+                ORDER BY length(title), title, sku LIMIT %s)
+               UNION ALL
+               (SELECT 1, title, sku FROM (
+                    SELECT title, sku FROM catalog_product WHERE title_words @@ to_tsquery('simple', %s)
+                    LIMIT %s) AS words
+                ORDER BY length(title), title, sku LIMIT %s)) AS found
+               ORDER BY tier, length(title), title, sku""",
+            [like, TITLE_POOL, 2 * k, _prefix_tsquery(words), TITLE_POOL, 2 * k],
+        )
+        seen = {s.text.lower() for s in out}
+        for _, title, sku in cursor.fetchall():
+            if title.lower() in seen:
+                continue
+            seen.add(title.lower())
+            out.append(Suggestion(title, "product", reverse("catalog:product", args=[sku])))
+            if len(out) >= k:
+                break
+    return out
