@@ -83,3 +83,45 @@ def test_product_page_has_neighbours(catalogue, db, client):
         assert "/p/SM-001/" not in block
     assert 'href="/?category=Sneakers"' in html
     assert client.get("/p/SM-001/", {"back": "https://evil.example/"}).content.decode().count("evil") == 0
+
+
+def facet_block(html: str, facet: str) -> str:
+    # the filter panel's copy (the fragment's <template> copy comes later in the page)
+    return html.split(f'id="{facet}"', 1)[1].split("</fieldset>" if facet == "category-facet" else "</ul>", 1)[0]
+
+
+def test_facets_count_the_search_and_disable_empty_choices(catalogue, db, client):
+    html = client.get("/", {"q": "trousers", "mode": "keyword", "max_price": "60"}).content.decode()
+    block = facet_block(html, "category-facet")
+    assert "Counts of every product matching the words" in block
+    assert re.search(r'value="Trousers"> Trousers <span class="count">5</span>', block)
+    assert re.search(r'<label class="choice disabled"><input type="radio" name="category" value="Bags" disabled> '
+                     r'Bags <span class="count">0</span>', block)
+    bars = facet_block(html, "price-facet")
+    # the histogram ignores the price filter: all 10 trousers, in links that set both ends
+    assert sum(int(n) for n in re.findall(r'<span class="n" aria-hidden="true">(\d+)</span>', bars)) == 10
+    first = re.search(r'<a href="([^"]+)" class="bar" data-min="([\d.]+)" data-max="([\d.]+)"', bars)
+    assert first and f"min_price={first[2].rstrip('0').rstrip('.')}" in first[1].replace("&amp;", "&")
+    # a fragment carries the counts for the filter panel
+    fragment = client.get("/", {"q": "trousers", "mode": "keyword", "fragment": 1}).content.decode()
+    assert '<template id="facets-next"><fieldset id="category-facet"' in fragment
+
+
+def test_a_chosen_price_bar_clears_itself(catalogue, db, client):
+    html = client.get("/", {"q": "bag", "mode": "keyword"}).content.decode()
+    low, high = re.search(r'class="bar" data-min="([\d.]+)" data-max="([\d.]+)"', html).groups()
+    chosen = client.get("/", {"q": "bag", "mode": "keyword", "min_price": low, "max_price": high}).content.decode()
+    bar = re.search(r'<a href="([^"]+)" class="bar selected"', chosen)
+    assert bar and "price" not in bar[1]
+
+
+def test_misspelt_words_show_what_was_searched(catalogue, db, client):
+    html = client.get("/", {"q": "trowsers", "mode": "hybrid", "k": 4}).content.decode()
+    assert "Showing results for <strong>trousers</strong>" in html
+    assert 'href="/?q=trowsers&amp;mode=hybrid&amp;k=4&amp;correct=0"' in html
+    assert len(cards(html)) == 4
+    # searching for what was typed: no correction, and its pages keep it that way
+    html = client.get("/", {"q": "trowsers", "mode": "keyword", "correct": "0"}).content.decode()
+    assert "Showing results for" not in html and "No products match" in html
+    assert 'name="correct" value="0"' in html
+    assert client.get("/", {"q": "trowsers", "correct": "maybe"}).status_code == 400
