@@ -112,3 +112,85 @@ def test_photo_search_product_page_and_phone(shop, page, browser):
     assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
     shot(mobile, "product-390.png")
     phone.close()
+
+
+def category_count(page, name: str) -> tuple[str, bool]:
+    label = page.locator("#category-facet label").filter(has=page.locator(f'input[value="{name}"]'))
+    return label.locator(".count").inner_text(), label.locator("input").is_disabled()
+
+
+def test_facets_follow_the_search_and_the_filters(shop, page):
+    """Issue #11, item 1: counts of the search's matches; a choice that would empty the page is disabled."""
+    page.goto(shop + "/?mode=keyword")
+    page.locator("#q").press_sequentially("trousers", delay=30)
+    page.wait_for_function("document.getElementById('live').textContent.includes('“trousers”')")
+    assert category_count(page, "Trousers") == ("10", False)
+    assert category_count(page, "Bags") == ("0", True)
+    assert "every product matching the words" in page.locator(".facet-basis").inner_text()
+    bars = page.locator("#price-facet .histogram li")
+    assert bars.count() >= 3
+    assert sum(int(n) for n in page.locator("#price-facet .histogram .n").all_inner_texts()) == 10
+
+    # a price bar sets the range; the category counts follow, the histogram keeps its bars
+    first = page.locator("#price-facet a.bar").first
+    low, high = first.get_attribute("data-min"), first.get_attribute("data-max")
+    expected = first.locator(".n").inner_text()
+    first.click()
+    page.wait_for_function(f"location.search.includes('min_price={low.rstrip('0').rstrip('.')}')")
+    page.wait_for_function(f"document.querySelector('#category-facet input[value=\"Trousers\"]').closest('label')"
+                           f".querySelector('.count').textContent === '{expected}'")
+    assert page.locator("#min_price").input_value() == low and page.locator("#max_price").input_value() == high
+    assert page.locator("#price-facet a.bar.selected").count() == 1
+    prices = [float(p.strip("$")) for p in page.locator("#results .card .price").all_inner_texts()]
+    assert len(prices) == int(expected) and all(float(low) <= p <= float(high) for p in prices)
+    shot(page, "facets-1280.png")
+
+    # the chosen bar again clears the range
+    page.locator("#price-facet a.bar.selected").click()
+    page.wait_for_function("!location.search.includes('min_price')")
+    assert category_count(page, "Trousers") == ("10", False)
+
+    # hybrid: the counts are of the candidate pool
+    page.get_by_label("Smart").check()
+    page.wait_for_function("document.querySelector('.facet-basis').textContent.includes('best')")
+    assert int(category_count(page, "Trousers")[0]) >= 10
+
+
+def test_typos_are_corrected_and_suggestions_appear(shop, page):
+    """Issue #11, item 2: "trowsers" finds trousers, with a "showing results for" line and a way
+    back; autocomplete under the search box, by mouse or keyboard."""
+    page.goto(shop + "/?mode=hybrid")
+    page.locator("#q").press_sequentially("trowsers", delay=30)
+    page.wait_for_selector("#correction")
+    assert page.locator("#correction").inner_text().startswith("Showing results for trousers.")
+    assert set(card_categories(page)[:5]) == {"Trousers"}
+    shot(page, "typo-1280.png")
+
+    # search instead for what was typed: keyword mode then finds nothing
+    page.get_by_label("Exact words").check()
+    page.wait_for_function("location.search.includes('mode=keyword')")
+    page.locator("#correction a").click()
+    page.wait_for_selector(".message.empty")
+    assert "correct=0" in page.url and page.locator("#correction").count() == 0
+
+    # autocomplete: categories first, then titles; arrow keys and Enter choose
+    page.locator("#q").fill("")
+    page.locator("#q").press_sequentially("snea", delay=60)
+    page.wait_for_selector("#suggestions li")
+    options = page.locator("#suggestions li")
+    assert options.first.inner_text().startswith("Sneakers")
+    assert page.locator("#q").get_attribute("aria-expanded") == "true"
+    assert all("sneakers" in t.lower() for t in options.all_inner_texts())
+    shot(page, "suggest-1280.png")
+    page.keyboard.press("ArrowDown")
+    assert options.first.get_attribute("aria-selected") == "true"
+    page.keyboard.press("Enter")
+    page.wait_for_function("location.search.includes('category=Sneakers')")
+    assert page.locator("#suggestions").is_hidden()
+    assert set(card_categories(page)) == {"Sneakers"}
+
+    # a title suggestion opens the product
+    page.locator("#q").press_sequentially("wren mid", delay=60)
+    page.wait_for_selector("#suggestions li[data-kind=product]")
+    page.locator("#suggestions li[data-kind=product]").first.click()
+    page.wait_for_url(re.compile(r".*/p/SM-023/"))
