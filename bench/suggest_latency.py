@@ -10,7 +10,9 @@ vectors: neither endpoint reads them) up to --products, then:
   (2 letters and up, for --queries queries sampled from the titles), through Django's
   whole request stack in this process (middleware, rate limiting, JSON; no socket);
 - catalog.suggest.correct_query on misspelt words (one letter swapped, dropped, doubled or
-  replaced) of the same queries: the extra work a corrected search does before it ranks.
+  replaced) of the same queries: the extra work a corrected search does before it ranks;
+- a keyword-mode search of the same queries, alone and with its facets
+  (catalog.facets.search_facets over the whole full-text match set, the costliest basis).
 
 Target: p99 <= 50 ms for /api/suggest at 100k products.
 """
@@ -21,6 +23,8 @@ import csv
 import random
 import time
 from collections import Counter
+
+import numpy as np
 
 from bench.common import DEMO_CSV, log, setup_django, stats_ms, table, write_result
 
@@ -43,6 +47,17 @@ def demo_vocabulary() -> tuple[list[str], list[int], list[str]]:
 
 def synthetic_titles(n: int, rng: random.Random) -> list[tuple[str, str]]:
     words, weights, cats = demo_vocabulary()
+    search_s, facets_s, matched = [], [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        result = search(q, mode="keyword", k=24)
+        t1 = time.perf_counter()
+        facets = search_facets(result)
+        t2 = time.perf_counter()
+        search_s.append(t1 - t0)
+        facets_s.append(t2 - t1)
+        matched.append(facets.matched)
+
     rows = []
     for _ in range(n):
         category = rng.choice(cats)
@@ -99,11 +114,15 @@ def main() -> None:
     from django.test import Client
 
     from catalog.models import Product
+    from catalog.facets import search_facets
+    from catalog.search import search
     from catalog.suggest import WORD, correct_query
 
     rng = random.Random(args.seed)
     count = fill(args.products, rng)
-    titles = list(Product.objects.order_by("?").values_list("title", flat=True)[: args.queries])
+    rng = random.Random(args.seed + 1)  # the same queries whether or not this run filled the database
+    picks = [f"SYN-{i:07d}" for i in rng.sample(range(count), args.queries)]
+    titles = list(Product.objects.filter(sku__in=picks).order_by("sku").values_list("title", flat=True))
     queries = [" ".join(WORD.findall(t)[: rng.randint(1, 3)]).lower() for t in titles]
     prefixes = [q[:n] for q in queries for n in range(2, len(q) + 1) if not q[n - 1 : n].isspace()]
     client = Client(HTTP_HOST="127.0.0.1")
@@ -131,11 +150,25 @@ def main() -> None:
         correct_s.append(time.perf_counter() - t0)
         fixed += correction is not None
 
+    search_s, facets_s, matched = [], [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        result = search(q, mode="keyword", k=24)
+        t1 = time.perf_counter()
+        facets = search_facets(result)
+        t2 = time.perf_counter()
+        search_s.append(t1 - t0)
+        facets_s.append(t2 - t1)
+        matched.append(facets.matched)
+
     rows = [
         {"operation": "GET /api/suggest (typing, 2+ letters)", **stats_ms(suggest_s),
          "answered": f"{answered}/{len(prefixes)}"},
         {"operation": "correct_query (one misspelt word)", **stats_ms(correct_s),
          "answered": f"{fixed}/{len(misspelt)} corrected"},
+        {"operation": "keyword search (24 hits)", **stats_ms(search_s), "answered": ""},
+        {"operation": "its facets (full-text match set)", **stats_ms(facets_s),
+         "answered": f"median {int(np.median(matched)):,} matched"},
     ]
     table(rows, ["operation", "n", "p50", "p90", "p99", "mean", "answered"],
           title=f"{count:,} products; latency in ms")
