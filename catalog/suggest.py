@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from django.db import connection
 from django.urls import reverse
-from urllib.parse import urlencode
 
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)  # a run of letters
 MIN_CORRECTABLE = 4
