@@ -1,16 +1,17 @@
 """Photo-search latency in the first minute after a model switch, with and without warm-up.
 
-Starts gunicorn (2 sync workers, as runsite does) on its own data dir with a slice of the
-demo catalogue embedded by the baseline model (EfficientNet-Lite0 + MiniLM), then
+Starts gunicorn with runsite's command (searchsite.supervisor.gunicorn_argv: 2 sync workers)
+on its own data dir with a slice of the demo catalogue embedded by the baseline model (EfficientNet-Lite0 + MiniLM), then
 activates another model (baseline-resnet50 + MiniLM by default: other towers to load; offline
 it falls back to Lite0 weights, still a separate model that each web process must load).
 The catalogue is re-embedded under it in this process while the site serves, the switch
 is made, and two clients (one per web worker) send photo searches for a minute:
 
 * ``warm``: web workers poll for a model being activated (ENCODER_WARM_POLL_SECONDS=2) and
-  load and run it in the background before the switch (embeddings/warm.py);
-* ``cold``: the previous behaviour: a web worker warms the active model at start only, and
-  loads the new one on the first search that needs it.
+  load and run it in the background before the switch, which waits until every live web
+  worker has reported it warm (embeddings/warm.py, registry.wait_for_web_workers);
+* ``cold``: no warm-up of the new model: a web worker warms the active model at start only
+  and loads the new one on the first search that needs it; the switch does not wait.
 
     .venv/bin/python -m bench.switch_warmup [--products 300] [--seconds 60]
 """
@@ -18,24 +19,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from bench.common import DEMO_CSV, ROOT, log, stats_ms, table, write_result
-from bench.search_latency import http_post_image
+from bench.search_latency import free_port, http_post_image
+from searchsite.supervisor import WEB_WORKERS, gunicorn_argv
 
-MODES = {"warm": "2", "cold": "1000000"}  # ENCODER_WARM_POLL_SECONDS; cold: never polls again
+# ENCODER_WARM_POLL_SECONDS of the web workers (cold: never polls again after start-up), and
+# ENCODER_WARM_WAIT_SECONDS of the switch (cold: it does not wait for the web workers).
+MODES = {"warm": ("2", 60.0), "cold": ("1000000", 0.0)}
 TARGET = ["resnet50"]  # --target: the backbone of the model switched to
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post_photo(port: int, data: bytes) -> tuple[int, float, str]:
@@ -91,41 +87,37 @@ def begin_activation(backbone: str):
     return new
 
 
-def reembed_and_switch(new) -> float:
-    """Re-embed the catalogue under `new`, then switch as registry.finish_activation_if_complete
-    does (minus the quality gate, which would judge two baselines); return the re-embed seconds."""
-    from django.db import transaction
-
+def reembed_and_switch(new) -> tuple[float, float]:
+    """Re-embed the catalogue under `new`, then switch as the embed task does after the last
+    batch (registry.finish_activation_if_complete: waits for the web workers, switches, retires
+    the old model); return the seconds of each."""
     from catalog.models import Product
-    from embeddings.models import atomic_switch
-    from embeddings.registry import retire
+    from embeddings.registry import finish_activation_if_complete
     from embeddings.tasks import embed_batch
 
     started = time.perf_counter()
     ids = list(Product.objects.values_list("pk", flat=True))
     for start in range(0, len(ids), 64):
         embed_batch(ids[start : start + 64], new)
-    took = time.perf_counter() - started
-    with transaction.atomic():
-        replaced = atomic_switch(new)
-    if replaced is not None:
-        retire(replaced)
-    return took
+    reembedded = time.perf_counter()
+    if not finish_activation_if_complete(new.pk):
+        raise RuntimeError(f"{new.name} was not activated")
+    return reembedded - started, time.perf_counter() - reembedded
 
 
 def run_mode(mode: str, photos: list[Path], seconds: float) -> dict:
+    from django.conf import settings
+
     from embeddings.registry import ensure_active_model
 
+    poll, settings.ENCODER_WARM_WAIT_SECONDS = MODES[mode]
     # Every mode measures the same switch: baseline-efficientnet_lite0 -> baseline-<target>.
     if ensure_active_model().name != "baseline-efficientnet_lite0":
         reembed_and_switch(begin_activation("efficientnet_lite0"))
     port = free_port()
-    env = {**os.environ, "ENCODER_WARM_POLL_SECONDS": MODES[mode], "WARM_UP_ENCODER": "1"}
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "searchsite.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", "2", "--timeout", "120", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )
+    env = {**os.environ, "ENCODER_WARM_POLL_SECONDS": poll, "WARM_UP_ENCODER": "1"}
+    web = subprocess.Popen(gunicorn_argv(f"127.0.0.1:{port}", WEB_WORKERS), cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         data = photos[0].read_bytes()
         deadline = time.monotonic() + 180
@@ -141,9 +133,10 @@ def run_mode(mode: str, photos: list[Path], seconds: float) -> dict:
             post_photo(port, photos[i % len(photos)].read_bytes())
         new = begin_activation(TARGET[0])
         log(f"[{mode}] activating {new.name} (re-embedding the catalogue) ...")
-        reembed_s = reembed_and_switch(new)
+        reembed_s, switch_s = reembed_and_switch(new)
         switched = time.perf_counter()
-        log(f"[{mode}] switched after {reembed_s:.0f}s of re-embedding; photo searches for {seconds:.0f}s")
+        log(f"[{mode}] switched after {reembed_s:.0f}s of re-embedding and {switch_s:.1f}s waiting for the web "
+            f"workers and switching; photo searches for {seconds:.0f}s")
         samples: list[tuple[float, float, int, str]] = []
 
         def client(offset: int) -> None:
@@ -168,6 +161,7 @@ def run_mode(mode: str, photos: list[Path], seconds: float) -> dict:
         "mode": mode,
         "switched_to": new.name,
         "reembed_s": round(reembed_s, 1),
+        "switch_s": round(switch_s, 2),
         "requests": len(samples),
         "errors": len(samples) - len(ok),
         "served_by_new_model": sum(1 for s in ok if s[3] == new.name),

@@ -8,6 +8,7 @@ the old model's vectors and indexes dropped.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from django.utils import timezone
 from embeddings.encoders import Encoder, load_encoder
 from embeddings.models import EmbeddingModel, ProductVector, atomic_switch
 from embeddings.vector_index import create_indexes, drop_indexes
+from ops.beat import live_workers
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,10 @@ logger = logging.getLogger(__name__)
 # it against the active model through the real search pipeline and calls complete_gate();
 # a signal keeps this layer from importing the catalogue's search code.
 model_ready_for_gate = Signal()
+
+
+# The "queue" of web workers' heartbeat rows (embeddings/warm.py); no broker queue has this name.
+WEB_QUEUE = "web"
 
 
 def encoder_for(model: EmbeddingModel) -> Encoder:
@@ -150,6 +156,25 @@ def missing_count(model: EmbeddingModel) -> int:
     return Product.objects.count() - up_to_date
 
 
+def cold_web_workers(model: EmbeddingModel) -> list[str]:
+    """Live web workers that have not reported `model` warm (loaded and run once)."""
+    return [w.nodename for w in live_workers() if WEB_QUEUE in w.queue_list and model.pk not in w.warm_models]
+
+
+def wait_for_web_workers(model: EmbeddingModel, timeout: float | None = None) -> bool:
+    """Before a switch: wait until every live web worker has `model` warm (True), or for
+    `timeout` seconds (ENCODER_WARM_WAIT_SECONDS; False, logged: a web worker that cannot load
+    the model must not hold the activation back for ever)."""
+    timeout = settings.ENCODER_WARM_WAIT_SECONDS if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    while cold := cold_web_workers(model):
+        if time.monotonic() >= deadline:
+            logger.warning("switching to %s although web workers %s have not loaded it", model.name, cold)
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def finish_activation_if_complete(model_id: int) -> bool:
     """Once every product has a current vector under an ACTIVATING model: switch to it,
     or, when its activation is gated, hand it to the gate (which ends in ``complete_gate``)."""
@@ -164,6 +189,7 @@ def finish_activation_if_complete(model_id: int) -> bool:
             model.gate = {**(model.gate or {}), "started_at": timezone.now().isoformat()}
             model.save(update_fields=["status", "gate"])
         else:
+            wait_for_web_workers(model)  # no search may land on a web worker still loading it
             old = atomic_switch(model)
     if gated:
         logger.info("vectors of %s complete; running the activation gate", model.name)
@@ -208,6 +234,7 @@ def complete_gate(model: EmbeddingModel, report: dict, keep_refused: bool = Fals
         model.gate = report
         if report.get("decision") == "activated":
             model.save(update_fields=["gate"])
+            wait_for_web_workers(model)
             old = atomic_switch(model)
         else:
             model.status = EmbeddingModel.Status.READY

@@ -5,7 +5,8 @@ from django.db import models
 
 
 class WorkerHeartbeat(models.Model):
-    """One Celery worker (by node name), written every WORKER_HEARTBEAT_SECONDS while it lives.
+    """One Celery worker (by node name), written every WORKER_HEARTBEAT_SECONDS while it lives;
+    web workers write one too (queues "web", every ENCODER_WARM_POLL_SECONDS).
 
     `task`/`task_args` name the task its pool is running, so the reconciler knows which
     embedding batch is in flight (the filesystem broker keeps no record of it).
@@ -19,6 +20,9 @@ class WorkerHeartbeat(models.Model):
     task = models.CharField(max_length=200, blank=True)
     task_args = models.JSONField(default=list, blank=True)
     task_started_at = models.DateTimeField(null=True, blank=True)
+    # Web workers (queues "web") list the models whose towers they have loaded and run
+    # (embeddings/warm.py); a switch waits for every live one to have the new model.
+    warm_models = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return f"{self.nodename} ({self.queues})"

@@ -286,6 +286,8 @@ RECONCILE_GRACE_SECONDS = envint("RECONCILE_GRACE_SECONDS", 30)
 IMPORT_MAX_RESUMES = envint("IMPORT_MAX_RESUMES", 3)
 # Web processes look this often for a model being activated, and load it before the switch.
 ENCODER_WARM_POLL_SECONDS = envfloat("ENCODER_WARM_POLL_SECONDS", 2.0)
+# A switch to a new model waits at most this long for every live web worker to have loaded it.
+ENCODER_WARM_WAIT_SECONDS = envfloat("ENCODER_WARM_WAIT_SECONDS", 60.0)
 CELERY_BEAT_SCHEDULE = {
     # expires: runs that waited behind a busy worker for a whole interval are dropped, not stacked
     "reconcile": {

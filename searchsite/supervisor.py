@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,31 @@ from pathlib import Path
 STABLE_AFTER = 10.0
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
+
+# gunicorn as `runsite` serves the site (bench.load_test starts the same command). Sync workers,
+# one per core of the 2-core reference machine: a search is CPU-bound (the query encoder), so more
+# workers than cores would wait on the CPU instead of in the listen queue.
+WEB_WORKERS = 2
+WEB_TIMEOUT_SECONDS = 120
+
+
+def web_torch_threads() -> str:
+    """Intra-op threads of each web worker's torch (WEB_TORCH_THREADS, default 1).
+
+    A query is a batch of one: a second thread gains little (Lite0: 24.7 ms with one thread,
+    27 ms with two, docs/benchmarks.md section 5), and with one worker per core two threads
+    each would contend, every forward stalling at an OpenMP barrier whenever another process
+    holds a core (docs/benchmarks.md section 7).
+    """
+    return os.environ.get("WEB_TORCH_THREADS") or "1"
+
+
+def gunicorn_argv(bind: str, workers: int = WEB_WORKERS, access_log: Path | None = None) -> list[str]:
+    # --env reaches the workers' environment before they import torch (libgomp reads it once).
+    argv = [sys.executable, "-m", "gunicorn", "searchsite.wsgi:application", "--bind", bind,
+            "--workers", str(workers), "--timeout", str(WEB_TIMEOUT_SECONDS),
+            "--env", f"OMP_NUM_THREADS={web_torch_threads()}"]
+    return argv + (["--access-logfile", str(access_log)] if access_log else [])
 
 
 def describe_exit(code: int) -> str:

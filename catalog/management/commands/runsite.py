@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from searchsite.supervisor import Supervisor
+from searchsite.supervisor import WEB_WORKERS, Supervisor, gunicorn_argv
 
 DEMO_CSV = Path(settings.BASE_DIR) / "demo" / "catalogue.csv"
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--no-demo", action="store_true", help="do not load the demo catalogue")
         parser.add_argument("--no-train", action="store_true", help="do not train a joint model on first run")
-        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument("--web-workers", type=int, default=WEB_WORKERS)
 
     def handle(self, *args: object, **opts: object) -> None:
         call_command("migrate", interactive=False, verbosity=0)
@@ -60,14 +60,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"loading the demo catalogue from {DEMO_CSV} ...")
                 call_command("ingest_csv", str(DEMO_CSV), wait=True, quiet_errors=True)
             bind = f"{opts['host']}:{opts['port']}"
-            supervisor.add(
-                "web",
-                [
-                    sys.executable, "-m", "gunicorn", "searchsite.wsgi:application", "--bind", bind,
-                    "--workers", str(opts["web_workers"]), "--timeout", "120",
-                    "--access-logfile", str(log_dir / "access.log"),
-                ],
-            )
+            supervisor.add("web", gunicorn_argv(bind, opts["web_workers"], log_dir / "access.log"))
             self.stdout.write(self.style.SUCCESS(f"Vitrine is running at http://{bind}/  (admin: http://{bind}/admin/)"))
             if not opts["no_train"] and Product.objects.exists():
                 self._train_if_needed()

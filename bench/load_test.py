@@ -1,0 +1,251 @@
+"""A bounded loopback load test: 16 clients searching for 2 minutes against the site's gunicorn.
+
+Starts gunicorn with runsite's command (searchsite.supervisor.gunicorn_argv: 2 sync workers)
+on the benchmark data dir, with the demo catalogue (2,500 products) embedded by the default
+model; an already-embedded data dir is reused. Then `--clients` threads each send searches
+back to back for `--seconds`, in this mix (MIX):
+
+* ``text``: GET /api/search?q=... (demo/eval/queries.jsonl wordings; a few popular ones
+  repeat, as in a shop), mode semantic or hybrid;
+* ``photo``: POST /api/search/image with a demo photo (multipart);
+* ``filtered``: a text search with a category and/or a price range;
+* ``paged``: page 2..5 of a text search, or of the client's last photo search (img=<key>).
+
+Every answer that is not a 200 is an error. The per-client rate limits stay on, set by the
+environment to a budget loopback load cannot reach (--rate-limit), so their cost is measured
+too. Prints per-kind p50/p99, throughput and errors, and the CPU each process group used.
+
+    .venv/bin/python -m bench.load_test [--clients 16] [--seconds 120] [--web-workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.common import DEMO_CSV, ROOT, bench_env, log, stats_ms, table, write_result
+from bench.search_latency import K, free_port, http_get, http_post_image
+from searchsite.supervisor import WEB_WORKERS, gunicorn_argv
+
+# Share of each kind of search; the rest of a kind's parameters are drawn in `next_request`.
+MIX = {"text": 0.4, "photo": 0.2, "filtered": 0.2, "paged": 0.2}
+MODES = ("semantic", "hybrid")
+POPULAR = 10  # this many query wordings make up half the text searches (repeats)
+# High enough that 16 loopback clients (one address) never reach it; the limiter still runs.
+LOAD_RATE_LIMIT = "1000000/m"
+
+
+@dataclass
+class Workload:
+    queries: list[str]
+    photos: list[tuple[str, bytes]]
+    categories: list[str]
+
+
+@dataclass
+class Client:
+    rng: random.Random
+    photo_key: str = ""  # image_id of this client's last photo search, for paging it
+    samples: list[tuple[str, float, float, str]] = field(default_factory=list)  # kind, end, seconds, status
+
+
+def load_workload(photo_count: int) -> Workload:
+    lines = [json.loads(line) for line in (ROOT / "demo/eval/queries.jsonl").read_text().splitlines() if line.strip()]
+    queries = [d["query"] for d in lines if isinstance(d.get("query"), str)]
+    with open(DEMO_CSV, newline="") as f:
+        rows = list(csv.DictReader(f))
+    photos = [(Path(r["image"]).name, (DEMO_CSV.parent / r["image"]).read_bytes())
+              for r in random.Random(7).sample(rows, photo_count)]
+    return Workload(queries, photos, sorted({r["category"] for r in rows}))
+
+
+def pick_query(w: Workload, rng: random.Random) -> str:
+    return rng.choice(w.queries[:POPULAR] if rng.random() < 0.5 else w.queries)
+
+
+def next_request(w: Workload, c: Client) -> tuple[str, str, tuple[str, bytes] | None]:
+    """(kind, GET path, photo to POST instead) of a client's next search."""
+    rng = c.rng
+    kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
+    params: dict[str, str | int] = {"k": K, "mode": rng.choice(MODES)}
+    if kind == "photo":
+        return kind, "", rng.choice(w.photos)
+    if kind == "paged" and c.photo_key and rng.random() < 0.5:
+        params.update(img=c.photo_key, page=rng.randint(2, 5))
+    else:
+        params["q"] = pick_query(w, rng)
+    if kind == "filtered":
+        if rng.random() < 0.7:
+            params["category"] = rng.choice(w.categories)
+        if rng.random() < 0.6:
+            low = rng.choice((0, 20, 50, 100))
+            params.update(min_price=low, max_price=low + rng.choice((30, 80, 150)))
+    elif kind == "paged":
+        params["page"] = rng.randint(2, 5)
+    return kind, "/api/search?" + urllib.parse.urlencode(params), None
+
+
+def client_loop(port: int, w: Workload, c: Client, deadline: float) -> None:
+    while time.perf_counter() < deadline:
+        kind, path, photo = next_request(w, c)
+        started = time.perf_counter()
+        try:
+            if photo:
+                status, body = http_post_image(port, photo[1], photo[0])
+            else:
+                status, body = http_get(port, path)
+            outcome = str(status)
+        except OSError as exc:  # a refused or reset connection, a 60 s client timeout
+            outcome, body = type(exc).__name__, b""
+        ended = time.perf_counter()
+        c.samples.append((kind, ended, ended - started, outcome))
+        if photo and outcome == "200":
+            c.photo_key = json.loads(body)["query"]["image_id"]
+        elif outcome != "200":
+            log(f"error {outcome} on {kind} {path or photo[0]}: {body[:200]!r}")  # type: ignore[index]
+
+
+def cpu_seconds(groups: dict[str, tuple[int, bool]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named process: (pid, with its children,
+    live and exited). The groups must not overlap: this process is counted without its children."""
+    import psutil
+
+    out = {}
+    for name, (pid, children) in groups.items():
+        total = 0.0
+        try:
+            root = psutil.Process(pid)
+            for p in [root, *(root.children(recursive=True) if children else [])]:
+                t = p.cpu_times()
+                total += t.user + t.system + ((t.children_user + t.children_system) if children else 0.0)
+        except psutil.NoSuchProcess:
+            pass
+        out[name] = total
+    return out
+
+
+def postgres_pid() -> int:
+    """The embedded Postgres server's postmaster (its backends are its children)."""
+    from django.conf import settings
+
+    return int((Path(settings.DATA_DIR) / "pg" / "postmaster.pid").read_text().split()[0])
+
+
+def start_web(port: int, workers: int) -> subprocess.Popen[bytes]:
+    data = Path(bench_env()["VITRINE_DATA_DIR"])
+    (data / "logs").mkdir(parents=True, exist_ok=True)
+    argv = gunicorn_argv(f"127.0.0.1:{port}", workers, data / "logs" / "access.log")
+    proc = subprocess.Popen(argv, cwd=ROOT, env=bench_env(), stdout=open(data / "logs" / "web.log", "ab"),
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if http_get(port, "/api/search?q=warm&k=1")[0] == 200:
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"gunicorn did not answer; see {data / 'logs' / 'web.log'}")
+
+
+def run(port: int, w: Workload, clients: int, seconds: float, seed: int) -> tuple[list[Client], float, list[float]]:
+    crowd = [Client(random.Random(seed + i)) for i in range(clients)]
+    load: list[float] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+    threads = [threading.Thread(target=client_loop, args=(port, w, c, deadline)) for c in crowd]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        load.append(os.getloadavg()[0])
+        time.sleep(5)
+    for t in threads:
+        t.join()
+    return crowd, time.perf_counter() - started, load
+
+
+def summarise(crowd: list[Client], elapsed: float) -> tuple[list[dict], dict]:
+    samples = [s for c in crowd for s in c.samples]
+    rows = []
+    for kind in [*MIX, "all"]:
+        mine = [s for s in samples if kind in ("all", s[0])]
+        ok = [s[2] for s in mine if s[3] == "200"]
+        errors = Counter(s[3] for s in mine if s[3] != "200")
+        st = stats_ms(ok) if ok else {"p50": None, "p90": None, "p99": None, "mean": None}
+        rows.append({"kind": kind, "requests": len(mine), "errors": sum(errors.values()),
+                     "per_s": round(len(ok) / elapsed, 1), "p50_ms": st["p50"], "p90_ms": st["p90"],
+                     "p99_ms": st["p99"], "max_ms": round(max(ok) * 1000, 1) if ok else None,
+                     "errors_by_status": dict(errors)})
+    return rows, rows[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--web-workers", type=int, default=None, help="default: runsite's (WEB_WORKERS)")
+    parser.add_argument("--photos", type=int, default=100, help="distinct demo photos the clients upload")
+    parser.add_argument("--rate-limit", default=LOAD_RATE_LIMIT,
+                        help="SEARCH_RATE_LIMIT and PHOTO_SEARCH_RATE_LIMIT for this run ('' = off)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    os.environ["SEARCH_RATE_LIMIT"] = os.environ["PHOTO_SEARCH_RATE_LIMIT"] = args.rate_limit
+    started = time.time()
+    bench_env()
+    from bench.common import setup_django
+
+    setup_django()
+    from bench.demo_catalogue import run_setup_subprocess
+
+    workers = args.web_workers or WEB_WORKERS
+    model = run_setup_subprocess(embed=True)
+    log(f"model {model.name} ({model.backbone}), {model.vector_count()} vectors")
+    w = load_workload(args.photos)
+    port = free_port()
+    log(f"starting gunicorn ({workers} workers) on :{port}")
+    web = start_web(port, workers)
+    try:
+        for q in w.queries[:8]:  # every worker has run both towers and the SQL once
+            http_get(port, "/api/search?" + urllib.parse.urlencode({"q": q, "mode": "hybrid"}))
+        for name, data in w.photos[:4]:
+            http_post_image(port, data, name)
+        groups = {"gunicorn": (web.pid, True), "postgres": (postgres_pid(), True),
+                  "clients (this process)": (os.getpid(), False)}
+        cpu_before = cpu_seconds(groups)
+        log(f"{args.clients} clients for {args.seconds:.0f} s")
+        crowd, elapsed, load = run(port, w, args.clients, args.seconds, args.seed)
+        cpu_after = cpu_seconds(groups)
+    finally:
+        web.terminate()
+        web.wait(30)
+    rows, overall = summarise(crowd, elapsed)
+    cpu = {k: round(cpu_after[k] - cpu_before[k], 1) for k in groups}
+    cores = os.cpu_count() or 1
+    cpu_rows = [{"process": k, "cpu_s": v, "share_of_all_cores": round(v / (elapsed * cores), 2)} for k, v in cpu.items()]
+    table(rows, ["kind", "requests", "errors", "per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"],
+          title=f"{args.clients} clients, {elapsed:.0f} s, {workers} gunicorn workers, {model.vector_count()} products")
+    table(cpu_rows, title=f"CPU during the run ({cores} cores x {elapsed:.0f} s = {cores * elapsed:.0f} core-s)")
+    load_1m = {"min": min(load), "max": max(load), "mean": round(sum(load) / len(load), 2)}
+    print(f"\nthroughput {overall['per_s']} searches/s, errors {overall['errors']} {overall['errors_by_status']}; "
+          f"1-min load average during the run {load_1m}")
+    write_result("load_test", {
+        "clients": args.clients, "seconds": round(elapsed, 1), "web_workers": workers, "k": K, "mix": MIX,
+        "rate_limit": args.rate_limit, "model": model.name, "backbone": model.backbone,
+        "products": model.vector_count(), "throughput_per_s": overall["per_s"], "errors": overall["errors"],
+        "rows": rows, "cpu_s": cpu, "load_avg_1m_during_run": load_1m,
+    }, started)
+    if overall["errors"]:
+        raise SystemExit(f"{overall['errors']} errors: {overall['errors_by_status']}")
+
+
+if __name__ == "__main__":
+    main()
