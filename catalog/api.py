@@ -21,7 +21,7 @@ from catalog.query_image import (
     store_query_image,
 )
 from catalog.facets import Facets, search_facets
-from catalog.search import SearchResult, SearchUnavailable, active_model, category_counts, image_query_vectors, search
+from catalog.search import Hit, SearchResult, SearchUnavailable, active_model, category_counts, image_query_vectors, search
 from catalog.ratelimit import rate_limit
 from catalog.serializers import hit_json
 from catalog.suggest import MAX_PREFIX_CHARS, suggest
@@ -69,6 +69,12 @@ def parse_flag(raw: str | None, name: str, default: bool) -> bool:
     raise BadRequest(f"{name} must be true or false (or 1 or 0), got {raw[:20]!r}")  # type: ignore[index]
 
 
+def explanation_json(hit: Hit) -> list[dict]:
+    return [{"signal": c.signal, "label": c.label, "rank": c.rank,
+             "score": None if c.score is None else round(c.score, 6),
+             "weight": c.weight, "contribution": round(c.share, 6)} for c in hit.explanation]
+
+
 def facets_json(facets: Facets) -> dict:
     return {
         "basis": facets.basis,
@@ -84,7 +90,7 @@ def result_json(request: HttpRequest, form: SearchForm, query: Any, result: Sear
     body = {
         "query": query,
         "took_ms": round(result.took_ms, 2),
-        "results": [hit_json(request, h) for h in result.hits],
+        "results": [{**hit_json(request, h), "explanation": explanation_json(h)} for h in result.hits],
         "mode": result.mode,
         "sort": result.sort,
         "page": form.page_number,

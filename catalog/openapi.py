@@ -18,6 +18,26 @@ RESULT = {
             "additionalProperties": {"type": "number"},
             "description": "the score each ranked list gave this product: semantic, keyword, image, composed",
         },
+        "explanation": {
+            "type": "array",
+            "description": "which ranked lists placed this product and with what weight, biggest contribution "
+                         "first; the contributions sum to `score` (reciprocal rank fusion: weight / (k + rank), "
+                         "normalised; one list alone: its own score). A list that did not return the product "
+                         "has rank null and contributes 0",
+            "items": {
+                "type": "object",
+                "required": ["signal", "label", "rank", "score", "weight", "contribution"],
+                "properties": {
+                    "signal": {"type": "string", "description": "keyword, text_minilm, text_photo, text_joint, "
+                                                                "photo_pretrained, photo_joint, image, composed"},
+                    "label": {"type": "string", "description": "the signal in words"},
+                    "rank": {"type": ["integer", "null"], "minimum": 1},
+                    "score": {"type": ["number", "null"], "description": "the list's own score for the product"},
+                    "weight": {"type": "number"},
+                    "contribution": {"type": "number"},
+                },
+            },
+        },
     },
 }
 ERROR = {"type": "object", "required": ["error"], "properties": {

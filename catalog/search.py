@@ -50,11 +50,41 @@ class Filters:
 NO_FILTERS = Filters()
 
 
+# What each ranked list is, in words (the page's "why here" shows these).
+SIGNAL_LABELS = {
+    "keyword": "Keywords",
+    "text_minilm": "Words (MiniLM)",
+    "text_photo": "Words → photos",
+    "text_joint": "Words → descriptions",
+    "photo_pretrained": "Photo",
+    "photo_joint": "Photo (joint)",
+    "image": "Photo",
+    "composed": "Photo + words",
+}
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one ranked list did for one hit."""
+
+    signal: str  # the list: a signal name, or "image"/"composed" for photo + words
+    rank: int | None  # the hit's place in that list (1 = first); None: not in the list
+    score: float | None  # the list's own score for it (cosine, keyword score)
+    weight: float  # the list's fusion weight
+    share: float  # what the list added to the hit's score: the shares sum to the score
+
+    @property
+    def label(self) -> str:
+        return SIGNAL_LABELS.get(self.signal, self.signal)
+
+
 @dataclass
 class Hit:
     product: Product
     score: float  # cosine similarity in [-1, 1] (or a fused score, see catalog/hybrid.py)
     sources: dict[str, float] = field(default_factory=dict)
+    # Which lists placed it and with what weight (search() fills it; best share first).
+    explanation: list[Contribution] = field(default_factory=list)
 
 
 @dataclass
@@ -335,6 +365,36 @@ def _photo_rankings(
     return rankings, {"image": float(len(rankings) - 1)}, [pid for pid, _ in image_ranking]
 
 
+def explain(hits: list[Hit], rankings: dict[str, Ranking], weights: dict[str, float] | None, fused: bool) -> None:
+    """Fill each hit's explanation from the lists it was ranked from, as fuse()/rrf() scored
+    it: one list keeps its own score; fused lists add weight / (k + rank), divided by the
+    best score possible, so the shares sum to the hit's score. Lists that returned nothing
+    or weigh 0 take no part (rrf skips them)."""
+    weights = weights or {}
+    wanted = {h.product.pk for h in hits}
+    places: dict[str, dict[int, tuple[int, float]]] = {}
+    for name, ranking in rankings.items():
+        found: dict[int, tuple[int, float]] = {}
+        for rank, (pid, score) in enumerate(ranking, start=1):
+            if pid in wanted and pid not in found:
+                found[pid] = (rank, score)
+        places[name] = found
+    live = {n: float(weights.get(n, 1.0)) for n, r in rankings.items() if r and float(weights.get(n, 1.0)) > 0}
+    k = settings.SEARCH_RRF_K
+    best = sum(w / (k + 1) for w in live.values())
+    for hit in hits:
+        parts = []
+        for name, weight in (live if fused else {n: 1.0 for n in rankings}).items():
+            rank, score = places[name].get(hit.product.pk, (None, None))
+            if not fused:
+                share = score or 0.0
+            else:
+                share = weight / (k + rank) / best if rank is not None else 0.0
+            parts.append(Contribution(name, rank, score, weight, share))
+        parts.sort(key=lambda c: (c.rank is None, -c.share))
+        hit.explanation = parts
+
+
 def _price_order(candidates: list[Hit], descending: bool) -> list[Hit]:
     prices = dict(Product.objects.filter(pk__in=[h.product.pk for h in candidates]).values_list("pk", "price"))
     ranked = [h for h in candidates if h.product.pk in prices]
@@ -422,6 +482,7 @@ def search(
         products = Product.objects.in_bulk([pid for pid, _, _ in scored])
         candidates = [Hit(products[pid], score, src) for pid, score, src in scored if pid in products]
         hits = _price_order(candidates, descending=sort == "price_desc")[offset : offset + k]
+    explain(hits, rankings, weights, fused=restrict is not None or len(rankings) != 1)
     return SearchResult(
         hits,
         (time.perf_counter() - started) * 1000,

@@ -194,3 +194,22 @@ def test_typos_are_corrected_and_suggestions_appear(shop, page):
     page.wait_for_selector("#suggestions li[data-kind=product]")
     page.locator("#suggestions li[data-kind=product]").first.click()
     page.wait_for_url(re.compile(r".*/p/SM-023/"))
+
+
+def test_hovering_a_score_explains_it(shop, page):
+    """Issue #11, item 8: which ranked lists placed a result, with what weight, on hover."""
+    page.goto(shop + "/?q=dark+trousers&mode=hybrid")
+    score = page.locator("#results .card .score").first
+    why = score.locator(".why")
+    assert why.is_hidden()
+    score.hover()
+    assert why.is_visible()
+    rows = why.locator(".why-row").all_inner_texts()
+    assert len(rows) == 2 and {r.split("\n")[0].split("\t")[0] for r in rows} <= {"Keywords", "Words (MiniLM)"}
+    shares = [float(s.lstrip("+")) for s in why.locator(".why-share").all_inner_texts()]
+    assert sum(shares) == pytest.approx(float(score.inner_text().split()[1]), abs=0.003)
+    page.screenshot(path=SCREENSHOTS / "explain-1280.png")
+    # the keyboard reaches it too
+    page.mouse.move(0, 0)
+    page.locator("#results .card .score").nth(1).focus()
+    assert page.locator("#results .card .score").nth(1).locator(".why").is_visible()

@@ -194,3 +194,14 @@ def test_openapi_lists_paths_and_parameters(client):
     assert {"image", "q", "mode", "category", "min_price", "max_price", "sort", "page", "min_score"} <= set(
         form["properties"])
     assert "sources" in schema["components"]["schemas"]["Result"]["properties"]
+
+
+def test_each_result_explains_its_score(catalogue, db, client):
+    body = client.get("/api/search", {"q": "dark trousers", "mode": "hybrid", "k": 3}).json()
+    for result in body["results"]:
+        parts = result["explanation"]
+        assert {p["signal"] for p in parts} == {"text_minilm", "keyword"}
+        assert set(parts[0]) == {"signal", "label", "rank", "score", "weight", "contribution"}
+        assert sum(p["contribution"] for p in parts) == pytest.approx(result["score"], abs=1e-5)
+    first = body["results"][0]["explanation"]
+    assert first[0]["rank"] == 1 and first[0]["contribution"] >= first[1]["contribution"]

@@ -284,3 +284,35 @@ def test_a_rare_category_still_fills_a_page(random_model):
     assert f"pv_image_vec_m{model.pk}_hnsw" in plan_off
     print(f"filtered HNSW page: {len(rows)} rows with iterative scan, {len(rows_off)} without")
     assert len(rows_off) < N_RARE
+
+
+def test_explanations_add_up_to_the_score(catalogue, db):
+    from catalog.search import signal_rankings
+
+    result = search("dark trousers", mode="hybrid", k=10)
+    rankings = signal_rankings(result.model, ["text_minilm", "keyword"], 200, q="dark trousers")
+    for hit in result.hits:
+        assert [c.signal for c in hit.explanation if c.rank] == sorted(
+            (c.signal for c in hit.explanation if c.rank), key=lambda s: -next(c.share for c in hit.explanation if c.signal == s))
+        assert sum(c.share for c in hit.explanation) == pytest.approx(hit.score, abs=1e-9)
+        for c in hit.explanation:
+            ids = [pid for pid, _ in rankings[c.signal]]
+            assert c.rank == (ids.index(hit.product.pk) + 1 if hit.product.pk in ids else None)
+            assert c.weight == 1.0  # the baseline model has no fitted weights
+            assert c.score == hit.sources.get(c.signal)
+    assert {c.label for c in result.hits[0].explanation} == {"Words (MiniLM)", "Keywords"}
+
+
+def test_one_list_explains_with_its_own_score(catalogue, db):
+    result = search("bag", mode="keyword", k=3)
+    for rank, hit in enumerate(result.hits, start=1):
+        (only,) = hit.explanation
+        assert (only.signal, only.rank, only.share, only.weight) == ("keyword", rank, hit.score, 1.0)
+
+
+def test_a_photo_with_words_explains_the_reranking(catalogue, db):
+    result = search("dark", image=product_image("SM-010", catalogue), mode="hybrid", k=5)
+    for hit in result.hits:
+        signals = {c.signal: c for c in hit.explanation}
+        assert signals["image"].rank is not None and signals["image"].weight == 2.0
+        assert sum(c.share for c in hit.explanation) == pytest.approx(hit.score, abs=1e-9)
