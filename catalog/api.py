@@ -21,7 +21,16 @@ from catalog.query_image import (
     store_query_image,
 )
 from catalog.facets import Facets, search_facets
-from catalog.search import Hit, SearchResult, SearchUnavailable, active_model, category_counts, image_query_vectors, search
+from catalog.search import (
+    Hit,
+    SearchResult,
+    SearchUnavailable,
+    active_model,
+    category_counts,
+    image_query_vectors,
+    reuse_query_vectors,
+    search,
+)
 from catalog.ratelimit import rate_limit
 from catalog.serializers import hit_json
 from catalog.suggest import MAX_PREFIX_CHARS, suggest
@@ -108,6 +117,7 @@ def result_json(request: HttpRequest, form: SearchForm, query: Any, result: Sear
 
 @require_GET
 @rate_limit("search", "SEARCH_RATE_LIMIT", json=True)
+@reuse_query_vectors()
 def search_text(request: HttpRequest) -> JsonResponse:
     """GET /api/search: words (q) and/or a stored photo (img) with filters and paging."""
     form = SearchForm(request.GET)
@@ -142,6 +152,7 @@ def search_text(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @require_POST
 @rate_limit("photo", "PHOTO_SEARCH_RATE_LIMIT", json=True)
+@reuse_query_vectors()
 def search_image(request: HttpRequest) -> JsonResponse:
     """POST /api/search/image: multipart `image`, optional `q` (a composed query) and the
     same fields as GET /api/search. The answer's query.image_id pages it via GET."""

@@ -8,7 +8,9 @@ what each mode does.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -240,13 +242,34 @@ def fusion_weights(model: EmbeddingModel, kind: str) -> dict[str, float]:
 QueryVectors = dict[str, np.ndarray]  # encoder output column -> one query vector
 
 
+_reused_vectors: ContextVar[dict[tuple, QueryVectors] | None] = ContextVar("reused_vectors", default=None)
+
+
+@contextmanager
+def reuse_query_vectors() -> Iterator[None]:
+    """Inside this block each (model, words, columns) is encoded once: a page that runs one
+    query twice (its results, then the unfiltered pool its facets count) pays for one."""
+    token = _reused_vectors.set({})
+    try:
+        yield
+    finally:
+        _reused_vectors.reset(token)
+
+
 def text_query_vectors(model: EmbeddingModel, query: str, columns: Iterable[str]) -> QueryVectors:
     from embeddings.registry import encoder_for
 
     columns = sorted(set(columns) - {""})
     if not columns:
         return {}
-    return {c: v[0] for c, v in encoder_for(model).encode_text_signals([query], columns).items()}
+    reused = _reused_vectors.get()
+    key = (model.pk, query, tuple(columns))
+    if reused is not None and key in reused:
+        return reused[key]
+    vectors = {c: v[0] for c, v in encoder_for(model).encode_text_signals([query], columns).items()}
+    if reused is not None:
+        reused[key] = vectors
+    return vectors
 
 
 def image_query_vectors(model: EmbeddingModel, image: Image.Image) -> QueryVectors:

@@ -23,6 +23,7 @@ from catalog.search import (
     browse,
     category_counts,
     image_query_vectors,
+    reuse_query_vectors,
     search,
     similar_products,
 )
@@ -48,6 +49,7 @@ def _pages(form: SearchForm, total: int, keep: dict[str, str]) -> list[dict[str,
 @require_http_methods(["GET", "HEAD", "POST"])
 @rate_limit("search", "SEARCH_RATE_LIMIT", methods=("GET", "HEAD"))
 @rate_limit("photo", "PHOTO_SEARCH_RATE_LIMIT", methods=("POST",))
+@reuse_query_vectors()
 def search_page(request: HttpRequest) -> HttpResponse:
     """The shop's search page. A photo upload (POST) is stored and redirected to ?img=<id>,
     so every search, photo or not, lives in a URL that pages, filters and reloads."""
@@ -57,7 +59,6 @@ def search_page(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"form": form, "sort_labels": SORT_LABELS, "mode_labels": MODE_LABELS}
     status = 200
     try:
-        context["categories"] = category_counts()
         if not form.is_valid():
             raise BadRequest(form.first_error())
         context["query"] = form.query
@@ -109,8 +110,10 @@ def search_page(request: HttpRequest) -> HttpResponse:
     except SearchUnavailable as exc:
         context["error"] = str(exc)
         status = 503
+    if "facets" not in context:  # the filter panel lists the catalogue's categories instead
+        context["categories"] = category_counts()
     if "result" not in context and "error" not in context:
-        context["showcase"] = _showcase(context.get("categories", []))
+        context["showcase"] = _showcase(context["categories"])
     template = "catalog/_results.html" if request.GET.get("fragment") else "catalog/search.html"
     return render(request, template, context, status=status)
 

@@ -138,3 +138,23 @@ def test_api_facets(catalogue, db, client):
     assert "facets" not in client.get("/api/search", {"q": "sneakers"}).json()
     response = client.get("/api/search", {"q": "sneakers", "facets": "2"})
     assert response.status_code == 400 and response.json()["error"].startswith("facets must be true or false")
+
+
+def test_a_page_encodes_its_words_once(catalogue, db, client, monkeypatch):
+    """Facets of a filtered vector search run the query again without filters: the page and
+    the API reuse the words' vectors instead of encoding them twice."""
+    from embeddings.encoders import Encoder
+
+    calls: list[tuple] = []
+    original = Encoder.encode_text_signals
+
+    def counting(self, texts, columns=None):
+        calls.append(tuple(texts))
+        return original(self, texts, columns)
+
+    monkeypatch.setattr(Encoder, "encode_text_signals", counting)
+    html = client.get("/", {"q": "dark trousers", "mode": "semantic", "category": "Bags"}).content.decode()
+    assert "Counts of the best 40 matches" in html
+    assert calls == [("dark trousers",)]
+    client.get("/api/search", {"q": "pale bag", "mode": "hybrid", "category": "Bags", "facets": "1"})
+    assert calls[1:] == [("pale bag",)]
