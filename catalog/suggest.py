@@ -107,6 +107,11 @@ def closest_word(word: str) -> str | None:
     return best[2] if best else None
 
 
+def excluded(query: str, start: int) -> bool:
+    """The word at `start` is an exclusion ("-boots"), not the end of "t-shirt"."""
+    return start > 0 and query[start - 1] == "-" and (start == 1 or query[start - 2].isspace())
+
+
 def correct_query(query: str) -> Correction | None:
     """`query` with its misspelt words corrected, or None when nothing needed correcting.
 
@@ -115,7 +120,7 @@ def correct_query(query: str) -> Correction | None:
     spans = [
         m for m in WORD.finditer(query)
         if typo_budget(m.group()) and not any(a <= m.start() < b for a, b in quoted)
-        and not (m.start() > 0 and query[m.start() - 1] == "-")
+        and not excluded(query, m.start())
     ]
     lowered = sorted({m.group().lower() for m in spans})
     unknown = unknown_words(lowered)

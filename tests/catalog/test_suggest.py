@@ -37,6 +37,13 @@ def test_misspelt_words_are_corrected_to_catalogue_words(catalogue, db):
     assert correct_query("qwxzvbnm") is None  # nothing close
 
 
+def test_hyphenated_words_are_in_the_vocabulary(catalogue, db):
+    assert correct_query("tshirt").corrected == "t-shirt"  # not "shirt": one edit, more shared trigrams
+    assert correct_query("t-shrit").corrected == "t-shirt"  # a hyphen inside a word is no exclusion
+    assert correct_query("fulllength trousers").corrected == "full-length trousers"
+    assert [h.product.category for h in search("tshirt", mode="keyword", k=3, correct=True).hits] == ["T-shirts & tops"] * 3
+
+
 def test_phrases_exclusions_and_short_words_are_left_as_typed(catalogue, db):
     assert correct_query('"snaekers"') is None
     assert correct_query("bag -snaekers") is None
