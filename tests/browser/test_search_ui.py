@@ -163,6 +163,7 @@ def test_typos_are_corrected_and_suggestions_appear(shop, page):
     page.locator("#q").press_sequentially("trowsers", delay=30)
     page.wait_for_selector("#correction")
     assert page.locator("#correction").inner_text().startswith("Showing results for trousers.")
+    assert "results for “trousers”" in page.locator("#live").inner_text()  # what screen readers hear
     assert set(card_categories(page)[:5]) == {"Trousers"}
     shot(page, "typo-1280.png")
 
