@@ -7,8 +7,8 @@ same gated path as the site (train -> re-embed -> fit fusion -> gate), and score
 trained model whatever the gate decided. Every score comes from ``search()``.
 
 Query kinds (queries.jsonl "kind"): keyword, paraphrase, photo, unseen_photo; "nodesc"
-re-runs the keyword and paraphrase wordings against the photos alone (text->photo, the
-product texts hidden), which only a joint model can answer.
+re-runs the keyword and the paraphrase wordings (scored apart) against the photos alone
+(text->photo, the product texts hidden), which only a joint model can answer.
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def _ranked(model: EmbeddingModel | None, query: SuiteQuery, method: str, image:
         result = search(image=image, model=model, k=10)
     elif method == "keyword":
         result = search(query.text, mode="keyword", k=10)
-    elif method == "text_photo":
+    elif method.startswith("text_photo"):
         result = search(query.text, model=model, mode="semantic", signals=["text_photo"], k=10)
     else:
         result = search(query.text, model=model, mode=method, k=10)
@@ -115,7 +115,9 @@ def score_model(model: EmbeddingModel | None, queries: list[SuiteQuery], label: 
         for kind, qs in text.items():
             plans += [(kind, "semantic", qs), (kind, "hybrid", qs)]
         if model.joint:
-            plans.append(("nodesc", "text_photo", text["keyword"] + text["paraphrase"]))
+            # Words against the photos alone, keyword and paraphrase wordings apart: they
+            # measure different things (the catalogue's words vs words it never uses).
+            plans += [("nodesc", f"text_photo ({kind})", qs) for kind, qs in text.items()]
         plans += [(kind, "photo", [q for q in queries if q.kind == kind]) for kind in ("photo", "unseen_photo")]
     rows = []
     for kind, mode, qs in plans:
@@ -195,7 +197,7 @@ def table(results: list[CatalogueResult]) -> str:
                     cells.setdefault((row["kind"], m), {})["keyword"] = row["score"]
         keys = sorted(
             (k for k in cells if k[1] != "keyword"),
-            key=lambda k: (KIND_ORDER.index(k[0]), ("semantic", "hybrid", "text_photo", "photo").index(k[1])),
+            key=lambda k: (KIND_ORDER.index(k[0]), ("semantic", "hybrid", "text_photo (keyword)", "text_photo (paraphrase)", "photo").index(k[1])),
         )
         for kind, mode in keys:
             values = cells[(kind, mode)]

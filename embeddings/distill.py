@@ -8,7 +8,9 @@ glosses (embeddings/wordnet.py) plus the catalogue's own texts — so words land
 meaning although the catalogue never uses them. During joint training the same loss keeps
 running beside the triplet loss, so the catalogue does not wash the meaning out.
 
-The head is training-only: checkpoints keep the GRU, not the head.
+A tower with a sentence layer (TextTowerCfg.sentence_dim = 384) is distilled through that
+layer, which the joint projection then reads, and which checkpoints keep; otherwise a
+training-only head does the distilling.
 """
 from __future__ import annotations
 
@@ -52,7 +54,13 @@ class Distiller(nn.Module):
         if len(texts) != len(targets):
             raise ValueError("one target vector per text")
         self.tower = tower
-        self.head = nn.Linear(2 * tower.cfg.hidden, targets.shape[1])
+        # A tower with a sentence layer of MiniLM's width is distilled through it, so the
+        # projection reads the distilled meaning; otherwise a training-only head does.
+        sentence = tower.sentence
+        if sentence is not None and sentence.out_features == targets.shape[1]:
+            self.head: nn.Module = sentence
+        else:
+            self.head = nn.Linear(2 * tower.cfg.hidden, targets.shape[1])
         self.rows = [tower.vocab.ids(t, tower.cfg.max_len) or [UNK] for t in texts]
         self.register_buffer("targets", F.normalize(torch.from_numpy(np.asarray(targets, np.float32)), dim=-1))
         self.rng = random.Random(seed)

@@ -177,7 +177,8 @@ class CheckpointEncoder(Encoder):
             raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
         image_cfg = ImageTowerCfg.from_dict(ckpt["image_cfg"])
         image_cfg.backbone = ckpt["backbone"]  # the resolved one: never re-run the fallback
-        text_cfg = TextTowerCfg.from_dict(ckpt["text_cfg"])
+        # Checkpoints written before the GRU's sentence layer existed project the pooled states.
+        text_cfg = TextTowerCfg.from_dict({"sentence_dim": 0, **ckpt["text_cfg"]})
 
         image_tower = ImageTower(image_cfg)
         missing, unexpected = image_tower.load_state_dict(ckpt["image_tower"], strict=False)

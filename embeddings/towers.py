@@ -122,7 +122,8 @@ class GRUTextTower(nn.Module):
         self.embed = WordEmbedding(vocab, cfg.word_dim, table)
         self.dropout = nn.Dropout(cfg.dropout)
         self.gru = nn.GRU(cfg.word_dim, cfg.hidden, batch_first=True, bidirectional=True)
-        self.proj = nn.Linear(2 * cfg.hidden, cfg.embed_dim)
+        self.sentence = nn.Linear(2 * cfg.hidden, cfg.sentence_dim) if cfg.sentence_dim else None
+        self.proj = nn.Linear(cfg.sentence_dim or 2 * cfg.hidden, cfg.embed_dim)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         ids, lengths = self.vocab.encode_batch(texts, self.cfg.max_len)
@@ -140,7 +141,11 @@ class GRUTextTower(nn.Module):
         return out.max(dim=1).values
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.proj(self.dropout(self.pooled(ids, lengths))).float(), dim=-1)
+        x = self.pooled(ids, lengths)
+        if self.sentence is not None:
+            # Unit length, as MiniLM's vectors are: the layer distillation aligns with them.
+            x = F.normalize(self.sentence(x), dim=-1)
+        return F.normalize(self.proj(self.dropout(x)).float(), dim=-1)
 
 
 def minilm_dir() -> Path:

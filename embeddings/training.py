@@ -372,7 +372,7 @@ def train(
 
     params = [p for p in image_tower.head.parameters()] + [p for p in text_tower.parameters() if p.requires_grad]
     if distiller is not None:
-        params += list(distiller.head.parameters())
+        params += [p for p in distiller.head.parameters() if not any(p is q for q in params)]
     if finetune:
         # GPU only: unfreeze the last stage and train on augmented pixels.
         for module in last_stage(image_tower.backbone, backbone):  # type: ignore[arg-type]

@@ -30,6 +30,8 @@ def test_make_eval_runs_end_to_end_on_the_tiny_suite(tmp_path, transactional_db,
         for kind in ("keyword", "paraphrase", "nodesc", "photo"):
             assert f"| {name} | {kind} |" in table, (name, kind)
     assert "| fashion | unseen_photo |" in table
+    for words in ("keyword", "paraphrase"):  # words against photos alone, wordings apart
+        assert f"| fashion | nodesc | map@10 | text_photo ({words}) |" in table
     # Every trained model went through the gate and says what it decided.
     gates = [line for line in table.splitlines() if line.startswith("| fashion | 60 |")]
     assert gates and gates[0].count("**") == 4  # **decision** for GRU and for MiniLM

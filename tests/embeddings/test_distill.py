@@ -44,3 +44,22 @@ def test_teacher_vectors_are_cached_by_the_texts(tmp_path):
     assert np.allclose(first, again)
     teacher_vectors(TEXTS[:3], encode, tmp_path)
     assert calls[-1] == 3  # other texts, other cache entry
+
+
+def test_a_sentence_layer_is_what_distillation_trains_and_what_the_projection_reads():
+    torch.manual_seed(0)
+    cfg = TextTowerCfg(vocab_source="none", word_dim=16, hidden=32, embed_dim=16, dropout=0.0, sentence_dim=24)
+    tower = GRUTextTower(cfg, texts=TEXTS)
+    targets = np.random.default_rng(0).normal(size=(len(TEXTS), 24)).astype(np.float32)
+    distiller = Distiller(tower, TEXTS, targets, seed=0)
+    assert distiller.head is tower.sentence  # kept in the tower, so in its checkpoint
+    assert tower.proj.in_features == 24
+    distiller.pretrain(epochs=60, batch_size=4, lr=5e-3)
+    with torch.no_grad():
+        ids = tower.tokenize(TEXTS)
+        sentence = torch.nn.functional.normalize(tower.sentence(tower.pooled(ids["ids"], ids["lengths"])), dim=-1)
+        expected = torch.nn.functional.normalize(tower.proj(sentence), dim=-1)
+        assert torch.allclose(tower(ids["ids"], ids["lengths"]), expected, atol=1e-5)
+        # The trained layer reproduces the targets: its vectors are closest to their own target.
+        target = torch.nn.functional.normalize(torch.from_numpy(targets), dim=-1)
+        assert (sentence @ target.T).argmax(dim=1).eq(torch.arange(len(TEXTS))).float().mean() > 0.8
