@@ -66,6 +66,26 @@ def test_the_vocabulary_follows_the_catalogue(catalogue, db):
     assert correct_query("lofers") is None
 
 
+def vocabulary_has(word: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM catalog_searchword WHERE word = %s)", [word])
+        return cursor.fetchone()[0]
+
+
+def test_a_bulk_insert_adds_every_new_word_and_updates_only_changed_text(catalogue, db):
+    Product.objects.bulk_create([
+        Product(sku=f"B-{i}", title=f"{word} scarf", category="Scarves", price=Decimal("20"), image="x.png",
+                content_hash="h") for i, word in enumerate(["cashmere", "mohair", "alpaca"])
+    ])
+    assert all(vocabulary_has(w) for w in ["cashmere", "mohair", "alpaca", "scarf", "scarves"])
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM catalog_searchword WHERE word = 'mohair'")
+    Product.objects.filter(sku="B-1").update(price=Decimal("25"), content_hash="h2")
+    assert not vocabulary_has("mohair")  # the text did not change: nothing to add
+    Product.objects.filter(sku="B-1").update(title="Mohair scarf, long")
+    assert vocabulary_has("mohair")
+
+
 @pytest.mark.parametrize("mode", ["keyword", "hybrid"])
 @pytest.mark.parametrize("typed, category", [("snaekers", "Sneakers"), ("trowsers", "Trousers")])
 def test_corrected_searches_find_the_products(catalogue, db, mode, typed, category):
