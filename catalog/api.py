@@ -88,6 +88,7 @@ def facets_json(facets: Facets) -> dict:
     return {
         "basis": facets.basis,
         "matched": facets.matched,
+        "pool": facets.pool,
         "categories": [{"name": c.name, "count": c.count, "selected": c.selected} for c in facets.categories],
         "prices": [{"min_price": float(b.low), "max_price": float(b.high), "count": b.count, "selected": b.selected}
                    for b in facets.prices],

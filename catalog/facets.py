@@ -53,6 +53,7 @@ class Facets:
     matched: int  # products in the matched set that pass the price filter
     categories: list[CategoryCount]
     prices: list[PriceBucket]
+    pool: int | None = None  # "candidates": how many the pool holds, before any filter
 
 
 def price_step(low: Decimal, high: Decimal) -> Decimal:
@@ -125,4 +126,5 @@ def search_facets(
         # corrected, so they are not corrected again.
         pool = search(result.query, mode=result.mode, k=1, min_score=min_score, image_vector=image_vector,
                       model=result.model)
-    return _counts("candidates", "p.id = ANY(%s)", [pool.candidates], filters)
+    facets = _counts("candidates", "p.id = ANY(%s)", [pool.candidates], filters)
+    return Facets(facets.basis, facets.matched, facets.categories, facets.prices, pool=len(pool.candidates))

@@ -86,6 +86,8 @@ FACETS = {
     "properties": {
         "basis": {"type": "string", "enum": ["full_text", "candidates", "catalogue"]},
         "matched": {"type": "integer", "description": "matched products passing the price filter"},
+        "pool": {"type": ["integer", "null"],
+                 "description": "basis candidates: the size of the candidate pool, before filters; else null"},
         "categories": {"type": "array", "items": {
             "type": "object", "required": ["name", "count", "selected"],
             "properties": {"name": {"type": "string"}, "count": {"type": "integer", "minimum": 0},

@@ -126,6 +126,7 @@ def _facet_links(form: SearchForm, facets: Facets, keep: dict[str, str]) -> dict
         "axis_high": facets.prices[-1].high + CENT if facets.prices else None,
         "basis": facets.basis,
         "matched": facets.matched,
+        "pool": facets.pool,
         "categories": [{"name": c.name, "count": c.count, "selected": c.selected, "disabled": not c.count and not c.selected}
                        for c in facets.categories],
         "prices": [{

@@ -82,7 +82,7 @@ def test_vector_modes_count_the_unfiltered_candidate_pool(catalogue, db, setting
     result = search("dark trousers", mode=mode, k=5)
     facets = search_facets(result)
     assert facets.basis == "candidates"
-    assert facets.matched == result.total_candidates == 12
+    assert facets.matched == facets.pool == result.total_candidates == 12
     assert counts(facets) == {c: sum(1 for pid in result.candidates if Product.objects.get(pk=pid).category == c)
                               for c in CATEGORIES}
     assert counts(facets)["Trousers"] >= 5
@@ -90,6 +90,10 @@ def test_vector_modes_count_the_unfiltered_candidate_pool(catalogue, db, setting
     chosen = Filters("Bags")
     filtered = search_facets(search("dark trousers", mode=mode, filters=chosen, k=5), chosen)
     assert counts(filtered) == counts(facets) and filtered.matched == facets.matched
+    # a price filter narrows the counts, not the pool they are counted in
+    cheap = Filters(None, None, Decimal("40"))
+    priced = search_facets(search("dark trousers", mode=mode, filters=cheap, k=5), cheap)
+    assert priced.pool == 12 and priced.matched < 12
     assert sum(b.count for b in filtered.prices) == counts(facets)["Bags"]
 
 

@@ -94,6 +94,8 @@ def test_facets_count_the_search_and_disable_empty_choices(catalogue, db, client
     html = client.get("/", {"q": "trousers", "mode": "keyword", "max_price": "60"}).content.decode()
     block = facet_block(html, "category-facet")
     assert "Counts of every product matching the words" in block
+    pool = client.get("/", {"q": "trousers", "mode": "semantic", "max_price": "30"}).content.decode()
+    assert "Counts of the best 40 matches" in pool  # the pool, not what the price filter leaves of it
     assert re.search(r'value="Trousers"> Trousers <span class="count">5</span>', block)
     assert re.search(r'<label class="choice disabled"><input type="radio" name="category" value="Bags" disabled> '
                      r'Bags <span class="count">0</span>', block)
