@@ -109,6 +109,11 @@ class ProductVector(models.Model):
             models.UniqueConstraint(fields=["product", "model"], name="one_vector_per_model")
         ]
 
+    @classmethod
+    def current(cls, model: EmbeddingModel) -> models.QuerySet[ProductVector]:
+        """The model's vectors computed from their product's present content (not stale)."""
+        return cls.objects.filter(model=model, content_hash=models.F("product__content_hash"))
+
 
 def atomic_switch(new: EmbeddingModel) -> EmbeddingModel | None:
     """Make `new` the active model in one transaction; return the model it replaced."""

@@ -7,14 +7,19 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from embeddings.config import ImageTowerCfg, TextTowerCfg, TrainCfg
 from embeddings.data import Record
-from embeddings.models import EmbeddingModel, TrainingJob
+from embeddings.models import EmbeddingModel, ProductVector, TrainingJob
+
+if TYPE_CHECKING:
+    from embeddings.training import KnownFeatures
 
 DEFAULTS = {
     "backbone": None,  # settings.EMBEDDINGS_IMAGE_BACKBONE
@@ -41,6 +46,24 @@ def catalogue_records() -> list[Record]:
         )
         for p in Product.objects.order_by("sku").iterator(chunk_size=2000)
     ]
+
+
+def active_features() -> KnownFeatures | None:
+    """The active model's stored backbone features of every product, for training to reuse
+    as its plain view (a first training after the demo import skips a third of its
+    backbone passes). None when the active model has no plain backbone features."""
+    from embeddings.registry import encoder_for
+    from embeddings.training import KnownFeatures
+
+    model = EmbeddingModel.active()
+    if model is None:
+        return None
+    if model.joint and not model.image_feat_dim:
+        return None
+    column = "image_feat" if model.joint else "image_vec"
+    rows = ProductVector.current(model).values_list("product__sku", column)
+    by_sku = {sku: np.asarray(vector, np.float32) for sku, vector in rows.iterator(chunk_size=2000)}
+    return KnownFeatures(model.backbone, encoder_for(model).image_size, by_sku)
 
 
 def _git_commit() -> str:
@@ -99,7 +122,7 @@ def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -
             job.save(update_fields=["progress", "history"])
             last_save[0] = now
 
-    result = train(records, image_cfg, text_cfg, train_cfg, out_dir, progress=progress)
+    result = train(records, image_cfg, text_cfg, train_cfg, out_dir, progress=progress, known=active_features())
     categories = sorted({r.category for r in records})
     # Named after the backbone really used: a ResNet50 request may have fallen back.
     name = params.get("name") or f"joint-{result.backbone}-{params['text']}-{stamp}"

@@ -59,6 +59,17 @@ def seed_everything(seed: int) -> None:
 # --- backbone features ------------------------------------------------------
 
 
+@dataclass
+class KnownFeatures:
+    """Backbone features of the plain view (view 0) computed before, e.g. the active model's
+    stored vectors, by sku. Used when the backbone and input size match: one backbone pass
+    per product fewer (the head normalises features, so unit-length ones do)."""
+
+    backbone: str
+    image_size: int
+    by_sku: dict[str, np.ndarray]
+
+
 def extract_features(
     records: Sequence[Record],
     tower: ImageTower,
@@ -67,6 +78,7 @@ def extract_features(
     batch_size: int = 32,
     progress: Progress | None = None,
     flip: bool = True,
+    known: KnownFeatures | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """Pooled backbone features, (N_ok, views, feat_dim), and the indices of usable records.
 
@@ -78,6 +90,9 @@ def extract_features(
     assert tower.backbone is not None
     spec = backbone_spec(tower.backbone_name)
     size = tower.cfg.image_size
+    view0: dict[str, np.ndarray] = {}
+    if known is not None and (known.backbone, known.image_size) == (tower.backbone_name, size):
+        view0 = {sku: f for sku, f in known.by_sku.items() if f.shape == (tower.feat_dim,)}
     # The folder names the views it holds: cached arrays of another view recipe never mix in.
     first_perturbed = 2 if flip else 1
     cache = cache_dir / f"{tower.backbone_name}_{size}_{'f' if flip else ''}p{views - first_perturbed}"
@@ -115,6 +130,9 @@ def extract_features(
         if images:
             per_view = []
             for v in range(views):
+                if v == 0 and all(records[i].sku in view0 for i, _ in keep):
+                    per_view.append(np.stack([view0[records[i].sku] for i, _ in keep]))
+                    continue
                 view_images = images
                 if v >= first_perturbed:
                     view_images = [
@@ -317,8 +335,11 @@ def train(
     train_cfg: TrainCfg,
     out_dir: Path,
     progress: Progress | None = None,
+    known: KnownFeatures | None = None,
 ) -> TrainResult:
     """Train image head + text tower on catalogue records; save the best checkpoint.
+
+    ``known``: view-0 backbone features already computed (see KnownFeatures).
 
     Early-stops on validation text->image recall@10 (ties broken by mAP@10).
     Writes ``model.pt`` and ``model_curve.png`` to ``out_dir``.
@@ -338,7 +359,8 @@ def train(
     cache_dir = Path(train_cfg.cache_dir) if train_cfg.cache_dir else out_dir / "feature_cache"
     views = (2 if train_cfg.flip_augment else 1) + train_cfg.perturbed_views
     feats_np, ok = extract_features(
-        records, image_tower, cache_dir, views, train_cfg.feature_batch_size, progress, flip=train_cfg.flip_augment
+        records, image_tower, cache_dir, views, train_cfg.feature_batch_size, progress, flip=train_cfg.flip_augment,
+        known=known,
     )
     usable = [records[i] for i in ok]
     ok_set = set(ok)

@@ -97,3 +97,23 @@ def test_a_joint_model_reads_the_stored_pretrained_vectors(trained):
         fast = np.stack([np.asarray(getattr(stored[p.pk], column), np.float32) for p in products])
         cosines = (fast * full[column]).sum(axis=1)
         assert cosines.min() > 0.995, column  # the same vectors as a full encode
+
+
+def test_training_reuses_the_active_models_stored_features_as_its_plain_view(small_catalogue, tmp_path):
+    import numpy as np
+
+    from embeddings.config import ImageTowerCfg
+    from embeddings.towers import ImageTower
+    from embeddings.train_jobs import active_features, catalogue_records
+    from embeddings.training import extract_features
+
+    known = active_features()
+    active = EmbeddingModel.active()
+    assert known is not None and known.backbone == active.backbone and len(known.by_sku) == 40
+    # What training would have computed itself: the same features, up to half precision.
+    records = catalogue_records()[:8]
+    tower = ImageTower(ImageTowerCfg(backbone=known.backbone, image_size=known.image_size))
+    computed, _ = extract_features(records, tower, tmp_path, views=1, flip=False)
+    stored = np.stack([known.by_sku[r.sku] for r in records])
+    unit = computed[:, 0] / np.linalg.norm(computed[:, 0], axis=1, keepdims=True)
+    assert (unit * stored).sum(axis=1).min() > 0.99

@@ -147,3 +147,25 @@ def test_split_by_product_is_deterministic_and_keeps_groups_together() -> None:
     assert len(val_a) in (20, 21)
     side = {r.sku: "val" for r in val_a} | {r.sku: "train" for r in train_a}
     assert side["dup"] == side[recs[0].sku]
+
+
+def test_known_plain_view_features_spare_that_backbone_pass(tmp_path) -> None:
+    from embeddings.towers import ImageTower
+    from embeddings.training import KnownFeatures, extract_features
+
+    records = shape_catalogue()[:6]
+    tower = ImageTower(ImageTowerCfg(backbone="efficientnet_lite0", image_size=96))
+    computed, ok = extract_features(records, tower, tmp_path / "a", views=3)
+    assert ok == list(range(6)) and computed.shape == (6, 3, tower.feat_dim)
+
+    rng = np.random.default_rng(0)
+    stored = {r.sku: rng.normal(size=tower.feat_dim).astype(np.float32) for r in records}
+    known = KnownFeatures("efficientnet_lite0", 96, stored)
+    reused, _ = extract_features(records, tower, tmp_path / "b", views=3, known=known)
+    assert np.allclose(reused[:, 0], np.stack([stored[r.sku] for r in records]), atol=1e-2)  # cached as fp16
+    assert np.allclose(reused[:, 1:], computed[:, 1:], atol=1e-2)  # the other views still computed
+
+    # Features of another backbone or input size are never mixed in.
+    for other in (KnownFeatures("resnet50", 96, stored), KnownFeatures("efficientnet_lite0", 224, stored)):
+        again, _ = extract_features(records, tower, tmp_path / f"c-{other.backbone}-{other.image_size}", views=3, known=other)
+        assert np.allclose(again, computed, atol=1e-2)
