@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import json
 import os
 import random
@@ -104,7 +105,7 @@ def client_loop(port: int, w: Workload, c: Client, deadline: float) -> None:
             else:
                 status, body = http_get(port, path)
             outcome = str(status)
-        except OSError as exc:  # a refused or reset connection, a 60 s client timeout
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, cut short, a 60 s timeout
             outcome, body = type(exc).__name__, b""
         ended = time.perf_counter()
         c.samples.append((kind, ended, ended - started, outcome))
