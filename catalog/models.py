@@ -7,6 +7,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
 
+from embeddings.data import product_text
+
 
 SKU_MAX_LENGTH = 255
 
@@ -50,7 +52,8 @@ class Product(models.Model):
 
     @property
     def text_for_embedding(self) -> str:
-        return f"{self.title}. {self.description} ({self.category})"
+        # The same text training reads (embeddings.data.product_text).
+        return product_text(self.title, self.description, self.category)
 
     def needs_embedding(self, model_id: int) -> bool:
         return not self.vectors.filter(model_id=model_id, content_hash=self.content_hash).exists()
