@@ -20,7 +20,9 @@ from django.urls import reverse
 
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)  # a run of letters
 MIN_CORRECTABLE = 4
-CANDIDATES = 30  # closest vocabulary words (by shared trigrams) checked by edit distance
+# Vocabulary words (most shared trigrams first) checked by edit distance. Generous: a swap
+# in a short word ("bgas") leaves it one trigram in common with its correction ("bags").
+CANDIDATES = 200
 MAX_PREFIX_CHARS = 100
 # Titles read for one autocomplete answer: the ranking looks at this many matches, so a
 # one-letter prefix on 100k products costs the same as a rare word (bench/suggest_latency.py).
@@ -170,6 +172,19 @@ def categories() -> list[str]:
         return [c for (c,) in cursor.fetchall()]
 
 
+# The lower(title) index read in its own order ("USING ~<~" is text_pattern_ops' order), so
+# a common prefix stops after TITLE_POOL entries instead of sorting thousands of titles.
+STARTING_TITLES = """
+    SELECT title, sku FROM (
+        SELECT title, sku FROM catalog_product WHERE lower(title) LIKE %s
+        ORDER BY lower(title) USING ~<~ LIMIT %s) AS pool
+    ORDER BY length(title), title, sku"""
+TITLES_WITH_WORDS = """
+    SELECT title, sku FROM (
+        SELECT title, sku FROM catalog_product WHERE title_words @@ to_tsquery('simple', %s) LIMIT %s) AS pool
+    ORDER BY length(title), title, sku"""
+
+
 def suggest(prefix: str, k: int = 8) -> list[Suggestion]:
     """Up to `k` completions of `prefix`: matching categories first, then product titles
     that start with the prefix, then titles whose words start with the typed words
@@ -186,29 +201,18 @@ def suggest(prefix: str, k: int = 8) -> list[Suggestion]:
         return out
     typed = " ".join(prefix.lower().split())
     like = typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    # Titles that start with what was typed come first (the lower(title) index, in its
-    # order), then titles whose words start with the typed words; each pool is bounded, so
-    # a short, common prefix costs no more than a rare one. Shorter titles first in each.
+    # Titles that start with what was typed come first, then titles whose words start with
+    # the typed words (asked only when the first are too few); each pool is bounded, so a
+    # short, common prefix costs no more than a rare one. Shorter titles first in each.
+    seen = {s.text.lower() for s in out}
     with connection.cursor() as cursor:
-        cursor.execute(
-            """SELECT tier, title, sku FROM ((SELECT 0 AS tier, title, sku FROM (
-                    SELECT title, sku FROM catalog_product WHERE lower(title) LIKE %s
-                    ORDER BY lower(title) LIMIT %s) AS starts
-                ORDER BY length(title), title, sku LIMIT %s)
-               UNION ALL
-               (SELECT 1, title, sku FROM (
-                    SELECT title, sku FROM catalog_product WHERE title_words @@ to_tsquery('simple', %s)
-                    LIMIT %s) AS words
-                ORDER BY length(title), title, sku LIMIT %s)) AS found
-               ORDER BY tier, length(title), title, sku""",
-            [like, TITLE_POOL, 2 * k, _prefix_tsquery(words), TITLE_POOL, 2 * k],
-        )
-        seen = {s.text.lower() for s in out}
-        for _, title, sku in cursor.fetchall():
-            if title.lower() in seen:
-                continue
-            seen.add(title.lower())
-            out.append(Suggestion(title, "product", reverse("catalog:product", args=[sku])))
-            if len(out) >= k:
-                break
+        for sql, match in ((STARTING_TITLES, like), (TITLES_WITH_WORDS, _prefix_tsquery(words))):
+            cursor.execute(sql, [match, TITLE_POOL])
+            for title, sku in cursor.fetchall():
+                if title.lower() in seen:
+                    continue
+                seen.add(title.lower())
+                out.append(Suggestion(title, "product", reverse("catalog:product", args=[sku])))
+                if len(out) >= k:
+                    return out
     return out

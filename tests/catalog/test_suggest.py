@@ -37,6 +37,16 @@ def test_misspelt_words_are_corrected_to_catalogue_words(catalogue, db):
     assert correct_query("qwxzvbnm") is None  # nothing close
 
 
+def test_a_swap_in_a_short_word_is_found_among_closer_looking_words(catalogue, db):
+    # 60 words sharing three trigrams with "bgas" ("  b", " bg", "bga"), "bags" only one;
+    # all of them are two edits away, "bags" one.
+    Product.objects.bulk_create([
+        Product(sku=f"BG-{i}", title=f"Bga{a}{b} tote", category="Bags", price=Decimal("9"), image="x.png",
+                content_hash="h") for i, (a, b) in enumerate((a, b) for a in "xyzwqk" for b in "abcdefghij")
+    ])
+    assert correct_query("bgas").corrected == "bags"
+
+
 def test_hyphenated_words_are_in_the_vocabulary(catalogue, db):
     assert correct_query("tshirt").corrected == "t-shirt"  # not "shirt": one edit, more shared trigrams
     assert correct_query("t-shrit").corrected == "t-shirt"  # a hyphen inside a word is no exclusion
