@@ -38,8 +38,15 @@ def teacher_vectors(
         cached = np.load(path)
         if cached.shape[0] == len(texts):
             return cached.astype(np.float32)
-    parts = [encode(list(texts[s : s + chunk])) for s in range(0, len(texts), chunk)]
-    vectors = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 384), np.float32)
+    # Encoded shortest first: a chunk of similar lengths pads little (glosses run from one
+    # word to forty), which makes the teacher pass several times faster on a CPU.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    parts = [encode([texts[i] for i in order[s : s + chunk]]) for s in range(0, len(order), chunk)]
+    vectors = np.zeros((len(texts), 384), np.float32)
+    if parts:
+        by_length = np.concatenate(parts).astype(np.float32)
+        vectors = np.empty_like(by_length)
+        vectors[order] = by_length
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors.astype(np.float16))

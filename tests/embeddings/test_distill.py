@@ -63,3 +63,11 @@ def test_a_sentence_layer_is_what_distillation_trains_and_what_the_projection_re
         # The trained layer reproduces the targets: its vectors are closest to their own target.
         target = torch.nn.functional.normalize(torch.from_numpy(targets), dim=-1)
         assert (sentence @ target.T).argmax(dim=1).eq(torch.arange(len(TEXTS))).float().mean() > 0.8
+
+
+def test_teacher_vectors_come_back_in_the_texts_order(tmp_path):
+    def encode(batch):  # a vector that names its text: its length and first letter
+        return np.array([[len(t), ord(t[0])] for t in batch], np.float32)
+
+    vectors = teacher_vectors(TEXTS, encode, None, chunk=5)
+    assert vectors.tolist() == [[len(t), ord(t[0])] for t in TEXTS]
