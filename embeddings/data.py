@@ -49,6 +49,12 @@ def product_text(title: str, description: str = "", category: str = "") -> str:
     return text
 
 
+def length_order(texts: Sequence[str]) -> list[int]:
+    """Indices of ``texts``, shortest first. Batches of texts of similar length pad little:
+    encoding a corpus in this order is several times faster for a transformer on a CPU."""
+    return sorted(range(len(texts)), key=lambda i: len(texts[i]))
+
+
 def _price(value: str) -> float | None:
     try:
         return float(value.replace(",", ".")) if value.strip() else None

@@ -23,6 +23,7 @@ from torch import nn
 
 from .backbones import autocast, backbone_spec, bf16_supported, build_backbone
 from .config import ImageTowerCfg, TextTowerCfg
+from .data import length_order
 from .tokenizer import Vocabulary
 from .towers import MINILM_DIM, GRUTextTower, ImageTower, MiniLM, MiniLMTextTower, build_text_tower
 from .training import CHECKPOINT_FORMAT
@@ -118,12 +119,14 @@ class Encoder:
         columns = tuple(columns or self.text_columns)
         dims = self.column_dims()
         parts: dict[str, list[np.ndarray]] = {c: [np.zeros((0, dims[c]), np.float32)] for c in columns}
+        order = length_order(texts)
         for s in range(0, len(texts), self.batch_size):
             with self._lock, torch.inference_mode(), autocast(self.device, self.text_bf16):
-                out = self._text_signals(list(texts[s : s + self.batch_size]), columns)
+                out = self._text_signals([texts[i] for i in order[s : s + self.batch_size]], columns)
             for c in columns:
                 parts[c].append(out[c].float().cpu().numpy())
-        return {c: _l2(np.concatenate(p)) for c, p in parts.items()}
+        unsorted = np.argsort(order)
+        return {c: _l2(np.concatenate(p))[unsorted] for c, p in parts.items()}
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(N, image_dim) float32, L2-normalised: the vectors stored as image_vec."""

@@ -22,7 +22,7 @@ from torch import nn
 
 from .backbones import autocast, backbone_spec, bf16_supported, last_stage
 from .config import ImageTowerCfg, TextTowerCfg, TrainCfg
-from .data import Record, content_hash, group_ids, split_by_product
+from .data import Record, content_hash, group_ids, length_order, split_by_product
 from .losses import CrossModalTripletLoss
 from .metrics import rank_by_similarity, retrieval_metrics
 from .perturb import perturb
@@ -170,11 +170,12 @@ class _TextInputs:
 
     def encode_sentences(self, texts: Sequence[str]) -> torch.Tensor:
         chunks = []
+        order = length_order(texts)
         with torch.no_grad():
             for s in range(0, len(texts), 64):
-                batch = self.tower.tokenize(texts[s : s + 64])
+                batch = self.tower.tokenize([texts[i] for i in order[s : s + 64]])
                 chunks.append(self.tower.minilm(**{k: v.to(self.device) for k, v in batch.items()}).cpu())
-        return torch.cat(chunks)
+        return torch.cat(chunks)[torch.from_numpy(np.argsort(order))]
 
     def embed(self, index: Sequence[int], rows: list[list[int]] | None = None) -> torch.Tensor:
         if isinstance(self.tower, MiniLMTextTower):

@@ -81,3 +81,11 @@ def test_baseline_encoder_is_not_joint() -> None:
     txt = enc.encode_texts(["a red shoe", "crimson sneaker", "a bowl of hot soup"])
     assert img.shape == (2, 1280) and np.allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5)
     assert txt[0] @ txt[1] > txt[0] @ txt[2] + 0.2  # MiniLM knows shoes from soup
+
+
+def test_texts_come_back_in_their_order_whatever_their_lengths():
+    enc = load_encoder({"kind": "baseline", "backbone": "efficientnet_lite0"}, device="cpu")
+    texts = ["a long description of a red summer dress with thin straps", "boots", "a blue denim jacket", "hat"]
+    together = enc.encode_texts(texts)
+    alone = np.concatenate([enc.encode_texts([t]) for t in texts])
+    assert np.allclose(together, alone, atol=1e-4)
