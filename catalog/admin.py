@@ -1,12 +1,8 @@
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
@@ -14,7 +10,9 @@ from django.utils.html import format_html
 
 from catalog.images import sha256, store_product_image
 from catalog.jobs import job_state
-from catalog.models import ImportJob, Product
+from catalog.models import ApiToken, ImportJob, Product
+from catalog.tokens import create_token, revoke
+from catalog.uploads import UploadRefused, check_upload, queue_import
 
 
 @admin.register(Product)
@@ -61,11 +59,10 @@ class ImportForm(forms.Form):
 
     def clean_file(self):  # type: ignore[no-untyped-def]
         upload = self.cleaned_data["file"]
-        if upload.size > settings.MAX_IMPORT_BYTES:
-            raise forms.ValidationError(f"File is {upload.size:,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}.")
-        # .tsv/.txt: Excel's "Unicode text" export (tab-separated UTF-16), read like a CSV
-        if not upload.name.lower().endswith((".csv", ".tsv", ".txt", ".zip")):
-            raise forms.ValidationError("Upload a .csv or a .zip file (or a .tsv/.txt tab-separated export).")
+        try:
+            check_upload(upload)
+        except UploadRefused as exc:
+            raise forms.ValidationError(str(exc)) from exc
         return upload
 
 
@@ -104,22 +101,9 @@ class ImportJobAdmin(admin.ModelAdmin):
         return extra + super().get_urls()
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
-        from catalog.tasks import import_catalogue
-        from embeddings.registry import ensure_active_model
-
         form = ImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
-            folder = settings.DATA_DIR / "imports" / uuid.uuid4().hex
-            folder.mkdir(parents=True)
-            target = folder / Path(upload.name).name
-            with open(target, "wb") as out:
-                for chunk in upload.chunks():
-                    out.write(chunk)
-            ensure_active_model()
-            # csv_path names the upload from the start, so the reconciler can queue a lost job again.
-            job = ImportJob.objects.create(source_name=upload.name, csv_path=str(target))
-            transaction.on_commit(lambda: import_catalogue.delay(job.pk, str(target)))
+            job = queue_import(form.cleaned_data["file"])
             messages.info(request, f"Import #{job.pk} queued.")
             return redirect("admin:catalog_importjob_progress", job.pk)
         context = {**self.admin_site.each_context(request), "form": form, "title": "Import a catalogue", "opts": self.model._meta}
@@ -132,3 +116,61 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     def state_view(self, request: HttpRequest, job_id: int) -> JsonResponse:
         return JsonResponse(job_state(get_object_or_404(ImportJob, pk=job_id)))
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name"]
+
+    def clean_user(self):  # type: ignore[no-untyped-def]
+        user = self.cleaned_data["user"]
+        if not user.is_staff:
+            raise forms.ValidationError("Only staff users may use the bulk API: make the user staff first.")
+        return user
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens for the bulk API. The token is shown once, in a message after it is made."""
+
+    list_display = ["name", "prefix_shown", "user", "created_at", "last_used_at", "state"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    readonly_fields = ["prefix_shown", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_tokens"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):  # type: ignore[no-untyped-def]
+        if obj is None:
+            kwargs["form"] = ApiTokenForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        return ["user", "name"] if obj is None else ["name", "user", *self.readonly_fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        # a token belongs to one user for its whole life: to move it, revoke it and make another
+        return [] if obj is None else ["user", *self.readonly_fields]
+
+    @admin.display(description="token")
+    def prefix_shown(self, obj: ApiToken) -> str:
+        return f"{obj.prefix}…"
+
+    @admin.display(description="state")
+    def state(self, obj: ApiToken) -> str:
+        return "active" if obj.is_active else f"revoked {obj.revoked_at:%Y-%m-%d %H:%M}"
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        row, token = create_token(obj.user, obj.name)
+        obj.pk, obj.key_hash, obj.prefix, obj.created_at = row.pk, row.key_hash, row.prefix, row.created_at
+        messages.warning(request, format_html(
+            "API token for {}: <code id=\"new-api-token\">{}</code> Copy it now: it is not stored and "
+            "will not be shown again. Send it as <code>Authorization: Bearer &lt;token&gt;</code>.",
+            obj.user.get_username(), token))
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+        count = revoke(queryset)
+        messages.info(request, f"{count} token(s) revoked.")

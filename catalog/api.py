@@ -7,11 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from catalog.jobs import job_state
+from catalog.models import ImportJob
+from catalog.tokens import token_required
+from catalog.uploads import UploadRefused, check_upload, queue_import
 from catalog.forms import MAX_K, MAX_QUERY_CHARS, SearchForm
 from catalog.query_image import (
     UploadTooLarge,
@@ -223,3 +228,49 @@ def suggestions(request: HttpRequest) -> JsonResponse:
     found = suggest(prefix, k)
     return JsonResponse({"query": prefix, "suggestions": [
         {"text": s.text, "kind": s.kind, "url": request.build_absolute_uri(s.url)} for s in found]})
+
+
+# A multipart body carries the file plus its headers and boundary; a little over the file limit.
+MULTIPART_SLACK = 64 * 1024
+
+
+def import_json(request: HttpRequest, job: ImportJob) -> dict:
+    return {**job_state(job), "url": request.build_absolute_uri(f"/api/imports/{job.pk}"),
+            "created_at": job.created_at.isoformat(),
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None}
+
+
+@require_POST
+@token_required
+def imports(request: HttpRequest) -> JsonResponse:
+    """POST /api/imports (multipart `file`: a CSV, or a ZIP of CSV + images), staff token only:
+    the admin's import (catalog.uploads.queue_import), answered 202 with the job to poll."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > settings.MAX_IMPORT_BYTES + MULTIPART_SLACK:
+        return error(f"request is {int(length):,} bytes; imports up to {settings.MAX_IMPORT_BYTES:,}", 413)
+    if not request.content_type.startswith("multipart/form-data"):
+        return error("send the file as multipart/form-data, in the field 'file'")
+    try:
+        upload = request.FILES.get("file")
+    except (MultiPartParserError, SuspiciousOperation) as exc:  # Django would answer an HTML 400
+        return error(f"the body is not valid multipart/form-data: {exc}")
+    if upload is None:
+        return error("multipart field 'file' is required: a .csv, or a .zip of the CSV and its images")
+    try:
+        check_upload(upload)
+    except UploadRefused as exc:
+        return error(f"file: {exc}", 413 if exc.too_large else 400)
+    job = queue_import(upload)
+    response = JsonResponse(import_json(request, job), status=202)
+    response["Location"] = f"/api/imports/{job.pk}"
+    return response
+
+
+@require_GET
+@token_required
+def import_status(request: HttpRequest, job_id: str) -> JsonResponse:
+    """GET /api/imports/<id>: counts, progress and row errors of an import, staff token only."""
+    job = ImportJob.objects.filter(pk=int(job_id)).first() if job_id.isascii() and job_id.isdigit() and len(job_id) < 10 else None
+    if job is None:
+        return error(f"no import {job_id[:30]!r}", 404)
+    return JsonResponse(import_json(request, job))

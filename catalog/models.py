@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
@@ -140,3 +141,71 @@ class QueryImage(models.Model):
 
     def __str__(self) -> str:
         return f"query photo {self.key}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the bulk API (/api/imports). Only the sha256 of the token is stored:
+    the admin shows the token once, when it is created. Tokens of staff users only work."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. 'nightly ERP export'.")
+    # a token has 256 random bits, so a plain sha256 (no salt, no stretching) cannot be reversed
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False)  # the start of the token, to tell them apart
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class SearchLog(models.Model):
+    """One search a shopper or API client ran: what was asked, how many results, how long.
+
+    No IP address, cookie, user or photo is kept: a photo search is logged as kind "photo"
+    (its words, if any, as text). `id` is random, so only the client that ran the search can
+    report a click on it (/api/click)."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text"
+        PHOTO = "photo"
+        PHOTO_TEXT = "photo+text", "photo + words"
+
+    id = models.UUIDField(primary_key=True)
+    created_at = models.DateTimeField(db_index=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    text = models.CharField(max_length=500, blank=True)  # the words as typed ("" for a photo alone)
+    mode = models.CharField(max_length=10)
+    page = models.PositiveSmallIntegerField(default=1)
+    results = models.PositiveIntegerField()  # ranked results after min_score (total_candidates)
+    took_ms = models.FloatField()
+    source = models.CharField(max_length=4)  # "page" or "api"
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "search analytics"
+        verbose_name_plural = "search analytics"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.text!r} ({self.results} results)"
+
+
+class SearchClick(models.Model):
+    """A result of a logged search that was opened; one per search and product."""
+
+    search = models.ForeignKey(SearchLog, on_delete=models.CASCADE, related_name="clicks")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+")
+    rank = models.PositiveIntegerField()  # 1 = the first result of the search, across pages
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["search", "product"], name="one_click_per_search_product")]

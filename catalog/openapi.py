@@ -113,8 +113,47 @@ SUGGESTIONS = {
 }
 
 
+IMPORT = {
+    "type": "object",
+    "description": "an import job: rows read so far, their outcome, and how many of its products are searchable",
+    "required": ["id", "url", "status", "total_rows", "processed_rows", "percent", "created", "updated",
+                 "unchanged", "failed", "duplicates", "to_embed", "embedded", "errors", "error_message", "notes"],
+    "properties": {
+        "id": {"type": "integer"},
+        "url": {"type": "string", "format": "uri", "description": "this job: poll it with GET"},
+        "source": {"type": "string", "description": "the uploaded file's name"},
+        "status": {"type": "string", "enum": ["queued", "running", "embedding", "done", "failed"],
+                   "description": "embedding: every row is stored, vectors are being computed; done: every "
+                                  "created or updated product is searchable; failed: see error_message"},
+        "total_rows": {"type": "integer", "minimum": 0, "description": "data rows in the file (0 until read)"},
+        "processed_rows": {"type": "integer", "minimum": 0},
+        "percent": {"type": "integer", "minimum": 0, "maximum": 100, "description": "rows processed"},
+        "created": {"type": "integer", "minimum": 0},
+        "updated": {"type": "integer", "minimum": 0},
+        "unchanged": {"type": "integer", "minimum": 0},
+        "failed": {"type": "integer", "minimum": 0, "description": "bad rows, each listed in errors"},
+        "duplicates": {"type": "integer", "minimum": 0, "description": "rows skipped: their sku comes again later"},
+        "to_embed": {"type": "integer", "minimum": 0, "description": "products created or updated"},
+        "embedded": {"type": "integer", "minimum": 0, "description": "of those, searchable under the active model"},
+        "errors": {"type": "array", "description": "the first 200 bad or repeated rows", "items": {
+            "type": "object", "required": ["row", "sku", "error"],
+            "properties": {"row": {"type": "integer", "description": "1 = the first data row"},
+                           "sku": {"type": "string"}, "error": {"type": "string"}}}},
+        "error_message": {"type": "string", "description": "why the whole file failed; empty otherwise"},
+        "notes": {"type": "array", "items": {"type": "string"},
+                  "description": "whole-file warnings (encoding guessed, columns ignored)"},
+        "summary": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time",
+                        "description": "when every row was read (or the file failed)"},
+    },
+}
+
+
 def errors(*codes: int) -> dict:
-    text = {400: "bad input, named in `error`", 404: "img unknown or expired", 413: "upload too large",
+    text = {400: "bad input, named in `error`", 404: "not found: img unknown or expired (search), no such import (imports)", 413: "upload too large",
+            401: "no token, a malformed Authorization header, or an unknown or revoked token",
+            403: "the token's user is not staff",
             429: "too many requests from this client (SEARCH_RATE_LIMIT, PHOTO_SEARCH_RATE_LIMIT); "
                  "`retry_after` and the Retry-After header say in how many seconds to try again",
             503: "no model active yet"}
@@ -122,6 +161,8 @@ def errors(*codes: int) -> dict:
         str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         for c in codes
     }
+    if 401 in codes:
+        answers["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
     if 429 in codes:
         answers["429"]["headers"] = {"Retry-After": {"description": "seconds until the client may try again",
                                                      "schema": {"type": "integer", "minimum": 1}}}
@@ -153,7 +194,7 @@ PARAMS = [{"name": name, "in": "query", "schema": schema} for name, schema in SE
 def schema() -> dict:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Vitrine search API", "version": "1.2.0"},
+        "info": {"title": "Vitrine search API", "version": "1.3.0"},
         "paths": {
             "/api/search": {
                 "get": {
@@ -222,6 +263,42 @@ def schema() -> dict:
                     },
                 }
             },
+            "/api/imports": {
+                "post": {
+                    "summary": "Import a catalogue (staff token): the admin's import, answered with the job to poll",
+                    "security": [{"token": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"multipart/form-data": {"schema": {
+                            "type": "object", "required": ["file"],
+                            "properties": {"file": {
+                                "type": "string", "format": "binary",
+                                "description": "a .csv (columns sku,title,description,category,price,image; "
+                                               ".tsv/.txt too), or a .zip of that CSV and the images it names; "
+                                               "at most MAX_IMPORT_BYTES"}}}}},
+                    },
+                    "responses": {
+                        "202": {"description": "queued; poll `url` (also the Location header) until status is "
+                                               "done or failed",
+                                "headers": {"Location": {"schema": {"type": "string"}}},
+                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Import"}}}},
+                        **errors(400, 401, 403, 413),
+                    },
+                }
+            },
+            "/api/imports/{id}": {
+                "get": {
+                    "summary": "An import's status, counts, progress and bad rows (staff token)",
+                    "security": [{"token": []}],
+                    "parameters": [{"name": "id", "in": "path", "required": True,
+                                    "schema": {"type": "integer", "minimum": 1}}],
+                    "responses": {
+                        "200": {"description": "the job",
+                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Import"}}}},
+                        **errors(401, 403, 404),
+                    },
+                }
+            },
             "/api/categories": {
                 "get": {
                     "summary": "Categories and their product counts, for filters",
@@ -233,5 +310,10 @@ def schema() -> dict:
                 }
             },
         },
-        "components": {"schemas": {"Result": RESULT, "Error": ERROR, "Facets": FACETS}},
+        "components": {
+            "schemas": {"Result": RESULT, "Error": ERROR, "Facets": FACETS, "Import": IMPORT},
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
+                                          "description": "an API token of a staff user, made in the admin "
+                                                         "(API tokens); shown once"}},
+        },
     }
