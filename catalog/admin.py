@@ -130,12 +130,25 @@ class ApiTokenForm(forms.ModelForm):
         return user
 
 
+class TokenStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+        return [("active", "active"), ("revoked", "revoked")]
+
+    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        if self.value() in ("active", "revoked"):
+            return queryset.filter(revoked_at__isnull=self.value() == "active")
+        return queryset
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens for the bulk API. The token is shown once, in a message after it is made."""
 
-    list_display = ["name", "prefix_shown", "user", "created_at", "last_used_at", "state"]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    list_display = ["name", "prefix_shown", "user", "last_used_at", "state"]
+    list_filter = [TokenStateFilter]
     readonly_fields = ["prefix_shown", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke_tokens"]
 

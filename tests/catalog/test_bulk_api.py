@@ -19,8 +19,10 @@ from catalog import openapi
 from catalog.models import ApiToken, ImportJob, Product
 from catalog.tokens import create_token, hash_token
 from tests.catalog.test_admin import zipped
+from embeddings.registry import ensure_active_model
 from tests.catalog.test_openapi import APP, CHECKS, EXAMPLES, same_connection  # noqa: F401  (fixture)
 from tests.conftest import BAD_CSV, SMALL_CSV
+from tests.integration.test_worker import Worker, broker  # noqa: F401  (fixture: Redis, eager off)
 
 
 @pytest.fixture
@@ -214,3 +216,20 @@ def fuzz_token(db, same_connection, django_user_model) -> str:
 def test_the_imports_api_answers_staff_as_documented(case, fuzz_token):
     # an explicit header: schemathesis would otherwise send the scheme's made-up tokens
     case.call_and_validate(app=APP, checks=CHECKS, headers={"Authorization": f"Bearer {fuzz_token}"})
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_an_api_import(broker, tmp_path, token):
+    """The upload is queued over Redis to a separate `celery worker` process, as in production."""
+    client = Client()
+    ensure_active_model()  # before the worker starts, as runsite's first migrate does
+    worker = Worker(tmp_path / "worker.log")
+    try:
+        response = client.post("/api/imports", {"file": zipped(SMALL_CSV.parent)}, **auth(token))
+        assert response.status_code == 202, response.content
+        state = poll(client, response.json()["url"], token, seconds=300)
+    finally:
+        worker.stop()
+    assert state["status"] == "done", (state, worker.text()[-3000:])
+    assert (state["created"], state["embedded"]) == (40, 40) and "import_catalogue" in worker.text()
