@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
+from catalog import analytics
 from catalog.images import sha256, store_product_image
 from catalog.jobs import job_state
-from catalog.models import ApiToken, ImportJob, Product
+from catalog.models import ApiToken, ImportJob, Product, SearchLog
 from catalog.tokens import create_token, revoke
 from catalog.uploads import UploadRefused, check_upload, queue_import
 
@@ -187,3 +192,58 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke_tokens(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
         count = revoke(queryset)
         messages.info(request, f"{count} token(s) revoked.")
+
+
+REPORT_DAYS = (1, 7, 30, 90)
+
+
+@admin.register(SearchLog)
+class SearchLogAdmin(admin.ModelAdmin):
+    """Search analytics: a report per day instead of a list of rows (catalog/analytics.py)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SearchLog | None = None) -> bool:
+        return False
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        extra = [path("export.csv", self.admin_site.admin_view(self.export_view), name="catalog_searchlog_export")]
+        return extra + super().get_urls()
+
+    def _span(self, request: HttpRequest) -> tuple[int, date, date, date | None]:
+        raw = request.GET.get("days", "")
+        days = int(raw) if raw.isascii() and raw.isdigit() and int(raw) in REPORT_DAYS else 7
+        end = timezone.localdate()
+        chosen = None
+        try:
+            chosen = date.fromisoformat(request.GET.get("day", ""))
+        except ValueError:
+            pass
+        return days, end - timedelta(days=days - 1), end, chosen
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        days, start, end, chosen = self._span(request)
+        first, last = (chosen, chosen) if chosen else (start, end)
+        per_day = analytics.days(start, end)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Search analytics",
+            "days": days, "day_choices": REPORT_DAYS, "per_day": per_day, "total": analytics.total(per_day), "chosen": chosen,
+            "first": first, "last": last, "enabled": settings.SEARCH_LOG_ENABLED, "keep_days": settings.SEARCH_LOG_DAYS,
+            "top": analytics.top_queries(first, last, limit=20),
+            "zero": analytics.top_queries(first, last, limit=20, zero_only=True),
+            "export_url": reverse("admin:catalog_searchlog_export") + f"?days={days}"
+                          + (f"&day={chosen.isoformat()}" if chosen else ""),
+        }
+        return render(request, "admin/catalog/searchlog/report.html", context)
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        days, start, end, chosen = self._span(request)
+        first, last = (chosen, chosen) if chosen else (start, end)
+        response = HttpResponse(analytics.export_csv(first, last), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="search-analytics-{first}-{last}.csv"'
+        return response

@@ -4,15 +4,17 @@ Fields may be added (mode, page, has_next, total_candidates, per-result sources)
 renamed or removed. docs/search.md and /api/openapi.json describe the parameters."""
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from catalog.analytics import ClickRefused, log_search, record_click
 from catalog.jobs import job_state
 from catalog.models import ImportJob
 from catalog.tokens import token_required
@@ -101,9 +103,10 @@ def facets_json(facets: Facets) -> dict:
 
 
 def result_json(request: HttpRequest, form: SearchForm, query: Any, result: SearchResult,
-                facets: Facets | None = None) -> dict:
+                facets: Facets | None = None, query_id: uuid.UUID | None = None) -> dict:
     body = {
         "query": query,
+        "query_id": str(query_id) if query_id else None,
         "took_ms": round(result.took_ms, 2),
         "results": [{**hit_json(request, h), "explanation": explanation_json(h)} for h in result.hits],
         "mode": result.mode,
@@ -152,7 +155,10 @@ def search_text(request: HttpRequest) -> JsonResponse:
     except SearchUnavailable as exc:
         return error(str(exc), 503)
     query: Any = form.query if not form.image_key else {"q": form.query, "image_id": form.image_key}
-    return JsonResponse(result_json(request, form, query, result, facets))
+    kind = "text" if not form.image_key else ("photo+text" if form.query else "photo")
+    query_id = log_search(result, text=form.query, kind=kind, source="api", page=form.page_number,
+                          same_as=request.GET.get("query_id"))
+    return JsonResponse(result_json(request, form, query, result, facets, query_id))
 
 
 @csrf_exempt
@@ -199,7 +205,9 @@ def search_image(request: HttpRequest) -> JsonResponse:
         return error(f"image: {exc}")
     query = {"image": upload.name, "width": image.width, "height": image.height, "image_id": stored.key,
              "q": form.query}
-    return JsonResponse(result_json(request, form, query, result, facets))
+    query_id = log_search(result, text=form.query, kind="photo+text" if form.query else "photo", source="api",
+                          page=form.page_number)
+    return JsonResponse(result_json(request, form, query, result, facets, query_id))
 
 
 @require_GET
@@ -274,3 +282,22 @@ def import_status(request: HttpRequest, job_id: str) -> JsonResponse:
     if job is None:
         return error(f"no import {job_id[:30]!r}", 404)
     return JsonResponse(import_json(request, job))
+
+
+@csrf_exempt  # navigator.sendBeacon from the search page; a click report changes no one's data
+@require_POST
+@rate_limit("click", "SEARCH_RATE_LIMIT", json=True)
+def click(request: HttpRequest) -> HttpResponse:
+    """POST /api/click (form fields or query string): query_id, sku, rank: a result was opened."""
+    try:
+        data = request.POST if request.POST else request.GET
+    except (MultiPartParserError, SuspiciousOperation) as exc:
+        return error(f"the body is not a valid form: {exc}")
+    fields = {name: data.get(name) for name in ("query_id", "sku", "rank")}
+    if any("\x00" in (value or "") for value in fields.values()):
+        return error("Null characters are not allowed.")
+    try:
+        record_click(fields["query_id"], fields["sku"], fields["rank"])
+    except ClickRefused as exc:
+        return error(str(exc), exc.status)
+    return HttpResponse(status=204)

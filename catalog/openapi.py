@@ -52,6 +52,10 @@ def response(query_schema: dict) -> dict:
         "required": ["query", "took_ms", "results"],
         "properties": {
             "query": query_schema,
+            "query_id": {"type": ["string", "null"], "format": "uuid",
+                         "description": "this search in the search log: report an opened result with POST /api/click; "
+                                        "pass it back as query_id when fetching another page of the same search. "
+                                        "null when SEARCH_LOG_ENABLED is off"},
             "took_ms": {"type": "number"},
             "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
             "mode": {"type": "string", "enum": ["hybrid", "semantic", "keyword"]},
@@ -151,7 +155,7 @@ IMPORT = {
 
 
 def errors(*codes: int) -> dict:
-    text = {400: "bad input, named in `error`", 404: "not found: img unknown or expired (search), no such import (imports)", 413: "upload too large",
+    text = {400: "bad input, named in `error`", 404: "not found: img unknown or expired (search), no such import (imports), unknown query_id or sku (click)", 413: "upload too large",
             401: "no token, a malformed Authorization header, or an unknown or revoked token",
             403: "the token's user is not staff",
             429: "too many requests from this client (SEARCH_RATE_LIMIT, PHOTO_SEARCH_RATE_LIMIT); "
@@ -208,6 +212,10 @@ def schema() -> dict:
                         {"name": "img", "in": "query",
                          "description": "query.image_id of an earlier POST /api/search/image: page or refine it",
                          "schema": {"type": "string", "maxLength": 22}},
+                        {"name": "query_id", "in": "query",
+                         "description": "the query_id of this search's first page: a later page then counts as the "
+                                        "same search in the search log",
+                         "schema": {"type": "string"}},
                     ],
                     "responses": {
                         "200": {"description": "ranked results", "content": {"application/json": {"schema": response(
@@ -260,6 +268,27 @@ def schema() -> dict:
                         "200": {"description": "categories first, then titles",
                                 "content": {"application/json": {"schema": SUGGESTIONS}}},
                         **errors(400, 429),
+                    },
+                }
+            },
+            "/api/click": {
+                "post": {
+                    "summary": "Report that a search result was opened (search analytics; the page sends it by beacon)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/x-www-form-urlencoded": {"schema": {
+                            "type": "object", "required": ["query_id", "sku", "rank"],
+                            "properties": {
+                                "query_id": {"type": "string", "format": "uuid",
+                                             "description": "the search's query_id"},
+                                "sku": {"type": "string", "description": "the opened product"},
+                                "rank": {"type": "integer", "minimum": 1, "maximum": 100000,
+                                         "description": "its place in the results, 1 = first (across pages)"},
+                            }}}},
+                    },
+                    "responses": {
+                        "204": {"description": "recorded (a repeated click on the same result counts once)"},
+                        **errors(400, 404, 429),
                     },
                 }
             },

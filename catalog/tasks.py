@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from catalog.analytics import prune
 from catalog.ingest import ImportFileError, prepare_upload, run_import
 from catalog.models import ImportJob
 
@@ -40,3 +41,9 @@ def reconcile() -> dict:
     from catalog.reconcile import reconcile as run
 
     return run().as_dict()
+
+
+@shared_task
+def prune_search_log() -> int:
+    """Delete search analytics older than SEARCH_LOG_DAYS (daily, from Celery beat)."""
+    return prune()

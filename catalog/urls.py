@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/search/image", api.search_image, name="api-search-image"),
     path("api/categories", api.categories, name="api-categories"),
     path("api/suggest", api.suggestions, name="api-suggest"),
+    path("api/click", api.click, name="api-click"),
     path("api/imports", api.imports, name="api-imports"),
     # <path:...>: any id answers JSON (404 for one that is not a job), never Django's HTML 404
     path("api/imports/<path:job_id>", api.import_status, name="api-import"),

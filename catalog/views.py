@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from catalog import openapi
+from catalog.analytics import log_search
 from catalog.api import BadRequest, parse_flag, parse_k, parse_query  # noqa: F401  (kept importable here)
 from catalog.facets import CENT, Facets, search_facets
 from catalog.forms import MODE_LABELS, SORT_LABELS, SearchForm
@@ -85,6 +86,12 @@ def search_page(request: HttpRequest) -> HttpResponse:
             context["query_kind"] = "browse"
         else:
             result = None
+        if context.get("query_kind") in ("text", "photo", "photo+text") and request.method == "GET":
+            # query_id: a later page of the same search (the page's script sends it when paging);
+            # replaces: the search the shopper was still typing
+            context["query_id"] = log_search(
+                result, text=form.query, kind=context["query_kind"], source="page", page=form.page_number,
+                same_as=request.GET.get("query_id"), replaces=request.GET.get("replaces"))
         if result is not None:
             context["result"] = result
             context["pages"] = _pages(form, result.total_candidates, keep)

@@ -234,6 +234,10 @@ SEARCH_QUERY_IMAGE_MAX_BYTES = envint("SEARCH_QUERY_IMAGE_MAX_BYTES", 200 * 1024
 # run the image tower) have their own, lower one.
 SEARCH_RATE_LIMIT = envrate("SEARCH_RATE_LIMIT", "120/m")
 PHOTO_SEARCH_RATE_LIMIT = envrate("PHOTO_SEARCH_RATE_LIMIT", "30/m")
+# Search analytics (catalog/analytics.py): each search and clicked result, without IPs or photos;
+# rows older than SEARCH_LOG_DAYS are deleted daily (beat) or by `manage.py prune_search_log`.
+SEARCH_LOG_ENABLED = envbool("SEARCH_LOG_ENABLED", True)
+SEARCH_LOG_DAYS = envint("SEARCH_LOG_DAYS", 90)
 
 # --- Celery ---
 # REDIS_URL names the broker. Without it the embedded default uses kombu's filesystem
@@ -297,6 +301,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(RECONCILE_INTERVAL_SECONDS),
         "options": {"expires": float(RECONCILE_INTERVAL_SECONDS)},
     },
+    "prune-search-log": {"task": "catalog.tasks.prune_search_log", "schedule": 24 * 3600.0,
+                         "options": {"expires": 3600.0}},
 }
 
 # --- cache (the rate limits' counters) ---

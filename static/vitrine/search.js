@@ -34,12 +34,20 @@
     live.textContent = "Something went wrong.";
   }
 
-  async function refresh(params) {
+  // Search analytics: a search typed on top of one still being typed replaces it in the log
+  // ("snea" -> "sneakers"), so the admin's top queries are what shoppers meant to search.
+  let typedQueryId = null;
+
+  // paging: another page of the same search, whose clicks count for it (query_id, not in the URL).
+  async function refresh(params, typing, paging) {
     if (inflight) inflight.abort();
     inflight = new AbortController();
     const url = "?" + params.toString();
     const fragment = new URLSearchParams(params);
     fragment.set("fragment", "1");
+    if (typing && typedQueryId) fragment.set("replaces", typedQueryId);
+    const shown = region.querySelector("#results-state");
+    if (paging && shown && shown.dataset.queryId) fragment.set("query_id", shown.dataset.queryId);
     document.body.classList.add("loading");
     try {
       const response = await fetch("?" + fragment.toString(), {
@@ -49,6 +57,7 @@
       region.innerHTML = html;
       const state = region.querySelector("#results-state");
       live.textContent = state ? state.dataset.status : "";
+      typedQueryId = typing && state ? state.dataset.queryId || null : null;
       swapFacets();
       history.replaceState(null, "", params.toString() ? url : location.pathname);
     } catch (err) {
@@ -77,9 +86,9 @@
     }
   }
 
-  function schedule(delay) {
+  function schedule(delay, typing) {
     clearTimeout(timer);
-    timer = setTimeout(() => refresh(currentParams()), delay);
+    timer = setTimeout(() => refresh(currentParams(), typing), delay);
   }
 
   // Typing: wait for a pause. Filters and sort: at once. Any change starts at page 1
@@ -88,7 +97,7 @@
     // "Search instead for what I typed" holds for that query only
     const keep = document.getElementById("keep-uncorrected");
     if (keep) keep.remove();
-    schedule(DEBOUNCE_MS);
+    schedule(DEBOUNCE_MS, true);
   });
   form.addEventListener("change", (e) => { if (e.target !== query && e.target !== photoInput) schedule(0); });
   form.addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(timer); refresh(currentParams()); });
@@ -110,12 +119,26 @@
     if (!link || e.ctrlKey || e.metaKey || e.shiftKey) return;
     e.preventDefault();
     const params = new URL(link.href).searchParams;
-    refresh(params).then(() => {
+    refresh(params, false, !!link.closest(".pagination")).then(() => {
       form.scrollIntoView({ behavior: "smooth", block: "start" });
       const first = region.querySelector(".card a");
       if (first) first.focus({ preventScroll: true });
     });
   });
+
+  // A result opened (click, middle click, Enter): tell the search log which one, by beacon,
+  // which the browser sends even as it leaves the page.
+  function reportClick(e) {
+    const link = e.target.closest(".card-link");
+    const card = link && link.closest(".card[data-rank]");
+    const state = region.querySelector("#results-state");
+    if (!card || !state || !state.dataset.queryId || !navigator.sendBeacon) return;
+    navigator.sendBeacon("/api/click", new URLSearchParams({
+      query_id: state.dataset.queryId, sku: card.dataset.sku, rank: card.dataset.rank,
+    }));
+  }
+  region.addEventListener("click", reportClick);
+  region.addEventListener("auxclick", (e) => { if (e.button === 1) reportClick(e); });
 
   setupSuggestions();
 
