@@ -70,3 +70,40 @@ def test_a_token_made_in_the_admin_imports_through_the_api(live_server, page, dj
     assert "ERP nightly export" in row.inner_text() and token not in page.content()
     assert "-" not in row.locator(".field-last_used_at").inner_text()  # used just now
     page.screenshot(path=SCREENSHOTS / "admin-api-tokens.png", full_page=True)
+
+
+def test_searches_and_clicks_reach_the_analytics_page(shop, page, django_user_model):
+    from catalog.models import SearchClick, SearchLog
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(shop + "/")
+    # typed slowly enough that every prefix is searched: the log keeps one search, "dark"
+    page.locator("#q").press_sequentially("dark", delay=400)
+    page.wait_for_function("document.querySelector('#results-state')?.dataset.queryId")
+    page.wait_for_timeout(500)
+    page.keyboard.press("Escape")  # close the autocomplete over the results
+    assert list(SearchLog.objects.values_list("text", flat=True)) == ["dark"]
+    second = page.locator("#results .card").nth(1)
+    sku, rank = second.get_attribute("data-sku"), second.get_attribute("data-rank")
+    assert rank == "2"
+    second.locator(".card-link").click()
+    page.wait_for_url("**/p/**")
+    for _ in range(50):
+        if SearchClick.objects.exists():
+            break
+        page.wait_for_timeout(100)
+    click = SearchClick.objects.get()
+    assert (click.search.text, click.product.sku, click.rank) == ("dark", sku, 2)
+    page.goto(shop + "/?q=xyzzyq&mode=keyword&correct=0")
+    page.goto(shop + "/?q=dark+trousers")
+
+    log_in(page, shop, django_user_model)
+    page.goto(shop + "/admin/catalog/searchlog/")
+    today = page.locator("#per-day tbody tr").first
+    assert [c.strip() for c in today.locator("td").all_inner_texts()][1:] == ["3", "1 (33%)", "33%", "1", "2.0"]
+    assert "xyzzyq" in page.locator("#zero-queries").inner_text()
+    assert "dark" in page.locator("#top-queries").inner_text()
+    page.screenshot(path=SCREENSHOTS / "admin-search-analytics.png", full_page=True)
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    assert "xyzzyq" in download.value.path().read_text()
