@@ -166,6 +166,8 @@ def run_mode(mode: str, photos: list[Path], seconds: float) -> dict:
         "errors": len(samples) - len(ok),
         "served_by_new_model": sum(1 for s in ok if s[3] == new.name),
         "first_10_ms": [round(t * 1000) for t in first10],
+        # When the slowest searches came (seconds after the switch): at the switch, or anywhere.
+        "slowest_5_at_s_ms": [(round(s[0], 1), round(s[1] * 1000)) for s in sorted(ok, key=lambda s: -s[1])[:5]],
         **{f"{k}_ms": v for k, v in stats_ms([s[1] for s in ok]).items() if k != "n"},
         "max_ms": round(max(s[1] for s in ok) * 1000, 1),
     }
