@@ -8,7 +8,8 @@ back to back for `--seconds`, in this mix (MIX):
 * ``text``: GET /api/search?q=... (demo/eval/queries.jsonl wordings; a few popular ones
   repeat, as in a shop), mode semantic or hybrid;
 * ``photo``: POST /api/search/image with a demo photo (multipart);
-* ``filtered``: a text search with a category and/or a price range;
+* ``filtered``: a text search with a category (70 %) and/or a price range (60 %), drawn
+  independently (12 % draw neither);
 * ``paged``: page 2..5 of a text search, or of the client's last photo search (img=<key>).
 
 Every answer that is not a 200 is an error. The per-client rate limits stay on, set by the
