@@ -119,7 +119,10 @@ class Supervisor:
         child.next_start = None
         if self.pid_dir:
             self.pid_dir.mkdir(parents=True, exist_ok=True)
-            (self.pid_dir / f"{child.name}.pid").write_text(f"{child.process.pid}\n")
+            # Written aside, then renamed: a reader never sees an empty or half-written file.
+            partial = self.pid_dir / f".{child.name}.pid.partial"
+            partial.write_text(f"{child.process.pid}\n")
+            partial.replace(self.pid_dir / f"{child.name}.pid")
 
     def check(self) -> None:
         """One pass: notice dead children, restart those whose back-off has passed."""

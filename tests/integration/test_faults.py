@@ -135,8 +135,16 @@ class Site:
             except (ProcessLookupError, ValueError):
                 pass
 
-    def pid(self, child: str) -> int:
-        return int((self.data / "run" / f"{child}.pid").read_text())
+    def pid(self, child: str, timeout: float = 10) -> int:
+        path = self.data / "run" / f"{child}.pid"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return int(path.read_text())
+            except (FileNotFoundError, ValueError):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{path} stayed missing or empty for {timeout:.0f}s:\n{self.text()[-2000:]}")
+                time.sleep(0.2)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
