@@ -47,17 +47,6 @@ def demo_vocabulary() -> tuple[list[str], list[int], list[str]]:
 
 def synthetic_titles(n: int, rng: random.Random) -> list[tuple[str, str]]:
     words, weights, cats = demo_vocabulary()
-    search_s, facets_s, matched = [], [], []
-    for q in queries:
-        t0 = time.perf_counter()
-        result = search(q, mode="keyword", k=24)
-        t1 = time.perf_counter()
-        facets = search_facets(result)
-        t2 = time.perf_counter()
-        search_s.append(t1 - t0)
-        facets_s.append(t2 - t1)
-        matched.append(facets.matched)
-
     rows = []
     for _ in range(n):
         category = rng.choice(cats)
