@@ -49,9 +49,9 @@ def catalogue_records() -> list[Record]:
 
 
 def active_features() -> KnownFeatures | None:
-    """The active model's stored backbone features of every product, for training to reuse
-    as its plain view (a first training after the demo import skips a third of its
-    backbone passes). None when the active model has no plain backbone features."""
+    """The active model's stored backbone features, for training to reuse as its plain view
+    (a first training after the demo import skips a third of its backbone passes); read only
+    for the products the feature cache lacks. None when the active model has none."""
     from embeddings.registry import encoder_for
     from embeddings.training import KnownFeatures
 
@@ -61,9 +61,15 @@ def active_features() -> KnownFeatures | None:
     if model.joint and not model.image_feat_dim:
         return None
     column = "image_feat" if model.joint else "image_vec"
-    rows = ProductVector.current(model).values_list("product__sku", column)
-    by_sku = {sku: np.asarray(vector, np.float32) for sku, vector in rows.iterator(chunk_size=2000)}
-    return KnownFeatures(model.backbone, encoder_for(model).image_size, by_sku)
+
+    def fetch(skus: list[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(skus), 2000):
+            rows = ProductVector.current(model).filter(product__sku__in=skus[start : start + 2000])
+            out.update((sku, np.asarray(v, np.float32)) for sku, v in rows.values_list("product__sku", column))
+        return out
+
+    return KnownFeatures(model.backbone, encoder_for(model).image_size, fetch)
 
 
 def _git_commit() -> str:

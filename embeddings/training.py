@@ -62,12 +62,13 @@ def seed_everything(seed: int) -> None:
 @dataclass
 class KnownFeatures:
     """Backbone features of the plain view (view 0) computed before, e.g. the active model's
-    stored vectors, by sku. Used when the backbone and input size match: one backbone pass
-    per product fewer (the head normalises features, so unit-length ones do)."""
+    stored vectors. Used when the backbone and input size match: one backbone pass per
+    product fewer (the head normalises features, so unit-length ones do). ``fetch`` is asked
+    once, for the skus the feature cache lacks, and returns those it has."""
 
     backbone: str
     image_size: int
-    by_sku: dict[str, np.ndarray]
+    fetch: Callable[[list[str]], dict[str, np.ndarray]]
 
 
 def extract_features(
@@ -90,9 +91,6 @@ def extract_features(
     assert tower.backbone is not None
     spec = backbone_spec(tower.backbone_name)
     size = tower.cfg.image_size
-    view0: dict[str, np.ndarray] = {}
-    if known is not None and (known.backbone, known.image_size) == (tower.backbone_name, size):
-        view0 = {sku: f for sku, f in known.by_sku.items() if f.shape == (tower.feat_dim,)}
     # The folder names the views it holds: cached arrays of another view recipe never mix in.
     first_perturbed = 2 if flip else 1
     cache = cache_dir / f"{tower.backbone_name}_{size}_{'f' if flip else ''}p{views - first_perturbed}"
@@ -117,6 +115,10 @@ def extract_features(
                 continue
         todo.append((i, path, data))
 
+    view0: dict[str, np.ndarray] = {}
+    if todo and known is not None and (known.backbone, known.image_size) == (tower.backbone_name, size):
+        fetched = known.fetch([records[i].sku for i, _, _ in todo])
+        view0 = {sku: f for sku, f in fetched.items() if f.shape == (tower.feat_dim,)}
     total = len(todo)
     for start in range(0, total, batch_size):
         chunk = todo[start : start + batch_size]

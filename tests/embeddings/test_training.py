@@ -160,12 +160,15 @@ def test_known_plain_view_features_spare_that_backbone_pass(tmp_path) -> None:
 
     rng = np.random.default_rng(0)
     stored = {r.sku: rng.normal(size=tower.feat_dim).astype(np.float32) for r in records}
-    known = KnownFeatures("efficientnet_lite0", 96, stored)
+    def fetch(skus):
+        return {sku: stored[sku] for sku in skus}
+
+    known = KnownFeatures("efficientnet_lite0", 96, fetch)
     reused, _ = extract_features(records, tower, tmp_path / "b", views=3, known=known)
     assert np.allclose(reused[:, 0], np.stack([stored[r.sku] for r in records]), atol=1e-2)  # cached as fp16
     assert np.allclose(reused[:, 1:], computed[:, 1:], atol=1e-2)  # the other views still computed
 
     # Features of another backbone or input size are never mixed in.
-    for other in (KnownFeatures("resnet50", 96, stored), KnownFeatures("efficientnet_lite0", 224, stored)):
+    for other in (KnownFeatures("resnet50", 96, fetch), KnownFeatures("efficientnet_lite0", 224, fetch)):
         again, _ = extract_features(records, tower, tmp_path / f"c-{other.backbone}-{other.image_size}", views=3, known=other)
         assert np.allclose(again, computed, atol=1e-2)
