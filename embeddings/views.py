@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 
 from catalog.models import Product
 from embeddings import maps
-from embeddings.models import EmbeddingModel, EvaluationRun, ProductVector
+from embeddings.models import EmbeddingModel, EvaluationRun, ProductVector, TrainingJob
 
 METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MRR@10", "mAP@10", "P@10")
 TASK_ORDER = ("text→image", "image→image")
@@ -70,7 +70,24 @@ def registry(request: HttpRequest) -> HttpResponse:
             "metrics": _training_metrics(model.metrics or {}),
             "has_curve": bool(model.curve),
         })
-    return render(request, "embeddings/registry.html", {"rows": rows, "products": products})
+    training = [
+        {"job": job, "percent": _percent(job.progress), "phase": TRAINING_PHASES.get(job.progress.get("phase"), "starting")}
+        for job in TrainingJob.objects.filter(status__in=[TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING])
+    ]
+    return render(request, "embeddings/registry.html", {"rows": rows, "products": products, "training": training})
+
+
+TRAINING_PHASES = {
+    "features": "photo features",
+    "distill": "word meaning (distilling MiniLM)",
+    "train": "training the towers",
+}
+
+
+def _percent(progress: dict) -> int:
+    """How far the current phase of a training is (features, distill, train), 0-100."""
+    done, total = progress.get("done") or 0, progress.get("total") or 0
+    return min(100, round(100 * done / total)) if total else 0
 
 
 @require_GET

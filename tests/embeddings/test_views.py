@@ -47,6 +47,22 @@ def test_registry_shows_activation_progress(client, small_catalogue):
     assert "40 of 40 products up to date" in page  # the active baseline
 
 
+def test_registry_shows_a_training_in_progress(client):
+    from embeddings.models import TrainingJob
+
+    TrainingJob.objects.create(status=TrainingJob.Status.QUEUED)
+    running = TrainingJob.objects.create(
+        status=TrainingJob.Status.RUNNING,
+        progress={"phase": "train", "epoch": 10, "epochs": 40, "done": 10, "total": 40},
+    )
+    TrainingJob.objects.create(status=TrainingJob.Status.DONE, progress={"phase": "train", "done": 40, "total": 40})
+    html = client.get(reverse("embeddings:registry")).content.decode()
+    assert f"Training #{running.pk}: training the towers" in html
+    assert 'aria-valuenow="25"' in html and "epoch 10 of at most 40" in html
+    assert html.count('class="training-now"') == 2  # the queued and the running one, not the finished one
+    assert "waiting for an embed worker" in html
+
+
 def test_curve_is_served_only_from_models_dir(client, settings, tmp_path):
     settings.MODELS_DIR = tmp_path / "models"
     (tmp_path / "models" / "m").mkdir(parents=True)
