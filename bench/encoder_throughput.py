@@ -45,6 +45,7 @@ def _backbone(name: str):  # type: ignore[no-untyped-def]
 
 def _pixels(batch: int, size: int):  # type: ignore[no-untyped-def]
     # Real pixels (demo photos) rather than noise, so cosine checks compare meaningful features.
+    import torch
     from PIL import Image
 
     from embeddings.backbones import backbone_spec
@@ -52,7 +53,7 @@ def _pixels(batch: int, size: int):  # type: ignore[no-untyped-def]
 
     images = [Image.open(ROOT / "demo" / row["image"]).convert("RGB") for row in _demo_rows(batch)]
     spec = backbone_spec("efficientnet_lite0")
-    return to_model_input(images, size, spec.mean, spec.std)
+    return torch.from_numpy(to_model_input(images, size, spec.mean, spec.std))
 
 
 def _demo_rows(n: int) -> list[dict]:
@@ -187,8 +188,8 @@ def bench_jpeg(n: int = 40) -> tuple[list[dict], dict]:
     model = _backbone("efficientnet_lite0")
     spec = backbone_spec("efficientnet_lite0")
     with torch.inference_mode():
-        a = model(to_model_input([crops["no draft"]], 224, spec.mean, spec.std))
-        b = model(to_model_input([crops["draft(224)"]], 224, spec.mean, spec.std))
+        a = model(torch.from_numpy(to_model_input([crops["no draft"]], 224, spec.mean, spec.std)))
+        b = model(torch.from_numpy(to_model_input([crops["draft(224)"]], 224, spec.mean, spec.std)))
     return rows, {"draft_vs_full_decode_lite0_cosine": _cos_min(a, b)}
 
 

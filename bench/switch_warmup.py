@@ -66,7 +66,8 @@ def prepare_catalogue(products: int) -> list[Path]:
             writer.writeheader()
             writer.writerows(rows)
         for r in rows:
-            (folder / r["image"]).write_bytes((DEMO_CSV.parent / r["image"]).read_bytes())
+            for ref in [r["image"], *filter(None, (r.get("images") or "").split("|"))]:  # with further photos
+                (folder / ref).write_bytes((DEMO_CSV.parent / ref).read_bytes())
         job = ImportJob.objects.create(source_name="switch bench", csv_path=str(folder / "catalogue.csv"))
         run_import(job, queue_embeddings=False)
     ids = list(Product.objects.values_list("pk", flat=True))

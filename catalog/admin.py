@@ -10,12 +10,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from catalog import analytics
 from catalog.images import sha256, store_product_image
 from catalog.jobs import job_state
-from catalog.models import ApiToken, ImportJob, Product, SearchLog
+from catalog.models import ApiToken, ImportJob, PopularQuery, Product, ProductPopularity, SearchLog
 from catalog.tokens import create_token, revoke
 from catalog.uploads import UploadRefused, check_upload, queue_import
 
@@ -26,7 +26,7 @@ class ProductAdmin(admin.ModelAdmin):
     list_display_links = ["thumb", "sku"]
     list_filter = ["category", "updated_at"]
     search_fields = ["sku", "title", "description"]
-    readonly_fields = ["image_hash", "content_hash", "created_at", "updated_at", "preview"]
+    readonly_fields = ["image_hash", "content_hash", "created_at", "updated_at", "preview", "further_photos"]
     exclude = ["thumbnail"]
     list_per_page = 50
 
@@ -40,6 +40,20 @@ class ProductAdmin(admin.ModelAdmin):
     def preview(self, obj: Product) -> str:
         return format_html('<img src="{}" width="192">', obj.thumbnail.url) if obj.thumbnail else "-"
 
+    @admin.display(description="further photos")
+    def further_photos(self, obj: Product) -> str:
+        # Read-only: they change by importing the row again, which keeps the unchanged ones
+        # and their vectors (catalog/ingest.py).
+        photos = list(obj.photos.all()) if obj.pk else []
+        if not photos:
+            return "none (the CSV's images column adds them)"
+        cells = format_html_join(
+            "", '<figure style="display:inline-block;margin:0 .5rem .5rem 0"><img src="{}" width="96">'
+            '<figcaption>photo {} · <code title="sha256">{}</code></figcaption></figure>',
+            ((p.thumbnail.url, p.position, p.sha256[:12]) for p in photos),
+        )
+        return format_html("<div>{}</div>", cells)
+
     def save_model(self, request: HttpRequest, obj: Product, form: forms.ModelForm, change: bool) -> None:
         from embeddings.dispatch import queue_embedding
 
@@ -49,7 +63,7 @@ class ProductAdmin(admin.ModelAdmin):
             obj.image_hash = sha256(data)
             obj.image.name, obj.thumbnail.name = store_product_image(data, obj.image_hash)
         obj.content_hash = Product.compute_content_hash(
-            obj.title, obj.description, obj.category, obj.price, obj.image_hash
+            obj.title, obj.description, obj.category, obj.price, obj.image_hash, obj.photo_hashes()
         )
         super().save_model(request, obj, form, change)
         # Same path as an import: the row is committed, then its vectors are queued.
@@ -234,6 +248,10 @@ class SearchLogAdmin(admin.ModelAdmin):
             "first": first, "last": last, "enabled": settings.SEARCH_LOG_ENABLED, "keep_days": settings.SEARCH_LOG_DAYS,
             "top": analytics.top_queries(first, last, limit=20),
             "zero": analytics.top_queries(first, last, limit=20, zero_only=True),
+            "popular": PopularQuery.objects.order_by("-score", "text")[:20],
+            "clicked": ProductPopularity.objects.select_related("product").order_by("-score", "product_id")[:20],
+            "min_visitors": max(2, settings.SUGGEST_POPULAR_MIN_VISITORS), "half_life": settings.POPULARITY_HALF_LIFE_DAYS,
+            "refresh_minutes": settings.POPULARITY_REFRESH_MINUTES, "boost": settings.SEARCH_POPULARITY_WEIGHT,
             "export_url": reverse("admin:catalog_searchlog_export") + f"?days={days}"
                           + (f"&day={chosen.isoformat()}" if chosen else ""),
         }

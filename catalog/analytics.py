@@ -1,7 +1,8 @@
 """Search analytics: every search logged (one INSERT), clicks on its results, daily figures.
 
 What is kept is the search, never the shopper: no IP address, cookie, session, user or
-photo. A photo search is kind "photo" (its words, if any, in `text`). Search ids are random
+photo; only a hash that tells one day's visitors apart and is untraceable once the day is over
+(catalog/popularity.py, which turns the log into popular queries and products). A photo search is kind "photo" (its words, if any, in `text`). Search ids are random
 UUIDs handed to the client that ran the search, which reports clicks with them
 (POST /api/click). Off with SEARCH_LOG_ENABLED=false; rows older than SEARCH_LOG_DAYS are
 deleted by `prune_search_log` (a management command, also run daily by Celery beat).
@@ -17,9 +18,11 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 from django.db.models import Avg, Count, Exists, F, FloatField, OuterRef, Q
 from django.db.models.functions import Cast, TruncDate
+from django.http import HttpRequest
 from django.utils import timezone
 
 from catalog.models import Product, SearchClick, SearchLog
+from catalog.popularity import refresh, visitor_hash
 from catalog.search import SearchResult
 
 # Search-as-you-type: a search typed on top of one shown less than this long ago replaces it
@@ -37,9 +40,12 @@ def _as_uuid(raw: str | None) -> uuid.UUID | None:
 
 
 def log_search(result: SearchResult, *, text: str, kind: str, source: str, page: int = 1,
-               same_as: str | None = None, replaces: str | None = None) -> uuid.UUID | None:
+               same_as: str | None = None, replaces: str | None = None,
+               request: HttpRequest | None = None) -> uuid.UUID | None:
     """Record a search that was answered; return its id (None when logging is off).
 
+    request: the search's request, told apart from other visitors of the day by
+    catalog.popularity.visitor_hash (never stored itself).
     same_as: the id of this very search shown earlier (a later page): reused when it names a
     search with the same words and kind. replaces: the id of a search the shopper was still
     typing (the page sends it): overwritten when recent and unclicked. Otherwise one INSERT."""
@@ -51,7 +57,9 @@ def log_search(result: SearchResult, *, text: str, kind: str, source: str, page:
                                             created_at__gte=timezone.now() - PAGE_REUSE).exists():
         return earlier
     fields = {"created_at": timezone.now(), "kind": kind, "text": text, "mode": result.mode, "page": page,
-              "results": result.total_candidates, "took_ms": round(result.took_ms, 2), "source": source}
+              "results": result.total_candidates, "took_ms": round(result.took_ms, 2), "source": source,
+              "corrected": result.correction is not None,
+              "visitor": visitor_hash(request) if request is not None else ""}
     typed = _as_uuid(replaces)
     if typed and SearchLog.objects.filter(
         pk=typed, created_at__gte=fields["created_at"] - timedelta(seconds=REPLACE_SECONDS),
@@ -84,9 +92,11 @@ def record_click(search_id: str | None, sku: str | None, rank: str | None) -> No
 
 
 def prune(days: int | None = None) -> int:
-    """Delete searches (and their clicks) older than `days` (SEARCH_LOG_DAYS); return how many."""
+    """Delete searches (and their clicks) older than `days` (SEARCH_LOG_DAYS); return how many.
+    The popularity aggregates are rebuilt at once, so they hold nothing that was deleted."""
     keep = settings.SEARCH_LOG_DAYS if days is None else days
     deleted, per_model = SearchLog.objects.filter(created_at__lt=timezone.now() - timedelta(days=keep)).delete()
+    refresh()
     return per_model.get("catalog.SearchLog", 0)
 
 

@@ -15,8 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.analytics import ClickRefused, log_search, record_click
+from catalog.examples import Examples, ExamplesRefused
 from catalog.jobs import job_state
-from catalog.models import ImportJob
+from catalog.models import ImportJob, Product
 from catalog.tokens import token_required
 from catalog.uploads import UploadRefused, check_upload, queue_import
 from catalog.forms import MAX_K, MAX_QUERY_CHARS, SearchForm
@@ -41,6 +42,7 @@ from catalog.search import (
 from catalog.ratelimit import rate_limit
 from catalog.serializers import hit_json
 from catalog.suggest import MAX_PREFIX_CHARS, suggest
+from searchsite.db_router import reads_search_database
 
 __all__ = ["BadRequest", "parse_k", "parse_query", "MAX_K", "MAX_QUERY_CHARS"]
 
@@ -85,6 +87,38 @@ def parse_flag(raw: str | None, name: str, default: bool) -> bool:
     raise BadRequest(f"{name} must be true or false (or 1 or 0), got {raw[:20]!r}")  # type: ignore[index]
 
 
+def form_examples(form: SearchForm) -> Examples:
+    """The form's example products and photos looked up (skus -> ids, photo ids -> vectors);
+    an unknown sku or an unknown or expired photo id is a BadRequest naming it."""
+    if not form.has_examples:
+        return Examples()
+    products: dict[str, tuple[int, ...]] = {}
+    for name in ("like", "unlike"):
+        wanted = form.example_values(name)
+        found = dict(Product.objects.filter(sku__in=wanted).values_list("sku", "pk"))
+        unknown = [sku for sku in wanted if sku not in found]
+        if unknown:
+            raise BadRequest(f"{name}: no product with sku {unknown[0][:60]!r}")
+        products[name] = tuple(found[sku] for sku in wanted)
+    photos: dict[str, tuple] = {}
+    for name in ("like_img", "unlike_img"):
+        vectors = []
+        for key in form.example_values(name):
+            stored = find_query_image(key)
+            if stored is None:
+                raise BadRequest(f"{name}: photo search {key!r} is unknown or expired: upload the photo again")
+            vectors.append(query_vector(stored, active_model()))
+        photos[name] = tuple(vectors)
+    return Examples(like=products["like"], unlike=products["unlike"], like_photos=photos["like_img"],
+                    unlike_photos=photos["unlike_img"], avoid=tuple(form.example_values("avoid")))
+
+
+def examples_json(form: SearchForm, result: SearchResult) -> dict:
+    """The examples searched with; `avoid` includes the words' own "not x" / "-x"."""
+    return {**{name: form.example_values(name) for name in ("like", "unlike", "like_img", "unlike_img")},
+            "avoid": list(result.examples.avoid)}
+
+
 def explanation_json(hit: Hit) -> list[dict]:
     return [{"signal": c.signal, "label": c.label, "rank": c.rank,
              "score": None if c.score is None else round(c.score, 6),
@@ -118,6 +152,9 @@ def result_json(request: HttpRequest, form: SearchForm, query: Any, result: Sear
         "model": result.model.name if result.model else None,
         "corrected_query": result.correction.corrected if result.correction else None,
         "corrections": result.correction.words if result.correction else {},
+        "searched": result.query,
+        "text_weight": result.text_weight,
+        "examples": examples_json(form, result),
     }
     if facets is not None:
         body["facets"] = facets_json(facets)
@@ -127,13 +164,15 @@ def result_json(request: HttpRequest, form: SearchForm, query: Any, result: Sear
 @require_GET
 @rate_limit("search", "SEARCH_RATE_LIMIT", json=True)
 @reuse_query_vectors()
+@reads_search_database
 def search_text(request: HttpRequest) -> JsonResponse:
     """GET /api/search: words (q) and/or a stored photo (img) with filters and paging."""
     form = SearchForm(request.GET)
     if not form.is_valid():
         return error(form.first_error())
-    if not form.query and not form.image_key:
-        return error("q is required: the text to search for (or img, the id of a photo search)")
+    if not form.query and not form.image_key and not form.has_examples:
+        return error("q is required: the text to search for (or img, the id of a photo search, or like, "
+                     "a product to find more like)")
     try:
         want_facets = parse_flag(request.GET.get("facets"), "facets", False)
         correct = parse_flag(request.GET.get("correct"), "correct", True)
@@ -146,18 +185,23 @@ def search_text(request: HttpRequest) -> JsonResponse:
             if stored is None:
                 return error(f"img {form.image_key!r} is unknown or expired: upload the photo again", 404)
             vector = query_vector(stored, active_model())
+        examples = form_examples(form)
         result = search(
             form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
             sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct,
+            examples=examples, text_weight=form.words_weight,
         )
         facets = (search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
                   if want_facets else None)
     except SearchUnavailable as exc:
         return error(str(exc), 503)
+    except ValueError as exc:  # BadRequest, or search() refusing the examples
+        return error(str(exc))
     query: Any = form.query if not form.image_key else {"q": form.query, "image_id": form.image_key}
     kind = "text" if not form.image_key else ("photo+text" if form.query else "photo")
+    # Examples alone (no words, no photo) are not a query to count in the search log.
     query_id = log_search(result, text=form.query, kind=kind, source="api", page=form.page_number,
-                          same_as=request.GET.get("query_id"))
+                          same_as=request.GET.get("query_id"), request=request) if form.query or form.image_key else None
     return JsonResponse(result_json(request, form, query, result, facets, query_id))
 
 
@@ -165,6 +209,7 @@ def search_text(request: HttpRequest) -> JsonResponse:
 @require_POST
 @rate_limit("photo", "PHOTO_SEARCH_RATE_LIMIT", json=True)
 @reuse_query_vectors()
+@reads_search_database
 def search_image(request: HttpRequest) -> JsonResponse:
     """POST /api/search/image: multipart `image`, optional `q` (a composed query) and the
     same fields as GET /api/search. The answer's query.image_id pages it via GET."""
@@ -187,6 +232,7 @@ def search_image(request: HttpRequest) -> JsonResponse:
     if upload is None:
         return error("multipart field 'image' is required")
     try:
+        examples = form_examples(form)
         image = read_query_image(upload)
         model = active_model()
         vector = image_query_vectors(model, image)
@@ -194,6 +240,7 @@ def search_image(request: HttpRequest) -> JsonResponse:
         result = search(
             form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
             sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct,
+            examples=examples, text_weight=form.words_weight,
         )
         facets = (search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
                   if want_facets else None)
@@ -201,17 +248,20 @@ def search_image(request: HttpRequest) -> JsonResponse:
         return error(str(exc), 413)
     except SearchUnavailable as exc:
         return error(str(exc), 503)
+    except (BadRequest, ExamplesRefused) as exc:
+        return error(str(exc))
     except ValueError as exc:
         return error(f"image: {exc}")
     query = {"image": upload.name, "width": image.width, "height": image.height, "image_id": stored.key,
              "q": form.query}
     query_id = log_search(result, text=form.query, kind="photo+text" if form.query else "photo", source="api",
-                          page=form.page_number)
+                          page=form.page_number, request=request)
     return JsonResponse(result_json(request, form, query, result, facets, query_id))
 
 
 @require_GET
 @rate_limit("search", "SEARCH_RATE_LIMIT", json=True)
+@reads_search_database
 def categories(request: HttpRequest) -> JsonResponse:
     """GET /api/categories: [{"name", "count"}] for the filter UI."""
     return JsonResponse({"categories": [{"name": n, "count": c} for n, c in category_counts()]})
@@ -222,6 +272,7 @@ MAX_SUGGESTIONS = 20
 
 @require_GET
 @rate_limit("suggest", "SEARCH_RATE_LIMIT", json=True)
+@reads_search_database
 def suggestions(request: HttpRequest) -> JsonResponse:
     """GET /api/suggest?q=<what has been typed>&k=: completions for the search box."""
     prefix = request.GET.get("q", "")

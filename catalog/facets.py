@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
-from django.db import connection
 
 from catalog.keyword import match_clause
 from catalog.search import MAX_DEPTH, NO_FILTERS, Filters, QueryVectors, SearchResult, search
 from catalog.suggest import categories
+from searchsite.db_router import search_connection
 
 CENT = Decimal("0.01")
 MAX_BUCKETS = 6
@@ -72,7 +72,7 @@ def price_step(low: Decimal, high: Decimal) -> Decimal:
 def _counts(basis: str, condition: str, params: list, filters: Filters) -> Facets:
     price_only = Filters(None, filters.min_price, filters.max_price)
     category_only = Filters(filters.category)
-    with connection.cursor() as cursor:
+    with search_connection().cursor() as cursor:
         where, where_params = price_only.sql("p")
         cursor.execute(
             f"SELECT p.category, count(*) FROM catalog_product p WHERE {condition}{where} GROUP BY p.category",
@@ -117,7 +117,7 @@ def search_facets(
     `image_vector` and `min_score` it was made with)."""
     if result.mode == "browse":
         return _counts("catalogue", "TRUE", [], filters)
-    if result.mode == "keyword" and image_vector is None and result.query and min_score is None:
+    if result.mode == "keyword" and image_vector is None and result.query and min_score is None and not result.examples:
         condition, params = match_clause(result.query)
         return _counts("full_text", condition, params, filters)
     pool = result
@@ -125,6 +125,6 @@ def search_facets(
         # The query's own pool: no filters, the standard depth. The words are already
         # corrected, so they are not corrected again.
         pool = search(result.query, mode=result.mode, k=1, min_score=min_score, image_vector=image_vector,
-                      model=result.model)
+                      model=result.model, examples=result.examples, text_weight=result.text_weight)
     facets = _counts("candidates", "p.id = ANY(%s)", [pool.candidates], filters)
     return Facets(facets.basis, facets.matched, facets.categories, facets.prices, pool=len(pool.candidates))

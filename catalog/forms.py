@@ -9,6 +9,7 @@ from django import forms
 from django.conf import settings
 from django.core.validators import RegexValidator
 
+from catalog.models import SKU_MAX_LENGTH
 from catalog.search import MODES, SORTS, Filters
 
 MAX_K = 100
@@ -17,6 +18,30 @@ PER_PAGE = 24
 
 SORT_LABELS = {"relevance": "Best match", "price_asc": "Price: low to high", "price_desc": "Price: high to low"}
 MODE_LABELS = {"hybrid": "Smart", "semantic": "Meaning", "keyword": "Exact words"}
+
+
+class ListField(forms.Field):
+    """A repeatable parameter (?like=a&like=b): its values stripped, blanks and repeats dropped."""
+
+    widget = forms.MultipleHiddenInput
+
+    def __init__(self, *, max_length: int, what: str, pattern: str | None = None, **kwargs: Any) -> None:
+        super().__init__(required=False, **kwargs)
+        self.max_length, self.what, self.pattern = max_length, what, re.compile(pattern) if pattern else None
+
+    def to_python(self, value: Any) -> list[str]:
+        values = value if isinstance(value, (list, tuple)) else ([] if value in (None, "") else [value])
+        return list(dict.fromkeys(v.strip() for v in map(str, values) if v.strip()))
+
+    def validate(self, value: list[str]) -> None:
+        for item in value:
+            if "\x00" in item:
+                raise forms.ValidationError("Null characters are not allowed.")
+            if len(item) > self.max_length or (self.pattern and not self.pattern.fullmatch(item)):
+                raise forms.ValidationError(f"{item[:30]!r} is not {self.what}")
+
+
+EXAMPLE_FIELDS = ("like", "unlike", "like_img", "unlike_img", "avoid")
 
 
 def _number(name: str, kind: str = "a number") -> dict[str, str]:
@@ -42,9 +67,20 @@ class SearchForm(forms.Form):
                                            "min_value": f"k must be from 1 to {MAX_K}",
                                            "max_value": f"k must be from 1 to {MAX_K}"})
     min_score = forms.FloatField(required=False, min_value=-1, max_value=1, error_messages=_number("min_score"))
+    text_weight = forms.FloatField(required=False, min_value=0, max_value=1,
+                                   error_messages={**_number("text_weight", "a number from 0 to 1"),
+                                                   "min_value": "text_weight must be from 0 to 1",
+                                                   "max_value": "text_weight must be from 0 to 1"})
     img = forms.CharField(required=False, max_length=22, validators=[
         RegexValidator(r"^[A-Za-z0-9_-]+$", "img must be an id returned by a photo search")],
         error_messages={"max_length": "img must be an id returned by a photo search"})
+
+    # More like this, less like that: products (by sku), stored photo searches (by id), words.
+    like = ListField(max_length=SKU_MAX_LENGTH, what="a product sku")
+    unlike = ListField(max_length=SKU_MAX_LENGTH, what="a product sku")
+    like_img = ListField(max_length=22, pattern=r"[A-Za-z0-9_-]+", what="an id returned by a photo search")
+    unlike_img = ListField(max_length=22, pattern=r"[A-Za-z0-9_-]+", what="an id returned by a photo search")
+    avoid = ListField(max_length=100, what="a phrase of at most 100 characters")
 
     def __init__(self, data: Any = None, *, per_page: int = PER_PAGE) -> None:
         super().__init__(data)
@@ -58,6 +94,10 @@ class SearchForm(forms.Form):
         low, high = data.get("min_price"), data.get("max_price")
         if low is not None and high is not None and low > high:
             raise forms.ValidationError(f"min_price ({low}) is above max_price ({high})")
+        given = sum(len(data.get(name) or ()) for name in EXAMPLE_FIELDS)
+        if given > settings.SEARCH_MAX_EXAMPLES:
+            raise forms.ValidationError(f"too many examples: {given} in {', '.join(EXAMPLE_FIELDS)}; "
+                                        f"at most {settings.SEARCH_MAX_EXAMPLES} (SEARCH_MAX_EXAMPLES)")
         return data
 
     def first_error(self) -> str:
@@ -104,25 +144,40 @@ class SearchForm(forms.Form):
         return self.cleaned_data.get("min_score")
 
     @property
+    def words_weight(self) -> float | None:
+        """text_weight: how much words weigh against the photo (None: SEARCH_TEXT_WEIGHT)."""
+        return self.cleaned_data.get("text_weight")
+
+    @property
     def image_key(self) -> str:
         return self.cleaned_data.get("img") or ""
 
-    def params(self, **changes: Any) -> dict[str, str]:
-        """The query string of this search (defaults left out), with `changes` applied."""
+    def example_values(self, name: str) -> list[str]:
+        return list(self.cleaned_data.get(name) or [])
+
+    @property
+    def has_examples(self) -> bool:
+        return any(self.cleaned_data.get(name) for name in EXAMPLE_FIELDS)
+
+    def params(self, **changes: Any) -> dict[str, str | list[str]]:
+        """The query string of this search (defaults left out), with `changes` applied;
+        the example lists are lists (urlencode with doseq)."""
         values: dict[str, Any] = {
             "q": self.query, "img": self.image_key, "mode": self.cleaned_data.get("mode") or "",
             "category": self.filters.category or "", "min_price": self.cleaned_data.get("min_price"),
             "max_price": self.cleaned_data.get("max_price"), "sort": self.cleaned_data.get("sort") or "",
             "min_score": self.score_cutoff, "page": self.page_number, "k": self.cleaned_data.get("k"),
+            "text_weight": self.words_weight,
+            **{name: self.example_values(name) for name in EXAMPLE_FIELDS},
         }
         values.update(changes)
         if values.get("page") == 1:
             values["page"] = None
-        out = {}
+        out: dict[str, str | list[str]] = {}
         for name, value in values.items():
-            if value in (None, ""):
+            if value in (None, "", []):
                 continue
-            out[name] = _plain(value)
+            out[name] = [str(v) for v in value] if isinstance(value, (list, tuple)) else _plain(value)
         return out
 
 

@@ -39,6 +39,10 @@ def rrf(
     whose words match nothing (an empty keyword list) still scores its semantic hits on
     the same scale. ``restrict_to`` keeps only those items (a re-ranking of one list by
     the others). Ties keep the order of first appearance, so fusion is deterministic.
+
+    A list with a negative weight (what the shopper wants less of) subtracts
+    ``|weight| / (k + rank)`` from the items the positive lists found, and adds none: it
+    demotes an item by how near the top of that list it is. The score may then be <= 0.
     """
     if k < 1:
         raise ValueError("k must be >= 1")
@@ -46,16 +50,23 @@ def rrf(
     totals: dict[T, float] = {}
     sources: dict[T, dict[str, float]] = {}
     best = 0.0
-    for name, ranking in rankings.items():
-        weight = float(weights.get(name, 1.0))
-        if not ranking or weight <= 0:
+    live = [(name, ranking, float(weights.get(name, 1.0))) for name, ranking in rankings.items() if ranking]
+    # Positive lists first: they decide which items are candidates at all.
+    live.sort(key=lambda entry: entry[2] < 0)
+    for name, ranking, weight in live:
+        if weight == 0:
             continue
-        best += weight / (k + 1)
+        if weight > 0:
+            best += weight / (k + 1)
         for rank, (item, score) in enumerate(ranking, start=1):
             if item in sources and name in sources[item]:
                 continue  # a duplicate further down the same list counts once
+            if weight < 0 and item not in totals:
+                continue
             totals[item] = totals.get(item, 0.0) + weight / (k + rank)
             sources.setdefault(item, {})[name] = score
+    if best == 0:
+        return []
     allowed = set(restrict_to) if restrict_to is not None else None
     order = {item: i for i, item in enumerate(totals)}
     fused = [

@@ -7,7 +7,10 @@ lost. Rows identical to what is stored are counted "unchanged" and not re-embedd
 
 Catalogues come as spreadsheets export them: UTF-8 with or without a BOM, UTF-16 with a
 BOM, or Windows-1252 (read as such, with a note); `,`, `;`, tab or `|` between fields
-(picked from the header line); quoted fields with newlines. A first pass (`scan_csv`)
+(picked from the header line); quoted fields with newlines. An optional `images` column
+names a product's further photos (`|`-separated paths or URLs, after `image`); each is
+stored by content hash (ProductPhoto), so a re-import keeps an unchanged photo and its
+vectors. A first pass (`scan_csv`)
 checks the encoding and header, counts the rows and finds skus given more than once: the
 last row with a sku wins and the earlier ones are reported. Every data row ends counted
 as exactly one of created, updated, unchanged, failed or duplicate.
@@ -31,13 +34,15 @@ from django.utils import timezone
 
 from catalog.fetch import FetchError, is_url, read_local, read_url
 from catalog.images import sha256, store_product_image
-from catalog.models import SKU_MAX_LENGTH, ImportJob, Product
+from catalog.models import SKU_MAX_LENGTH, ImportJob, Product, ProductPhoto
 from ops.beat import beating
 from ops.models import JobHeartbeat
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("sku", "title", "description", "category", "price", "image")
+OPTIONAL_COLUMNS = ("images",)  # further photos: paths or URLs separated by "|"
+PHOTO_SEPARATOR = "|"
 CHUNK_ROWS = 200
 DELIMITERS = (",", ";", "\t", "|")  # tried on the header line; ties go to the first
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
@@ -84,6 +89,7 @@ class Row:
     category: str
     price: Decimal
     image: str
+    images: list[str] = field(default_factory=list)  # further photos, in order
 
 
 _THOUSANDS_COMMAS = re.compile(r"-?\d{1,3}(,\d{3})+")
@@ -106,7 +112,8 @@ def parse_price(text: str) -> Decimal:
 def parse_row(number: int, raw: dict) -> Row:
     """Validate one CSV record; raise ValueError naming every problem found."""
     if None in raw:
-        raise ValueError(f"too many fields ({len(COLUMNS) + len(raw[None])}, expected {len(COLUMNS)})")
+        width = sum(1 for k in raw if k is not None and not k.startswith("__"))
+        raise ValueError(f"too many fields ({width + len(raw[None])}, expected {width})")
     missing = [c for c in COLUMNS if raw.get(c) is None]
     if missing:
         raise ValueError(f"missing field(s): {', '.join(missing)}")
@@ -132,6 +139,15 @@ def parse_row(number: int, raw: dict) -> Row:
         problems.append("description contains a control character")
     if CONTROL_RE.search(values["image"]):
         problems.append("image contains a control character")
+    images_text = (raw.get("images") or "").strip()
+    images = [ref.strip() for ref in images_text.split(PHOTO_SEPARATOR) if ref.strip()]
+    if CONTROL_RE.search(images_text):
+        problems.append("images contains a control character")
+    elif len(images) + 1 > settings.PRODUCT_MAX_PHOTOS:
+        problems.append(
+            f"images names {len(images)} photos: a product has at most {settings.PRODUCT_MAX_PHOTOS} "
+            f"(image and {settings.PRODUCT_MAX_PHOTOS - 1} more; PRODUCT_MAX_PHOTOS)"
+        )
     price = None
     try:
         price = parse_price(values["price"]) if values["price"] else None
@@ -147,7 +163,7 @@ def parse_row(number: int, raw: dict) -> Row:
         problems.append("image is empty")
     if problems:
         raise ValueError("; ".join(problems))
-    return Row(number, values["sku"], values["title"], values["description"], values["category"], price, values["image"])  # type: ignore[arg-type]
+    return Row(number, values["sku"], values["title"], values["description"], values["category"], price, values["image"], images)  # type: ignore[arg-type]
 
 
 def read_image_bytes(ref: str, base_dir: Path) -> bytes:
@@ -268,10 +284,10 @@ def sniff_csv(path: Path) -> CsvFormat:
             f"{path.name}: header must have columns {','.join(COLUMNS)}; missing {', '.join(missing)}"
             f" (the header was read as {DELIMITER_NAMES[delimiter]}-separated)"
         )
-    repeated = sorted({n for n in names if n in COLUMNS and names.count(n) > 1})
+    repeated = sorted({n for n in names if n in COLUMNS + OPTIONAL_COLUMNS and names.count(n) > 1})
     if repeated:
         raise ImportFileError(f"{path.name}: column(s) {', '.join(repeated)} appear more than once in the header")
-    extra = [n if n else f"(unnamed column {i + 1})" for i, n in enumerate(names) if n not in COLUMNS]
+    extra = [n if n else f"(unnamed column {i + 1})" for i, n in enumerate(names) if n not in COLUMNS + OPTIONAL_COLUMNS]
     # A trailing delimiter on the header is an empty last column, not worth a note.
     while extra and extra[-1] == f"(unnamed column {len(names)})" and not names[-1]:
         extra.pop()
@@ -359,23 +375,87 @@ def _chunks(rows: Iterator[tuple[int, dict]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
+@dataclass
+class FurtherPhoto:
+    """One photo of a row's `images`, read but not yet stored."""
+
+    number: int  # its place in the `images` cell (1 = first), for messages
+    ref: str
+    sha256: str
+    data: bytes
+
+    def problem(self, exc: Exception) -> str:
+        return f"images photo {self.number} {self.ref[:200]!r}: {exc}"
+
+
+def read_further_photos(row: Row, base_dir: Path, image_hash: str) -> list[FurtherPhoto]:
+    """The row's `images`, read; a photo repeating `image` or an earlier one is dropped.
+    Raises FetchError naming the photo that cannot be read."""
+    photos: list[FurtherPhoto] = []
+    seen = {image_hash}
+    for number, ref in enumerate(row.images, start=1):
+        try:
+            data = read_image_bytes(ref, base_dir)
+        except FetchError as exc:
+            raise FetchError(f"images photo {number} {ref[:200]!r}: {exc}") from exc
+        digest = sha256(data)
+        if digest not in seen:
+            seen.add(digest)
+            photos.append(FurtherPhoto(number, ref, digest, data))
+    return photos
+
+
 def _import_row(row: Row, existing: Product | None, base_dir: Path) -> tuple[str, Product]:
     """Return ("created"|"updated"|"unchanged", product). Raises ValueError for a bad row."""
     data = read_image_bytes(row.image, base_dir)
     image_hash = sha256(data)
-    content_hash = Product.compute_content_hash(row.title, row.description, row.category, row.price, image_hash)
+    further = read_further_photos(row, base_dir, image_hash)
+    content_hash = Product.compute_content_hash(
+        row.title, row.description, row.category, row.price, image_hash, [p.sha256 for p in further]
+    )
     if existing is not None and existing.content_hash == content_hash:
         return "unchanged", existing
     if existing is not None and existing.image_hash == image_hash and existing.image:
         image_name, thumb_name = existing.image.name, existing.thumbnail.name
     else:
         image_name, thumb_name = store_product_image(data, image_hash)
+    kept = {p.sha256: p for p in existing.photos.all()} if existing is not None else {}
+    stored: dict[str, tuple[str, str]] = {}
+    for photo in further:  # every new photo is checked (decode limits) before anything is saved
+        if photo.sha256 not in kept:
+            try:
+                stored[photo.sha256] = store_product_image(photo.data, photo.sha256)
+            except ValueError as exc:
+                raise ValueError(photo.problem(exc)) from exc
     product = existing or Product(sku=row.sku)
     product.title, product.description, product.category = row.title, row.description, row.category
     product.price, product.image_hash, product.content_hash = row.price, image_hash, content_hash
     product.image.name, product.thumbnail.name = image_name, thumb_name
     product.save()
+    _save_photos(product, further, kept, stored)
     return ("updated" if existing is not None else "created"), product
+
+
+def _save_photos(
+    product: Product, further: list[FurtherPhoto], kept: dict[str, ProductPhoto], stored: dict[str, tuple[str, str]]
+) -> None:
+    """Make the product's ProductPhoto rows match `further`: an unchanged photo keeps its row
+    (and vectors) at its new position, a removed one is deleted, a new one is added."""
+    product.photos.exclude(sha256__in=[p.sha256 for p in further]).delete()
+    moved = []
+    for position, photo in enumerate(further, start=1):
+        row = kept.get(photo.sha256)
+        if row is not None and row.position != position:
+            row.position = position
+            moved.append(row)
+    # One UPDATE for all the moves: the (deferrable) unique position is checked once, after
+    # the statement, so two photos may swap places.
+    ProductPhoto.objects.bulk_update(moved, ["position"])
+    ProductPhoto.objects.bulk_create(
+        ProductPhoto(product=product, position=position, image=stored[photo.sha256][0],
+                     thumbnail=stored[photo.sha256][1], sha256=photo.sha256)
+        for position, photo in enumerate(further, start=1) if photo.sha256 not in kept
+    )
 
 
 def _storable(sku: str) -> bool:
@@ -422,7 +502,8 @@ def _run_import(job: ImportJob, progress: Progress | None, queue_embeddings: boo
             if chunk[-1][0] <= start_row:
                 continue  # committed before the interruption (chunks end where processed_rows does)
             skus = [_sku_of(raw) for _, raw in chunk]
-            existing = {p.sku: p for p in Product.objects.filter(sku__in=[s for s in skus if _storable(s)])}
+            existing = {p.sku: p for p in Product.objects.filter(
+                sku__in=[s for s in skus if _storable(s)]).prefetch_related("photos")}
             chunk_ids: list[int] = []
             for number, raw in chunk:
                 if number <= start_row:

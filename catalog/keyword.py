@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from django.db import connection
+from searchsite.db_router import search_connection
 
 if TYPE_CHECKING:
     from catalog.search import Filters
@@ -51,6 +51,6 @@ def keyword_search(query: str, limit: int, filters: Filters | None = None) -> li
         ORDER BY score DESC, p.id
         LIMIT %s
     """
-    with connection.cursor() as cursor:
+    with search_connection().cursor() as cursor:
         cursor.execute(sql, [query, *match_params, *match_params, *params, limit])
         return [(pid, float(score)) for pid, score in cursor.fetchall()]

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.fields.files import FieldFile
 from django.urls import reverse
 
 from embeddings.data import product_text
@@ -28,8 +31,8 @@ class Product(models.Model):
     thumbnail = models.ImageField(upload_to="thumbs/", max_length=300, blank=True)
     # sha256 of the original image bytes: files are stored by it, so re-imports reuse them.
     image_hash = models.CharField(max_length=64, blank=True)
-    # sha256 of everything the towers see (text fields + image_hash); a vector is current
-    # when it was computed from this hash.
+    # sha256 of everything the towers see (text fields + image_hash + the further photos'
+    # hashes); a vector is current when it was computed from this hash.
     content_hash = models.CharField(max_length=64, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -45,11 +48,23 @@ class Product(models.Model):
 
     @staticmethod
     def compute_content_hash(
-        title: str, description: str, category: str, price: Decimal, image_hash: str
+        title: str, description: str, category: str, price: Decimal, image_hash: str,
+        photo_hashes: Sequence[str] = (),
     ) -> str:
         # Price is not seen by the towers, but a price change must still count as "updated".
         parts = [title, description, category, f"{price:.2f}", image_hash]
+        if photo_hashes:  # only then: a product with one photo keeps the hash it always had
+            parts.append("photos:" + ",".join(photo_hashes))
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    def photo_hashes(self) -> list[str]:
+        """The further photos' sha256, in order (what compute_content_hash takes)."""
+        return [p.sha256 for p in self.photos.all()] if self.pk else []
+
+    def gallery(self) -> list[Photo]:
+        """Every photo in order: the main `image` first, then the further ones."""
+        further = [p.as_photo() for p in self.photos.all()] if self.pk else []
+        return [Photo(0, self.image, self.thumbnail, None), *further]
 
     @property
     def text_for_embedding(self) -> str:
@@ -58,6 +73,45 @@ class Product(models.Model):
 
     def needs_embedding(self, model_id: int) -> bool:
         return not self.vectors.filter(model_id=model_id, content_hash=self.content_hash).exists()
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One of a product's photos as pages and the API show it (Product.gallery())."""
+
+    position: int  # 0 = the main `image`, 1 = the first of `images`, ...
+    image: FieldFile
+    thumbnail: FieldFile
+    photo_id: int | None  # the ProductPhoto row; None for the main image
+
+
+class ProductPhoto(models.Model):
+    """A further photo of a product (the CSV's `images` column): photo 0 stays Product.image
+    (and its vectors ProductVector's), these are photos 1, 2, ... with their own vectors
+    (embeddings.PhotoVector). A photo is identified by its content: a re-import keeps the
+    row, and so the vectors, of an unchanged photo even if it moved; a changed photo is a
+    new row."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="photos")
+    position = models.PositiveSmallIntegerField()  # 1 = the photo after Product.image
+    image = models.ImageField(upload_to="products/", max_length=300)
+    thumbnail = models.ImageField(upload_to="thumbs/", max_length=300)
+    sha256 = models.CharField(max_length=64)  # of the original bytes; files are stored by it
+
+    class Meta:
+        ordering = ["product", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["product", "sha256"], name="one_photo_per_content"),
+            # deferred: a re-import that swaps two photos' positions checks once, at commit
+            models.UniqueConstraint(fields=["product", "position"], name="one_photo_per_position",
+                                    deferrable=models.Deferrable.DEFERRED),
+        ]
+
+    def __str__(self) -> str:
+        return f"photo {self.position} of product {self.product_id}"
+
+    def as_photo(self) -> Photo:
+        return Photo(self.position, self.image, self.thumbnail, self.pk)
 
 
 class ImportJob(models.Model):
@@ -189,6 +243,11 @@ class SearchLog(models.Model):
     results = models.PositiveIntegerField()  # ranked results after min_score (total_candidates)
     took_ms = models.FloatField()
     source = models.CharField(max_length=4)  # "page" or "api"
+    # The words were misspelt and searched corrected (such words are never suggested to others).
+    corrected = models.BooleanField(default=False)
+    # Today's visitors told apart, not who they are: a hash under a salt deleted after the day
+    # (catalog/popularity.py); "" for searches logged before it existed.
+    visitor = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -209,3 +268,33 @@ class SearchClick(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["search", "product"], name="one_click_per_search_product")]
+
+
+class VisitorSalt(models.Model):
+    """The salt of one UTC day's visitor hashes; deleted once the day is over (catalog/popularity.py)."""
+
+    day = models.DateField(primary_key=True)
+    salt = models.BinaryField()
+
+
+class PopularQuery(models.Model):
+    """A past query shown to other shoppers in autocomplete: rebuilt from the search log by
+    catalog.popularity.refresh (only queries enough visitors searched)."""
+
+    text = models.CharField(max_length=100, primary_key=True)  # lower case, single spaces
+    visitors = models.PositiveIntegerField()  # visitor-days that searched it
+    score = models.FloatField()  # visitor-days, each decayed by its age
+    last_searched = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["text"], name="popularquery_prefix", opclasses=["varchar_pattern_ops"])]
+        verbose_name_plural = "popular queries"
+
+
+class ProductPopularity(models.Model):
+    """Clicks on a product's search results, decayed by age: rebuilt with PopularQuery; the
+    optional "popularity" ranking signal reads it."""
+
+    product = models.OneToOneField(Product, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    clicks = models.PositiveIntegerField()  # visitor-days that clicked it
+    score = models.FloatField()

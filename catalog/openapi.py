@@ -1,6 +1,16 @@
 """The OpenAPI 3.1 description of the JSON API, served at /api/openapi.json."""
 from __future__ import annotations
 
+PHOTO = {
+    "type": "object",
+    "required": ["position", "image_url", "thumbnail_url"],
+    "properties": {
+        "position": {"type": "integer", "minimum": 0,
+                     "description": "0: the product's main photo (CSV `image`); 1, 2, ...: the CSV's `images` in order"},
+        "image_url": {"type": ["string", "null"], "format": "uri"},
+        "thumbnail_url": {"type": ["string", "null"], "format": "uri"},
+    },
+}
 RESULT = {
     "type": "object",
     "required": ["sku", "title", "category", "price", "score", "image_url", "thumbnail_url"],
@@ -13,6 +23,13 @@ RESULT = {
         "image_url": {"type": "string", "format": "uri"},
         "thumbnail_url": {"type": "string", "format": "uri"},
         "url": {"type": "string", "format": "uri", "description": "the product's page"},
+        "photos": {"type": "array", "items": PHOTO, "description": "every photo of the product, main photo first"},
+        "matched_photo": {
+            "oneOf": [PHOTO, {"type": "null"}],
+            "description": "the photo that placed this product: a product scores by its best photo, in a photo "
+                           "search and for words against photos; null when no photo list placed it (keywords, "
+                           "words against descriptions)",
+        },
         "sources": {
             "type": "object",
             "additionalProperties": {"type": "number"},
@@ -29,7 +46,8 @@ RESULT = {
                 "required": ["signal", "label", "rank", "score", "weight", "contribution"],
                 "properties": {
                     "signal": {"type": "string", "description": "keyword, text_minilm, text_photo, text_joint, "
-                                                                "photo_pretrained, photo_joint, image, composed"},
+                                                                "photo_pretrained, photo_joint, image, composed, "
+                                                                "popularity (clicks, when SEARCH_POPULARITY_WEIGHT > 0)"},
                     "label": {"type": "string", "description": "the signal in words"},
                     "rank": {"type": ["integer", "null"], "minimum": 1},
                     "score": {"type": ["number", "null"], "description": "the list's own score for the product"},
@@ -76,6 +94,15 @@ def response(query_schema: dict) -> dict:
             "corrections": {"type": "object", "additionalProperties": {"type": "string"},
                             "description": "each corrected word and its correction"},
             "facets": {"$ref": "#/components/schemas/Facets"},
+            "text_weight": {"type": ["number", "null"],
+                            "description": "how much the words weighed against the photo; null unless the search "
+                                           "had both"},
+            "searched": {"type": ["string", "null"],
+                         "description": "the words searched for: q less its words to avoid, after correction"},
+            "examples": {"type": "object", "description": "the examples searched with (see the like, unlike, "
+                                                          "like_img, unlike_img and avoid parameters); avoid "
+                                                          "includes q's own \"not x\" and \"-x\"",
+                         "properties": {name: {"type": "array", "items": {"type": "string"}} for name in EXAMPLE_FIELDS}},
         },
     }
 
@@ -110,7 +137,8 @@ SUGGESTIONS = {
         "query": {"type": "string"},
         "suggestions": {"type": "array", "items": {
             "type": "object", "required": ["text", "kind", "url"],
-            "properties": {"text": {"type": "string"}, "kind": {"type": "string", "enum": ["category", "product"]},
+            "properties": {"text": {"type": "string"}, "kind": {"type": "string", "enum": ["query", "category", "product"],
+                                                                  "description": "query: a popular past search (url runs it)"},
                            "url": {"type": "string", "format": "uri",
                                    "description": "the category's listing or the product's page"}}}},
     },
@@ -189,10 +217,31 @@ SEARCH_FIELDS = {
                   "description": "drop results whose score is below this"},
     "facets": {"type": "boolean", "default": False,
                "description": "add facet counts (categories, price histogram) of the products the query matches"},
+    "text_weight": {"type": "number", "minimum": 0, "maximum": 1,
+                    "description": "photo + words: how much the words weigh against the photo, from 0 (the photo "
+                                   "alone) to 1 (the words alone); default SEARCH_TEXT_WEIGHT, fitted on the "
+                                   "evaluation suite. Ignored without both a photo (img, or the upload) and words"},
     "correct": {"type": "boolean", "default": True,
                 "description": "replace misspelt words by the closest catalogue words (keyword and hybrid mode)"},
 }
-PARAMS = [{"name": name, "in": "query", "schema": schema} for name, schema in SEARCH_FIELDS.items()]
+# More like this, less like that: repeatable (like=a&like=b); at most SEARCH_MAX_EXAMPLES (10)
+# in all, words to avoid typed in q ("not x", "-x") included.
+EXAMPLE_FIELDS = {
+    "like": {"type": "array", "items": {"type": "string", "maxLength": 255},
+             "description": "skus of products to find more like (an unknown sku is a 400). With no q or img, "
+                            "the search is these products' neighbours"},
+    "unlike": {"type": "array", "items": {"type": "string", "maxLength": 255},
+               "description": "skus of products to see less of: they and what is near them move down"},
+    "like_img": {"type": "array", "items": {"type": "string", "maxLength": 22, "pattern": "^[A-Za-z0-9_-]+$"},
+                 "description": "query.image_id of earlier photo searches to find more like (unknown or expired: 400)"},
+    "unlike_img": {"type": "array", "items": {"type": "string", "maxLength": 22, "pattern": "^[A-Za-z0-9_-]+$"},
+                   "description": "query.image_id of earlier photo searches to see less like"},
+    "avoid": {"type": "array", "items": {"type": "string", "maxLength": 100},
+              "description": "words to avoid; q's own \"not x\", \"without x\", \"-x\" are added to them"},
+}
+PARAMS = [{"name": name, "in": "query", "schema": schema} for name, schema in SEARCH_FIELDS.items()] + [
+    {"name": name, "in": "query", "style": "form", "explode": True, "schema": schema}
+    for name, schema in EXAMPLE_FIELDS.items()]
 
 
 def schema() -> dict:
@@ -205,7 +254,9 @@ def schema() -> dict:
                     "summary": "Search products by words (and/or a stored photo search)",
                     "parameters": [
                         {"name": "q", "in": "query", "required": False,
-                         "description": "the words; required unless img is given",
+                         "description": "the words; required unless img or like or like_img is given. "
+                                        "\"boots, not heeled\", \"boots -heeled\": the words after not / without / "
+                                        "except / no, and -words, are words to avoid",
                          "schema": {"type": "string", "maxLength": 500}},
                         K_PARAM,
                         *PARAMS,
@@ -240,6 +291,7 @@ def schema() -> dict:
                                               "description": "words combined with the photo"},
                                         "k": {"type": "integer", "minimum": 1, "maximum": 100},
                                         **SEARCH_FIELDS,
+                                        **EXAMPLE_FIELDS,
                                     },
                                 }
                             }
@@ -256,7 +308,8 @@ def schema() -> dict:
             },
             "/api/suggest": {
                 "get": {
-                    "summary": "Autocomplete: categories and product titles whose words start with the typed words",
+                    "summary": "Autocomplete: popular past queries that start with the typed text, then categories and "
+                               "product titles whose words start with the typed words",
                     "parameters": [
                         {"name": "q", "in": "query", "required": False,
                          "description": "what has been typed so far; fewer than 2 letters gives no suggestions",
@@ -265,7 +318,7 @@ def schema() -> dict:
                          "schema": {"type": "integer", "minimum": 1, "maximum": 20, "default": 8}},
                     ],
                     "responses": {
-                        "200": {"description": "categories first, then titles",
+                        "200": {"description": "popular past queries (at most 3), then categories, then titles",
                                 "content": {"application/json": {"schema": SUGGESTIONS}}},
                         **errors(400, 429),
                     },

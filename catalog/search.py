@@ -11,18 +11,23 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
+from django.db.models import prefetch_related_objects
 from PIL import Image
 
-from catalog.models import Product
+from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused, QueryVectors, split_negations
+from catalog.hybrid import rrf
+from catalog.models import Photo, Product
+from catalog.popularity import product_popularity
 from catalog.suggest import Correction, correct_query
 from embeddings.models import EmbeddingModel
-from embeddings.vector_index import indexed_expr, query_param
+from embeddings.vector_index import PHOTO_COLUMNS, PHOTO_TABLE, TABLE, indexed_expr, query_param
+from searchsite.db_router import search_connection
 
 
 class SearchUnavailable(RuntimeError):
@@ -62,7 +67,17 @@ SIGNAL_LABELS = {
     "photo_joint": "Photo (joint)",
     "image": "Photo",
     "composed": "Photo + words",
+    "popularity": "Popularity (clicks)",
 }
+# Lists made from a query's examples (see example_rankings): "<prefix>:<signal>".
+EXAMPLE_LABELS = {"like": "More like the examples", "unlike": "Less like the examples", "avoid": "Words to avoid"}
+
+
+def signal_label(name: str) -> str:
+    prefix, _, signal = name.partition(":")
+    if signal and prefix in EXAMPLE_LABELS:
+        return f"{EXAMPLE_LABELS[prefix]} ({SIGNAL_LABELS.get(signal, signal)})"
+    return SIGNAL_LABELS.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -72,12 +87,16 @@ class Contribution:
     signal: str  # the list: a signal name, or "image"/"composed" for photo + words
     rank: int | None  # the hit's place in that list (1 = first); None: not in the list
     score: float | None  # the list's own score for it (cosine, keyword score)
-    weight: float  # the list's fusion weight
-    share: float  # what the list added to the hit's score: the shares sum to the score
+    weight: float  # the list's fusion weight (negative: a list of what to avoid)
+    share: float  # what the list added to the hit's score (or took away): the shares sum to the score
 
     @property
     def label(self) -> str:
-        return SIGNAL_LABELS.get(self.signal, self.signal)
+        return signal_label(self.signal)
+
+    @property
+    def signed_share(self) -> str:
+        return f"{self.share:+.3f}".replace("-", "\u2212")
 
 
 @dataclass
@@ -87,6 +106,9 @@ class Hit:
     sources: dict[str, float] = field(default_factory=dict)
     # Which lists placed it and with what weight (search() fills it; best share first).
     explanation: list[Contribution] = field(default_factory=list)
+    # The photo that placed it, from the photo list that did most for it (search() fills
+    # it); None when no photo list did (words against descriptions, keywords).
+    photo: Photo | None = None
 
 
 @dataclass
@@ -107,6 +129,10 @@ class SearchResult:
     # each list was read for it.
     candidates: list[int] = field(default_factory=list, repr=False)
     depth: int = 0
+    # The examples searched with (products, photos, words to avoid, those in `q` included).
+    examples: Examples = NO_EXAMPLES
+    # Photo + words: how much the words weighed (None: no photo with words).
+    text_weight: float | None = None
 
 
 def active_model() -> EmbeddingModel:
@@ -125,7 +151,9 @@ def vector_search_sql(
     filters: Filters = NO_FILTERS,
     exclude_product: int | None = None,
 ) -> tuple[str, list]:
-    """The SQL and parameters of vector_search (tests EXPLAIN it)."""
+    """The SQL and parameters of vector_search (tests EXPLAIN it): rows of (product_id,
+    distance), or for an image column (product_id, distance, photo_id) at each product's
+    best photo (photo_id NULL: its main photo, else the ProductPhoto)."""
     dim = model.column_dims()[column]
     if vector.shape != (dim,):
         raise ValueError(f"query vector has shape {vector.shape}, model {model.name} expects ({dim},)")
@@ -135,12 +163,42 @@ def vector_search_sql(
         where += " AND pv.product_id <> %s"
         params.append(exclude_product)
     literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
-    sql = (
-        f"WITH hits AS MATERIALIZED (SELECT pv.product_id, {expr} <=> {query_param(dim)} AS distance "
-        f"FROM embeddings_productvector pv WHERE pv.model_id = %s{where} "
-        f"ORDER BY distance LIMIT %s) SELECT product_id, distance FROM hits ORDER BY distance OFFSET %s"
+    nearest = (
+        f"SELECT pv.product_id, {{photo}} AS photo_id, {expr} <=> {query_param(dim)} AS distance "
+        f"FROM {{table}} pv WHERE pv.model_id = %s{where} ORDER BY distance LIMIT %s"
     )
-    return sql, [literal, model.pk, *params, k + offset, offset]
+    if column not in PHOTO_COLUMNS or settings.PRODUCT_MAX_PHOTOS < 2:
+        sql = (
+            f"WITH hits AS MATERIALIZED ({nearest.format(photo='NULL', table=TABLE)}) "
+            f"SELECT product_id, distance FROM hits ORDER BY distance OFFSET %s"
+        )
+        return sql, [literal, model.pk, *params, k + offset, offset]
+    # A product scores by its best photo: the main photos' k + offset nearest, and the
+    # further photos' nearest, grouped by product. Reading the further photos
+    # (k + offset) * (PRODUCT_MAX_PHOTOS - 1) deep is exact: a photo ranked above one of
+    # the top k + offset products' best photo belongs to one of the fewer products above it,
+    # each with at most PRODUCT_MAX_PHOTOS - 1 further photos.
+    sql = (
+        f"WITH main AS MATERIALIZED ({nearest.format(photo='NULL::bigint', table=TABLE)}), "
+        f"further AS MATERIALIZED ({nearest.format(photo='pv.photo_id', table=PHOTO_TABLE)}), "
+        f"best AS (SELECT DISTINCT ON (product_id) product_id, distance, photo_id "
+        f"FROM (SELECT * FROM main UNION ALL SELECT * FROM further) AS every_photo "
+        f"ORDER BY product_id, distance, photo_id NULLS FIRST) "
+        f"SELECT product_id, distance, photo_id FROM best ORDER BY distance LIMIT %s OFFSET %s"
+    )
+    depth = k + offset
+    further = depth * (settings.PRODUCT_MAX_PHOTOS - 1)
+    return sql, [literal, model.pk, *params, depth, literal, model.pk, *params, further, k, offset]
+
+
+class PhotoRanking(list):
+    """A Ranking over products' photos: (product_id, score) at each product's best photo,
+    best first, like any Ranking; `photos` says which photo placed a product
+    (product_id -> ProductPhoto id; a product not in it matched its main photo)."""
+
+    def __init__(self, items: Iterable[tuple[int, float]] = (), photos: dict[int, int] | None = None) -> None:
+        super().__init__(items)
+        self.photos: dict[int, int] = dict(photos or {})
 
 
 def vector_search(
@@ -154,7 +212,8 @@ def vector_search(
 ) -> list[tuple[int, float]]:
     """(product_id, cosine similarity) of the nearest vectors of `model`, best first."""
     sql, params = vector_search_sql(model, column, vector, k, offset, filters, exclude_product)
-    with transaction.atomic(), connection.cursor() as cursor:
+    db = search_connection()  # the replica inside a search request (searchsite/db_router.py)
+    with transaction.atomic(using=db.alias), db.cursor() as cursor:
         ef = max(settings.HNSW_EF_SEARCH, min(1000, k + offset))
         cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
         # relaxed_order keeps scanning the HNSW graph until enough rows pass the filter
@@ -162,7 +221,11 @@ def vector_search(
         # re-sorted by the outer query. tests/catalog/test_search.py proves both.
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         cursor.execute(sql, params)
-        return [(pid, 1.0 - float(distance)) for pid, distance in cursor.fetchall()]
+        rows = cursor.fetchall()
+    ranking = [(row[0], 1.0 - float(row[1])) for row in rows]
+    if column not in PHOTO_COLUMNS:
+        return ranking
+    return PhotoRanking(ranking, {row[0]: row[2] for row in rows if len(row) > 2 and row[2] is not None})
 
 
 def load_hits(scored: list[tuple[int, float]], sources: str | None = None) -> list[Hit]:
@@ -239,9 +302,6 @@ def fusion_weights(model: EmbeddingModel, kind: str) -> dict[str, float]:
     return weights or dict.fromkeys(allowed, 1.0)
 
 
-QueryVectors = dict[str, np.ndarray]  # encoder output column -> one query vector
-
-
 _reused_vectors: ContextVar[dict[tuple, QueryVectors] | None] = ContextVar("reused_vectors", default=None)
 
 
@@ -285,11 +345,21 @@ def text_query_vector(model: EmbeddingModel, query: str) -> tuple[str, np.ndarra
     return signal.column, text_query_vectors(model, query, [signal.query])[signal.query]
 
 
-def composed_vector(image_vec: np.ndarray, text_vec: np.ndarray, weight: float) -> np.ndarray:
-    """normalise(image + weight * text): "like this photo, but <words>" in a joint space."""
-    v = image_vec.astype(np.float32) + float(weight) * text_vec.astype(np.float32)
+def composed_vector(image_vec: np.ndarray, text_vec: np.ndarray, text_weight: float) -> np.ndarray:
+    """normalise((1 - t) * image + t * text), t = text_weight in [0, 1]: "like this photo, but
+    <words>" in a joint space; 0 is the photo alone, 1 the words alone."""
+    t = float(text_weight)
+    v = (1.0 - t) * image_vec.astype(np.float32) + t * text_vec.astype(np.float32)
     norm = float(np.linalg.norm(v))
     return v / norm if norm > 1e-12 else image_vec
+
+
+def check_text_weight(text_weight: float | None) -> float:
+    """The photo + words balance to use: `text_weight`, or SEARCH_TEXT_WEIGHT when None."""
+    t = settings.SEARCH_TEXT_WEIGHT if text_weight is None else text_weight
+    if not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:  # NaN fails too
+        raise ValueError(f"text_weight must be from 0 to 1, got {t!r}")
+    return float(t)
 
 
 MODES = ("hybrid", "semantic", "keyword")
@@ -338,8 +408,6 @@ def signal_rankings(
 
 def fuse(rankings: dict[str, Ranking], weights: dict[str, float] | None = None) -> list[tuple[int, float, dict]]:
     """(product_id, score, {signal: its own score}) best first; one list keeps its own scores."""
-    from catalog.hybrid import rrf
-
     if len(rankings) == 1:
         name, ranking = next(iter(rankings.items()))
         return [(pid, score, {name: score}) for pid, score in ranking]
@@ -361,38 +429,176 @@ def _text_rankings(
 
 
 def _photo_rankings(
-    model: EmbeddingModel, photo: QueryVectors, q: str | None, mode: str, depth: int, filters: Filters
+    model: EmbeddingModel, photo: QueryVectors, q: str | None, mode: str, depth: int, filters: Filters,
+    text_weight: float,
 ) -> tuple[dict[str, Ranking], dict[str, float] | None, list[int] | None]:
-    """Rankings for a photo, alone or with words; their weights; the items fusion may return."""
+    """Rankings for a photo, alone or with words; their weights; the items fusion may return.
+    With words, `text_weight` t in [0, 1] is how much they weigh against the photo: in the
+    joint space's composed vector, and t : 1 - t between the words' lists and the photo's."""
     photo_weights = fusion_weights(model, "photo")
     photo_lists = signal_rankings(model, photo_weights, depth, filters, photo=photo)
     if not q:
         return photo_lists, photo_weights, None
-    image_ranking = [(pid, score) for pid, score, _ in fuse(photo_lists, photo_weights)]
+    image_ranking = PhotoRanking(
+        [(pid, score) for pid, score, _ in fuse(photo_lists, photo_weights)], best_photos(photo_lists, photo_weights)
+    )
     if model.joint and "image_vec" in photo:
         # One query in the joint space; keyword matches of the words join in by RRF.
         text_vec = text_query_vectors(model, q, ["text_vec"])["text_vec"]
         rankings: dict[str, Ranking] = {}
+        weights: dict[str, float] = {}
         if mode in ("hybrid", "semantic"):
-            vec = composed_vector(photo["image_vec"], text_vec, settings.SEARCH_COMPOSE_TEXT_WEIGHT)
+            vec = composed_vector(photo["image_vec"], text_vec, text_weight)
             rankings["composed"] = vector_search(model, "image_vec", vec, depth, filters=filters)
+            weights["composed"] = 1.0
         if mode == "keyword":
             rankings["image"] = image_ranking
+            weights["image"] = 1.0 - text_weight
         if mode in ("hybrid", "keyword"):
+            # The composed list already holds the words at t; their keyword list joins at t.
             rankings.update(signal_rankings(model, [KEYWORD.name], depth, filters, q=q))
-        return rankings, None, None
+            weights[KEYWORD.name] = text_weight
+        return rankings, weights, None
     # Baseline: photo and words live in different spaces. Keep the photo's neighbours and
-    # re-rank them by RRF with the words' own (semantic/keyword) rankings.
+    # re-rank them by RRF with the words' own (semantic/keyword) rankings: the photo's list
+    # weighs 1 - t, the words' lists t together.
     text_lists, _ = _text_rankings(model, q, mode, MAX_DEPTH, filters)
-    rankings = {"image": image_ranking, **text_lists}
-    return rankings, {"image": float(len(rankings) - 1)}, [pid for pid, _ in image_ranking]
+    weights = {"image": 1.0 - text_weight, **{name: text_weight / len(text_lists) for name in text_lists}}
+    return {"image": image_ranking, **text_lists}, weights, [pid for pid, _ in image_ranking]
+
+
+def example_signals(model: EmbeddingModel) -> dict[str, Signal]:
+    """Stored column -> the signal that compares a vector of that column with the same column:
+    the spaces an example product's own vectors can be searched in."""
+    return {s.column: s for s in model_signals(model).values() if s is not KEYWORD and s.query == s.column}
+
+
+def _best_of(rankings: list[Ranking], depth: int) -> Ranking:
+    """One list from several: each item by its best score in any (near any of the examples)."""
+    best: dict[int, float] = {}
+    for ranking in rankings:
+        for pid, score in ranking:
+            if score > best.get(pid, float("-inf")):
+                best[pid] = score
+    return sorted(best.items(), key=lambda item: -item[1])[:depth]
+
+
+def _product_example_vectors(model: EmbeddingModel, ids: Sequence[int], columns: Iterable[str]) -> list[QueryVectors]:
+    columns = list(columns)
+    rows = {pid: row for pid, *row in model.vectors.filter(product_id__in=ids).values_list("product_id", *columns)}
+    missing = [pid for pid in ids if pid not in rows]
+    if missing:
+        names = Product.objects.filter(pk__in=missing).values_list("sku", flat=True)
+        raise ValueError(f"product {', '.join(names) or missing} is not searchable yet under model {model.name}")
+    return [{c: np.asarray(v, dtype=np.float32) for c, v in zip(columns, rows[pid]) if v is not None} for pid in ids]
+
+
+def example_rankings(
+    model: EmbeddingModel | None,
+    examples: Examples,
+    base_weights: dict[str, float],
+    mode: str,
+    depth: int,
+    filters: Filters,
+) -> tuple[dict[str, Ranking], dict[str, float]]:
+    """The ranked lists of a query's examples and their weights (negative: to avoid).
+
+    An example product is searched by its own stored vectors in every space the model
+    has (photo and description: example_signals), an example photo by its photo vectors;
+    the lists of one sign are merged per space by each product's best similarity to any
+    of the examples (as Qdrant's best-score strategy). The positive examples together
+    weigh as much as the query's own lists, split evenly over the spaces, the negative
+    ones SEARCH_NEGATIVE_WEIGHT times that; rrf() subtracts the negative lists, so what
+    is nearest an avoided example (its SEARCH_UNLIKE_DEPTH nearest) drops (Marqo's negative
+    weights, in rank fusion). Words to avoid are searched like words (the text signals of
+    `mode`, keyword included in keyword and hybrid mode) as deep as the query, with the same
+    total weight, negated.
+    """
+    rankings: dict[str, Ranking] = {}
+    weights: dict[str, float] = {}
+    total = sum(w for n, w in base_weights.items() if w > 0) or 1.0
+    negative = float(settings.SEARCH_NEGATIVE_WEIGHT)
+    vectors_needed = examples.like or examples.unlike or examples.like_photos or examples.unlike_photos
+    if vectors_needed or (examples.avoid and mode != "keyword"):
+        if model is None:
+            raise SearchUnavailable("no embedding model is active yet: ingest a catalogue first")
+    if vectors_needed:
+        assert model is not None
+        by_column = example_signals(model)
+        weight = total / len(by_column)
+        like = _product_example_vectors(model, examples.like, by_column) + list(examples.like_photos)
+        unlike = _product_example_vectors(model, examples.unlike, by_column) + list(examples.unlike_photos)
+        # An avoided example demotes its nearest SEARCH_UNLIKE_DEPTH only: its near-duplicates,
+        # not everything of its kind (rank fusion would push its whole category down).
+        unlike_depth = min(depth, settings.SEARCH_UNLIKE_DEPTH)
+        for prefix, found, sign, deep in (("like", like, 1.0, depth), ("unlike", unlike, -negative, unlike_depth)):
+            for column, signal in by_column.items():
+                lists = [vector_search(model, column, v[column], deep, filters=filters) for v in found if column in v]
+                if lists and sign:
+                    rankings[f"{prefix}:{signal.name}"] = _best_of(lists, deep)
+                    weights[f"{prefix}:{signal.name}"] = sign * weight
+    if examples.avoid and negative:
+        kind_weights = {KEYWORD.name: 1.0} if mode == "keyword" or model is None else fusion_weights(model, mode)
+        scale = total / sum(kind_weights.values())
+        per_phrase = [signal_rankings(model, kind_weights, depth, filters, q=words) for words in examples.avoid]
+        for name, weight in kind_weights.items():
+            lists = [found[name] for found in per_phrase if found.get(name)]
+            if lists:
+                rankings[f"avoid:{name}"] = _best_of(lists, depth)
+                weights[f"avoid:{name}"] = -negative * weight * scale
+    return rankings, weights
+
+
+POPULARITY = "popularity"
+
+
+def with_popularity(
+    rankings: dict[str, Ranking], weights: dict[str, float] | None, weight: float, pool: list[int] | None = None
+) -> tuple[dict[str, Ranking], dict[str, float] | None]:
+    """The rankings plus one list "popularity": the candidates (`pool`, else every product the
+    lists returned) that shoppers clicked, most clicked first by time-decayed clicks
+    (catalog/popularity.py), fused with `weight`. It only re-orders what the query found:
+    a popular product the query did not find is never added."""
+    if pool is None:
+        pool = sorted({pid for ranking in rankings.values() for pid, _ in ranking})
+    clicked = product_popularity(pool)
+    if not clicked:
+        return rankings, weights
+    weights = dict(weights) if weights is not None else dict.fromkeys(rankings, 1.0)
+    return {**rankings, POPULARITY: clicked}, {**weights, POPULARITY: weight}
+
+
+def best_photos(rankings: dict[str, Ranking], weights: dict[str, float]) -> dict[int, int]:
+    """PhotoRanking.photos of lists fused into one: each product's photo from the heaviest
+    list that placed it."""
+    chosen: dict[int, int | None] = {}
+    for name in sorted(rankings, key=lambda n: -weights.get(n, 1.0)):
+        ranking = rankings[name]
+        if isinstance(ranking, PhotoRanking):
+            for pid, _ in ranking:
+                chosen.setdefault(pid, ranking.photos.get(pid))
+    return {pid: photo for pid, photo in chosen.items() if photo is not None}
+
+
+def attach_photos(hits: list[Hit], rankings: dict[str, Ranking]) -> None:
+    """Set each hit's `photo`: the photo that placed it in the photo list that did most for
+    it (its explanation is best first). Loads the hits' photos in one query."""
+    prefetch_related_objects([h.product for h in hits], "photos")
+    for hit in hits:
+        for c in hit.explanation:
+            ranking = rankings.get(c.signal)
+            if c.rank is not None and isinstance(ranking, PhotoRanking):
+                photo_id = ranking.photos.get(hit.product.pk)
+                hit.photo = next((p for p in hit.product.gallery() if p.photo_id == photo_id), None)
+                break
 
 
 def explain(hits: list[Hit], rankings: dict[str, Ranking], weights: dict[str, float] | None, fused: bool) -> None:
     """Fill each hit's explanation from the lists it was ranked from, as fuse()/rrf() scored
     it: one list keeps its own score; fused lists add weight / (k + rank), divided by the
     best score possible, so the shares sum to the hit's score. Lists that returned nothing
-    or weigh 0 take no part (rrf skips them)."""
+    or weigh 0 take no part (rrf skips them); a list of what to avoid has a negative weight
+    and takes its share away."""
     weights = weights or {}
     wanted = {h.product.pk for h in hits}
     places: dict[str, dict[int, tuple[int, float]]] = {}
@@ -402,9 +608,9 @@ def explain(hits: list[Hit], rankings: dict[str, Ranking], weights: dict[str, fl
             if pid in wanted and pid not in found:
                 found[pid] = (rank, score)
         places[name] = found
-    live = {n: float(weights.get(n, 1.0)) for n, r in rankings.items() if r and float(weights.get(n, 1.0)) > 0}
+    live = {n: float(weights.get(n, 1.0)) for n, r in rankings.items() if r and float(weights.get(n, 1.0)) != 0}
     k = settings.SEARCH_RRF_K
-    best = sum(w / (k + 1) for w in live.values())
+    best = sum(w / (k + 1) for w in live.values() if w > 0) or 1.0
     for hit in hits:
         parts = []
         for name, weight in (live if fused else {n: 1.0 for n in rankings}).items():
@@ -440,6 +646,10 @@ def search(
     model: EmbeddingModel | None = None,
     signals: Sequence[str] | None = None,
     correct: bool = False,
+    popularity: float | None = None,
+    examples: Examples = NO_EXAMPLES,
+    negations: bool = True,
+    text_weight: float | None = None,
 ) -> SearchResult:
     """Search by words, a photo, or both; one page of hits, best first.
 
@@ -453,7 +663,16 @@ def search(
     does); ``signals`` restricts a text search to the named signals (e.g. ["text_photo"]:
     the words against the photos alone, as if the products had no texts). ``correct``
     replaces misspelt words (catalog/suggest.py) in keyword and hybrid mode; the result
-    says what it searched (``query``) and why (``correction``).
+    says what it searched (``query``) and why (``correction``). ``popularity`` (default
+    settings.SEARCH_POPULARITY_WEIGHT; 0 = off) fuses clicked products among the candidates
+    as one more list with that weight (``with_popularity``).
+
+    ``examples``: products and photos to find more (or less) like, and words to avoid;
+    with ``negations`` the words' own "not x", "without x", "-x" become words to avoid
+    (catalog/examples.py). Examples are searched and fused by example_rankings; the example
+    products themselves are left out of the results. ``text_weight`` (0..1, default
+    SEARCH_TEXT_WEIGHT) is how much the words weigh against the photo in a photo + words
+    search (_photo_rankings).
     """
     started = time.perf_counter()
     mode = mode or settings.SEARCH_DEFAULT_MODE
@@ -463,9 +682,21 @@ def search(
         raise ValueError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
     if k < 1 or offset < 0:
         raise ValueError("k must be >= 1 and offset >= 0")
+    text_weight = check_text_weight(text_weight)
     q = (q or "").strip() or None
+    if q and negations:
+        wanted, avoid = split_negations(q)
+        if avoid:
+            q = wanted or None
+            examples = replace(examples, avoid=tuple(dict.fromkeys((*examples.avoid, *avoid))))
+    if examples.count > settings.SEARCH_MAX_EXAMPLES:
+        raise ExamplesRefused(f"too many examples: {examples.count} products, photos and words to avoid; "
+                         f"at most {settings.SEARCH_MAX_EXAMPLES} (SEARCH_MAX_EXAMPLES)")
     has_photo = image is not None or image_vector is not None
-    if q is None and not has_photo:
+    if q is None and not has_photo and not examples.has_positive:
+        if examples:
+            raise ExamplesRefused("nothing to search for: words to avoid and products to see less of need "
+                             "words, a photo or a product to find")
         raise ValueError("nothing to search for: give words, a photo, or both")
     correction = correct_query(q) if correct and q and mode in ("keyword", "hybrid") else None
     if correction is not None:
@@ -482,15 +713,25 @@ def search(
         if model is None:
             raise SearchUnavailable("no embedding model is active yet: ingest a catalogue first")
         vectors = image_vector if image_vector is not None else image_query_vectors(model, image)  # type: ignore[arg-type]
-        rankings, weights, restrict = _photo_rankings(model, vectors, q, mode, depth, filters)
-    else:
-        rankings, weights = _text_rankings(model, q or "", mode, depth, filters, signals)
+        rankings, weights, restrict = _photo_rankings(model, vectors, q, mode, depth, filters, text_weight)
+    elif q:
+        rankings, weights = _text_rankings(model, q, mode, depth, filters, signals)
+    else:  # examples alone
+        rankings, weights = {}, {}
+    boost = settings.SEARCH_POPULARITY_WEIGHT if popularity is None else popularity
+    if boost > 0 and any(rankings.values()):
+        rankings, weights = with_popularity(rankings, weights, boost, restrict)
 
-    if restrict is not None:
-        from catalog.hybrid import rrf
-
+    if examples:
+        weights = {name: float((weights or {}).get(name, 1.0)) for name in rankings}
+        # The examples weigh as much as the query's own lists (the popularity boost not counted).
+        base = {name: w for name, w in weights.items() if name != POPULARITY}
+        more, more_weights = example_rankings(model, examples, base, mode, depth, filters)
+        rankings, weights = {**rankings, **more}, {**weights, **more_weights}
+    if restrict is not None or examples:
         fused = rrf(rankings, k=settings.SEARCH_RRF_K, weights=weights, restrict_to=restrict)
-        scored = [(f.item, f.score, f.sources) for f in fused]
+        shown = set(examples.like) | set(examples.unlike)
+        scored = [(f.item, f.score, f.sources) for f in fused if f.item not in shown]
     else:
         scored = fuse(rankings, weights)
     if min_score is not None:
@@ -505,7 +746,8 @@ def search(
         products = Product.objects.in_bulk([pid for pid, _, _ in scored])
         candidates = [Hit(products[pid], score, src) for pid, score, src in scored if pid in products]
         hits = _price_order(candidates, descending=sort == "price_desc")[offset : offset + k]
-    explain(hits, rankings, weights, fused=restrict is not None or len(rankings) != 1)
+    explain(hits, rankings, weights, fused=restrict is not None or bool(examples) or len(rankings) != 1)
+    attach_photos(hits, rankings)
     return SearchResult(
         hits,
         (time.perf_counter() - started) * 1000,
@@ -520,6 +762,8 @@ def search(
         correction=correction,
         candidates=[pid for pid, _, _ in scored],
         depth=depth,
+        examples=examples,
+        text_weight=text_weight if has_photo and q else None,
     )
 
 

@@ -3,8 +3,16 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from catalog.models import Product
+from catalog.models import Photo, Product
 from catalog.search import Hit
+
+
+def photo_json(request: HttpRequest, photo: Photo) -> dict:
+    return {
+        "position": photo.position,
+        "image_url": request.build_absolute_uri(photo.image.url) if photo.image else None,
+        "thumbnail_url": request.build_absolute_uri(photo.thumbnail.url) if photo.thumbnail else None,
+    }
 
 
 def product_json(request: HttpRequest, product: Product) -> dict:
@@ -16,6 +24,8 @@ def product_json(request: HttpRequest, product: Product) -> dict:
         "image_url": request.build_absolute_uri(product.image.url) if product.image else None,
         "thumbnail_url": request.build_absolute_uri(product.thumbnail.url) if product.thumbnail else None,
         "url": request.build_absolute_uri(product.get_absolute_url()),
+        # every photo, the main `image` first (position 0)
+        "photos": [photo_json(request, photo) for photo in product.gallery()],
     }
 
 
@@ -26,4 +36,6 @@ def hit_json(request: HttpRequest, hit: Hit) -> dict:
         **product_json(request, hit.product),
         "score": round(hit.score, 6),
         "sources": {name: round(value, 6) for name, value in hit.sources.items()},
+        # the photo that placed it (its best photo in the photo list that did most for it)
+        "matched_photo": photo_json(request, hit.photo) if hit.photo else None,
     }

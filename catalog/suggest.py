@@ -7,7 +7,8 @@ none below 4 (as Algolia and Typesense count them); an edit is an insertion, del
 substitution or swap of neighbouring letters. Candidates come from shared trigrams (a GIN
 index), so the vocabulary is never scanned whole.
 
-Autocomplete: categories and product titles whose words start with what was typed.
+Autocomplete: popular past queries that start with what was typed (catalog/popularity.py),
+then categories and product titles whose words start with it.
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from django.db import connection
 from django.urls import reverse
+
+from catalog.popularity import popular_queries
+from searchsite.db_router import search_connection
 
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)  # a run of letters
 MIN_CORRECTABLE = 4
@@ -27,6 +30,9 @@ MAX_PREFIX_CHARS = 100
 # Titles read for one autocomplete answer: the ranking looks at this many matches, so a
 # one-letter prefix on 100k products costs the same as a rare word (bench/suggest_latency.py).
 TITLE_POOL = 100
+# At most this many of an answer's suggestions are past queries, so categories and titles
+# still show.
+POPULAR_SLOTS = 3
 
 
 def typo_budget(word: str) -> int:
@@ -63,7 +69,7 @@ def unknown_words(words: list[str]) -> list[str]:
     """The words no product contains (in Postgres full text: stemmed, stop words ignored)."""
     if not words:
         return []
-    with connection.cursor() as cursor:
+    with search_connection().cursor() as cursor:
         cursor.execute(
             """SELECT w FROM unnest(%s::text[]) AS w
                WHERE numnode(plainto_tsquery('english', w)) > 0
@@ -80,7 +86,7 @@ def closest_word(word: str) -> str | None:
     budget = typo_budget(word)
     if budget == 0:
         return None
-    with connection.cursor() as cursor:
+    with search_connection().cursor() as cursor:
         cursor.execute(
             """WITH q AS (SELECT catalog_word_trigrams(%s) AS t)
                SELECT w.word, (SELECT count(*) FROM unnest(w.trigrams) AS x WHERE x = ANY(q.t)) AS shared
@@ -97,7 +103,7 @@ def closest_word(word: str) -> str | None:
     if not close:
         return None
     # A vocabulary word whose products are gone would find nothing: count what each finds.
-    with connection.cursor() as cursor:
+    with search_connection().cursor() as cursor:
         cursor.execute(
             """SELECT w, (SELECT count(*) FROM (SELECT 1 FROM catalog_product p
                           WHERE p.search_doc @@ plainto_tsquery('english', w) LIMIT 100) AS m)
@@ -143,8 +149,8 @@ def correct_query(query: str) -> Correction | None:
 @dataclass(frozen=True)
 class Suggestion:
     text: str
-    kind: str  # "category" or "product"
-    url: str  # where choosing it leads: the category's listing, the product's page
+    kind: str  # "query" (a popular past search), "category" or "product"
+    url: str  # where choosing it leads: the search, the category's listing, the product's page
 
 
 def _prefix_tsquery(words: list[str]) -> str:
@@ -160,7 +166,7 @@ def _starts_words(text: str, words: list[str]) -> bool:
 
 def categories() -> list[str]:
     """Distinct categories by walking the category index (one probe per category)."""
-    with connection.cursor() as cursor:
+    with search_connection().cursor() as cursor:
         cursor.execute(
             """WITH RECURSIVE c AS (
                    (SELECT category FROM catalog_product ORDER BY category LIMIT 1)
@@ -186,17 +192,23 @@ TITLES_WITH_WORDS = """
 
 
 def suggest(prefix: str, k: int = 8) -> list[Suggestion]:
-    """Up to `k` completions of `prefix`: matching categories first, then product titles
-    that start with the prefix, then titles whose words start with the typed words
-    (shorter first). Words are matched by their beginnings, case-insensitively."""
+    """Up to `k` completions of `prefix`: popular past queries that start with it (at most
+    POPULAR_SLOTS, most popular first), then matching categories, then product titles that
+    start with the prefix, then titles whose words start with the typed words (shorter
+    first). Words are matched by their beginnings, case-insensitively."""
     words = [w.lower() for w in WORD.findall(prefix[:MAX_PREFIX_CHARS])]
     if not words or sum(map(len, words)) < 2:
         return []
     search_url = reverse("catalog:search")
+    matching = [name for name in categories() if _starts_words(name, words)]
+    names = {name.lower() for name in matching}
     out: list[Suggestion] = [
-        Suggestion(name, "category", search_url + "?" + urlencode({"category": name}))
-        for name in categories() if _starts_words(name, words)
-    ][:k]
+        Suggestion(text, "query", search_url + "?" + urlencode({"q": text}))
+        for text in popular_queries(prefix[:MAX_PREFIX_CHARS], min(k, POPULAR_SLOTS) + len(names))
+        if text not in names  # the category itself is offered below
+    ][: min(k, POPULAR_SLOTS)]
+    out += [Suggestion(name, "category", search_url + "?" + urlencode({"category": name})) for name in matching]
+    out = out[:k]
     if len(out) >= k:
         return out
     typed = " ".join(prefix.lower().split())
@@ -205,7 +217,7 @@ def suggest(prefix: str, k: int = 8) -> list[Suggestion]:
     # the typed words (asked only when the first are too few); each pool is bounded, so a
     # short, common prefix costs no more than a rare one. Shorter titles first in each.
     seen = {s.text.lower() for s in out}
-    with connection.cursor() as cursor:
+    with search_connection().cursor() as cursor:
         for sql, match in ((STARTING_TITLES, like), (TITLES_WITH_WORDS, _prefix_tsquery(words))):
             cursor.execute(sql, [match, TITLE_POOL])
             for title, sku in cursor.fetchall():

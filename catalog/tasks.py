@@ -3,6 +3,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from catalog.analytics import prune
+from catalog.popularity import refresh
 from catalog.ingest import ImportFileError, prepare_upload, run_import
 from catalog.models import ImportJob
 
@@ -41,6 +42,12 @@ def reconcile() -> dict:
     from catalog.reconcile import reconcile as run
 
     return run().as_dict()
+
+
+@shared_task
+def refresh_popularity() -> tuple[int, int]:
+    """Rebuild popular queries and clicked products from the search log (Celery beat)."""
+    return refresh()
 
 
 @shared_task

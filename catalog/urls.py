@@ -16,7 +16,8 @@ urlpatterns = [
     path("api/suggest", api.suggestions, name="api-suggest"),
     path("api/click", api.click, name="api-click"),
     path("api/imports", api.imports, name="api-imports"),
-    # <path:...>: any id answers JSON (404 for one that is not a job), never Django's HTML 404
+    # <path:...>: any id answers JSON (404 for one that is not a job); one the converter refuses
+    # (a line break) reaches handler404, which answers JSON under /api/ too
     path("api/imports/<path:job_id>", api.import_status, name="api-import"),
     path("api/openapi.json", views.openapi_schema, name="openapi"),
 ]

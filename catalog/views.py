@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from catalog import openapi
 from catalog.analytics import log_search
-from catalog.api import BadRequest, parse_flag, parse_k, parse_query  # noqa: F401  (kept importable here)
+from catalog.api import BadRequest, form_examples, parse_flag, parse_k, parse_query  # noqa: F401  (kept importable here)
 from catalog.facets import CENT, Facets, search_facets
 from catalog.forms import MODE_LABELS, SORT_LABELS, SearchForm
 from catalog.models import Product
@@ -19,20 +19,23 @@ from catalog.query_image import find_query_image, query_vector, read_query_image
 from catalog.ratelimit import rate_limit
 from catalog.search import (
     Filters,
+    SearchResult,
     SearchUnavailable,
     active_model,
     browse,
     category_counts,
+    check_text_weight,
     image_query_vectors,
     reuse_query_vectors,
     search,
     similar_products,
 )
+from searchsite.db_router import reads_search_database
 
 
 def _url(form: SearchForm, **changes: Any) -> str:
     params = form.params(**changes)
-    return reverse("catalog:search") + ("?" + urlencode(params) if params else "")
+    return reverse("catalog:search") + ("?" + urlencode(params, doseq=True) if params else "")
 
 
 def _pages(form: SearchForm, total: int, keep: dict[str, str]) -> list[dict[str, Any]]:
@@ -51,6 +54,7 @@ def _pages(form: SearchForm, total: int, keep: dict[str, str]) -> list[dict[str,
 @rate_limit("search", "SEARCH_RATE_LIMIT", methods=("GET", "HEAD"))
 @rate_limit("photo", "PHOTO_SEARCH_RATE_LIMIT", methods=("POST",))
 @reuse_query_vectors()
+@reads_search_database
 def search_page(request: HttpRequest) -> HttpResponse:
     """The shop's search page. A photo upload (POST) is stored and redirected to ?img=<id>,
     so every search, photo or not, lives in a URL that pages, filters and reloads."""
@@ -68,19 +72,24 @@ def search_page(request: HttpRequest) -> HttpResponse:
         keep = {} if correct else {"correct": "0"}
         context["keep_uncorrected"] = not correct
         vector = None
+        examples = form_examples(form)
         if form.image_key:
             stored = find_query_image(form.image_key)
             if stored is None:
                 raise BadRequest("That photo search has expired. Please upload the photo again.")
             context["photo"] = stored
+            weight = check_text_weight(form.words_weight)  # the form validated the range
+            context["text_weight"] = {"value": weight, "percent": round(100 * weight),
+                                      "photo_percent": 100 - round(100 * weight)}
             vector = query_vector(stored, active_model())
             result = search(form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
-                            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct)
+                            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct,
+                            examples=examples, text_weight=form.words_weight)
             context["query_kind"] = "photo+text" if form.query else "photo"
-        elif form.query:
+        elif form.query or form.has_examples:
             result = search(form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
-                            sort=form.sort_order, min_score=form.score_cutoff, correct=correct)
-            context["query_kind"] = "text"
+                            sort=form.sort_order, min_score=form.score_cutoff, correct=correct, examples=examples)
+            context["query_kind"] = "text" if form.query else "examples"
         elif form.filters.category or form.filters.min_price is not None or form.filters.max_price is not None:
             result = browse(form.filters, k=form.per_page_k, offset=form.offset, sort=form.sort_order)
             context["query_kind"] = "browse"
@@ -91,9 +100,11 @@ def search_page(request: HttpRequest) -> HttpResponse:
             # replaces: the search the shopper was still typing
             context["query_id"] = log_search(
                 result, text=form.query, kind=context["query_kind"], source="page", page=form.page_number,
-                same_as=request.GET.get("query_id"), replaces=request.GET.get("replaces"))
+                same_as=request.GET.get("query_id"), replaces=request.GET.get("replaces"), request=request)
         if result is not None:
             context["result"] = result
+            context["cards"] = _cards(form, result, keep)
+            context["example_chips"] = _example_chips(form, result, keep)
             context["pages"] = _pages(form, result.total_candidates, keep)
             context["first_rank"] = result.offset + 1
             context["last_rank"] = result.offset + len(result.hits)
@@ -123,6 +134,46 @@ def search_page(request: HttpRequest) -> HttpResponse:
         context["showcase"] = _showcase(context["categories"])
     template = "catalog/_results.html" if request.GET.get("fragment") else "catalog/search.html"
     return render(request, template, context, status=status)
+
+
+def _cards(form: SearchForm, result: SearchResult, keep: dict[str, str]) -> list[dict[str, Any]]:
+    """Each hit with the links that refine the search by it: more like it, less like it."""
+    if result.mode == "browse":
+        return [{"hit": hit} for hit in result.hits]
+    like, unlike = form.example_values("like"), form.example_values("unlike")
+    return [{
+        "hit": hit,
+        "more_url": _url(form, page=None, **keep, like=like + [hit.product.sku],
+                         unlike=[s for s in unlike if s != hit.product.sku]),
+        "less_url": _url(form, page=None, **keep, unlike=unlike + [hit.product.sku],
+                         like=[s for s in like if s != hit.product.sku]),
+    } for hit in result.hits]
+
+
+def _example_chips(form: SearchForm, result: SearchResult, keep: dict[str, str]) -> list[dict[str, Any]]:
+    """The query's examples as chips, each with the link that removes it (words to avoid typed
+    in the search box are shown too; they go when the words do)."""
+    chips: list[dict[str, Any]] = []
+    products = Product.objects.in_bulk(form.example_values("like") + form.example_values("unlike"), field_name="sku")
+    for name, sign in (("like", "More like"), ("unlike", "Less like")):
+        values = form.example_values(name)
+        for sku in values:
+            product = products.get(sku)
+            chips.append({"field": name, "value": sku, "kind": name, "sign": sign,
+                          "text": product.title if product else sku, "product": product,
+                          "remove_url": _url(form, page=None, **keep, **{name: [v for v in values if v != sku]})})
+    for name, sign in (("like_img", "More like"), ("unlike_img", "Less like")):
+        values = form.example_values(name)
+        for key in values:
+            chips.append({"field": name, "value": key, "kind": name.removesuffix("_img"), "sign": sign,
+                          "text": "your photo", "photo_url": reverse("catalog:query-photo", args=[key]),
+                          "remove_url": _url(form, page=None, **keep, **{name: [v for v in values if v != key]})})
+    explicit = form.example_values("avoid")
+    for words in result.examples.avoid:
+        chips.append({"field": "avoid" if words in explicit else "", "value": words, "kind": "avoid", "sign": "Not",
+                      "text": words, "remove_url": _url(form, page=None, **keep, avoid=[w for w in explicit if w != words])
+                      if words in explicit else ""})
+    return chips
 
 
 def _facet_links(form: SearchForm, facets: Facets, keep: dict[str, str]) -> dict[str, Any]:
@@ -187,6 +238,7 @@ def query_photo(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @rate_limit("search", "SEARCH_RATE_LIMIT")
+@reads_search_database
 def product_page(request: HttpRequest, sku: str) -> HttpResponse:
     product = get_object_or_404(Product, sku=sku)
     try:
@@ -195,10 +247,27 @@ def product_page(request: HttpRequest, sku: str) -> HttpResponse:
     except SearchUnavailable:
         by_image = by_text = []
     category_url = reverse("catalog:search") + "?" + urlencode({"category": product.category})
+    back_url = request.GET.get("back") if _is_local(request.GET.get("back")) else ""
+    gallery = product.gallery()
+    # ?photo=N opens the gallery at photo N (a result card links to the photo that matched);
+    # anything else opens it at the main photo.
+    raw = request.GET.get("photo", "")
+    shown = gallery[int(raw)] if raw.isdigit() and int(raw) < len(gallery) else gallery[0]
     return render(request, "catalog/product.html", {
         "product": product, "by_image": by_image, "by_text": by_text, "category_url": category_url,
-        "back_url": request.GET.get("back") if _is_local(request.GET.get("back")) else "",
+        "back_url": back_url, "shown": shown,
+        "gallery": [(photo, _url_with(request, photo=photo.position or None)) for photo in gallery],
     })
+
+
+def _url_with(request: HttpRequest, **changes: object) -> str:
+    """This page's URL with some query parameters changed (None removes one)."""
+    params = request.GET.copy()
+    for name, value in changes.items():
+        params.pop(name, None)
+        if value is not None:
+            params[name] = str(value)
+    return "?" + params.urlencode() if params else request.path
 
 
 def _is_local(url: str | None) -> bool:

@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from embeddings.models import EmbeddingModel, EvaluationRun, TrainingJob
+from embeddings.train_jobs import DEFAULTS
 
 
 @admin.register(EmbeddingModel)
@@ -66,9 +67,9 @@ class TrainForm(forms.Form):
     )
     text = forms.ChoiceField(choices=[("gru", "GRU over GloVe"), ("minilm", "MiniLM + projection")], initial="gru")
     dim = forms.IntegerField(min_value=16, max_value=2000, initial=lambda: settings.EMBED_DIM, label="joint dimension")
-    epochs = forms.IntegerField(min_value=1, max_value=500, initial=40)
-    mining = forms.ChoiceField(choices=[("semi-hard", "semi-hard"), ("hardest", "hardest")], initial="semi-hard")
-    margin = forms.FloatField(min_value=0.01, max_value=2.0, initial=0.4)
+    epochs = forms.IntegerField(min_value=1, max_value=500, initial=DEFAULTS["epochs"])
+    mining = forms.ChoiceField(choices=[("semi-hard", "semi-hard"), ("hardest", "hardest")], initial=DEFAULTS["mining"])
+    margin = forms.FloatField(min_value=0.01, max_value=2.0, initial=DEFAULTS["margin"])
     activate = forms.BooleanField(required=False, initial=True, help_text="switch search to it when trained")
 
 

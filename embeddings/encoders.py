@@ -106,7 +106,7 @@ class Encoder:
         dims = self.column_dims()
         parts: dict[str, list[np.ndarray]] = {c: [np.zeros((0, dims[c]), np.float32)] for c in columns}
         for s in range(0, len(images), self.batch_size):
-            x = to_model_input(images[s : s + self.batch_size], self.image_size, self.mean, self.std)
+            x = torch.from_numpy(to_model_input(images[s : s + self.batch_size], self.image_size, self.mean, self.std))
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
             with self._lock, torch.inference_mode(), autocast(self.device, self.bf16):
                 out = self._image_signals(x, columns)
@@ -235,15 +235,21 @@ class CheckpointEncoder(Encoder):
         """All four signals from stored pretrained vectors (unit backbone features, MiniLM
         sentence vectors) of the same products: no backbone or MiniLM pass, only the heads
         and, for the GRU, the text tower. The results equal a full encode of the same inputs."""
+        image = self.image_signals_from_features(image_feat)
         with self._lock, torch.inference_mode():
-            feats = torch.from_numpy(np.ascontiguousarray(image_feat, np.float32)).to(self.device)
-            image_vec = self.head_model(feats).float().cpu().numpy()
             if isinstance(self.text_tower, MiniLMTextTower):
                 sentences = torch.from_numpy(np.ascontiguousarray(text_feat, np.float32)).to(self.device)
                 text_vec = self.text_tower.forward_features(sentences).float().cpu().numpy()
         if not isinstance(self.text_tower, MiniLMTextTower):
             text_vec = self.encode_texts(texts)
-        return {"image_vec": _l2(image_vec), "image_feat": _l2(image_feat), "text_vec": _l2(text_vec), "text_feat": _l2(text_feat)}
+        return {**image, "text_vec": _l2(text_vec), "text_feat": _l2(text_feat)}
+
+    def image_signals_from_features(self, image_feat: np.ndarray) -> dict[str, np.ndarray]:
+        """The image signals from stored unit backbone features: the head only, no backbone."""
+        with self._lock, torch.inference_mode():
+            feats = torch.from_numpy(np.ascontiguousarray(image_feat, np.float32)).to(self.device)
+            image_vec = self.head_model(feats).float().cpu().numpy()
+        return {"image_vec": _l2(image_vec), "image_feat": _l2(image_feat)}
 
     def _text_signals(self, texts: Sequence[str], columns: Sequence[str]) -> dict[str, torch.Tensor]:
         out = {}

@@ -115,6 +115,29 @@ class ProductVector(models.Model):
         return cls.objects.filter(model=model, content_hash=models.F("product__content_hash"))
 
 
+class PhotoVector(models.Model):
+    """A further product photo's image vectors under one model (catalog.ProductPhoto; photo 0's
+    are ProductVector's image columns). A photo row's content never changes (a new photo is
+    a new row), so a row is current as long as it exists; embed_batch writes a product's
+    photo vectors in the same transaction as its ProductVector, so a product with a current
+    ProductVector has every photo's vector."""
+
+    photo = models.ForeignKey("catalog.ProductPhoto", on_delete=models.CASCADE, related_name="vectors")
+    model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, related_name="photo_vectors")
+    # Copies, so a photo search groups by product and filters inside the HNSW scan without
+    # a join (as ProductVector's); embed_batch rewrites category/price with the product's.
+    product = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="+")
+    category = models.CharField(max_length=120, default="")
+    price = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    # The image columns of ProductVector, same meaning and dimension under the model.
+    image_vec = VectorField()
+    image_feat = VectorField(null=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["photo", "model"], name="one_photo_vector_per_model")]
+
+
 def atomic_switch(new: EmbeddingModel) -> EmbeddingModel | None:
     """Make `new` the active model in one transaction; return the model it replaced."""
     from django.utils import timezone

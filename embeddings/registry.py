@@ -11,6 +11,7 @@ import logging
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -18,10 +19,12 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
-from embeddings.encoders import Encoder, load_encoder
-from embeddings.models import EmbeddingModel, ProductVector, atomic_switch
+from embeddings.models import EmbeddingModel, PhotoVector, ProductVector, atomic_switch
 from embeddings.vector_index import create_indexes, drop_indexes
 from ops.beat import live_workers
+
+if TYPE_CHECKING:
+    from embeddings.encoders import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +38,28 @@ model_ready_for_gate = Signal()
 WEB_QUEUE = "web"
 
 
+def load_model(spec: dict[str, Any]) -> Encoder:
+    """The process's encoder for ``spec`` (loaded once): the one door to the model-running code.
+
+    ``embeddings.encoders`` brings torch, torchvision, timm and transformers: importing it
+    costs 5.7 s and takes a process from ~100 MB to ~700 MB resident (docs/benchmarks.md,
+    "Memory"). Only processes that run a model come through here (the embed worker, the web
+    workers that encode queries, training, registering a model); the prepare worker and
+    read-only commands never do, and tests/test_imports.py keeps it so.
+    """
+    from embeddings.encoders import load_encoder  # lazy: the measured heavy load above
+
+    return load_encoder(spec, device=settings.EMBEDDINGS_DEVICE)
+
+
 def encoder_for(model: EmbeddingModel) -> Encoder:
-    return load_encoder(model.spec, device=settings.EMBEDDINGS_DEVICE)
+    return load_model(model.spec)
 
 
 def _register(name: str, kind: str, spec: dict, **fields: object) -> EmbeddingModel:
-    encoder = load_encoder(spec, device=settings.EMBEDDINGS_DEVICE)
+    # Registering runs the model once: its dimensions and actual backbone (after any fallback)
+    # are what it loads as.
+    encoder = load_model(spec)
     notes = str(fields.pop("notes", ""))
     requested = spec.get("backbone")
     if requested and encoder.backbone != requested:
@@ -93,7 +112,7 @@ def register_checkpoint(
         training_data=training_data or {},
         metrics=metrics or {},
         curve=curve,
-        text_tower=load_encoder(spec).text_kind,
+        text_tower=load_model(spec).text_kind,
     )
 
 
@@ -246,13 +265,18 @@ def complete_gate(model: EmbeddingModel, report: dict, keep_refused: bool = Fals
         logger.info("gate passed: activated embedding model %s", model.name)
         return True
     if not keep_refused:
-        drop_indexes(model.pk)
-        ProductVector.objects.filter(model=model).delete()
+        drop_vectors(model)
     logger.warning("gate refused embedding model %s: %s", model.name, report.get("reason"))
     return False
 
 
 def retire(model: EmbeddingModel) -> None:
     """Drop a retired model's vectors and indexes (only ever after the switch)."""
+    drop_vectors(model)
+
+
+def drop_vectors(model: EmbeddingModel) -> None:
+    """A model's indexes and vectors, its products' and their further photos'."""
     drop_indexes(model.pk)
     ProductVector.objects.filter(model=model).delete()
+    PhotoVector.objects.filter(model=model).delete()

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import logging
-
 from typing import TYPE_CHECKING
 
 import numpy as np
 from celery import shared_task
 from django.core.files.storage import default_storage
+from django.db import connection, transaction
 
-from embeddings.models import EmbeddingModel, ProductVector
+from embeddings.models import EmbeddingModel, PhotoVector, ProductVector
 
 if TYPE_CHECKING:
     from embeddings.encoders import Encoder
@@ -17,17 +17,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def stored_pretrained(model: EmbeddingModel, encoder: Encoder, products: list) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """product id -> (unit backbone features, MiniLM vector) already stored, from the current
-    vectors of another model with the same backbone and preprocessing (usually the active one).
-
-    A new joint model only trains heads on top of those, so re-embedding the catalogue with
-    it needs no backbone pass: this makes an activation minutes faster on a CPU.
-    """
+def pretrained_donor(model: EmbeddingModel, encoder: Encoder) -> tuple[EmbeddingModel, str, str] | None:
+    """Another model (usually the active one) with the same backbone and preprocessing whose
+    stored vectors hold `model`'s pretrained signals: (it, its backbone-feature column, its
+    sentence column); None if there is none or `model` cannot use them."""
     from embeddings.registry import encoder_for
 
     if not (model.joint and model.image_feat_dim and hasattr(encoder, "signals_from_pretrained")):
-        return {}
+        return None
     donors = EmbeddingModel.objects.filter(
         backbone=model.backbone,
         status__in=[EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING, EmbeddingModel.Status.EVALUATING],
@@ -41,21 +38,51 @@ def stored_pretrained(model: EmbeddingModel, encoder: Encoder, products: list) -
         other = encoder_for(donor)
         if (other.image_size, other.mean, other.std) != (encoder.image_size, encoder.mean, encoder.std):
             continue
-        hashes = {p.pk: p.content_hash for p in products}
-        rows = ProductVector.objects.filter(model=donor, product_id__in=list(hashes)).values_list(
-            "product_id", "content_hash", feat, sentence
-        )
-        return {
-            pid: (np.asarray(image, np.float32), np.asarray(text, np.float32))
-            for pid, content, image, text in rows
-            if hashes.get(pid) == content
-        }
-    return {}
+        return donor, feat, sentence
+    return None
+
+
+def stored_pretrained(model: EmbeddingModel, encoder: Encoder, products: list) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """product id -> (unit backbone features, MiniLM vector) already stored, from the current
+    vectors of the pretrained_donor.
+
+    A new joint model only trains heads on top of those, so re-embedding the catalogue with
+    it needs no backbone pass: this makes an activation minutes faster on a CPU.
+    """
+    found = pretrained_donor(model, encoder)
+    if found is None:
+        return {}
+    donor, feat, sentence = found
+    hashes = {p.pk: p.content_hash for p in products}
+    rows = ProductVector.objects.filter(model=donor, product_id__in=list(hashes)).values_list(
+        "product_id", "content_hash", feat, sentence
+    )
+    return {
+        pid: (np.asarray(image, np.float32), np.asarray(text, np.float32))
+        for pid, content, image, text in rows
+        if hashes.get(pid) == content
+    }
+
+
+def stored_photo_features(model: EmbeddingModel, encoder: Encoder, photos: list) -> dict[int, np.ndarray]:
+    """ProductPhoto id -> unit backbone features the pretrained_donor stored for it (a photo's
+    vectors depend on its content only, so any stored row is current)."""
+    found = pretrained_donor(model, encoder) if photos else None
+    if found is None:
+        return {}
+    donor, feat, _ = found
+    rows = PhotoVector.objects.filter(model=donor, photo__in=photos).values_list("photo_id", feat)
+    return {photo_id: np.asarray(image, np.float32) for photo_id, image in rows}
 
 
 def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
-    """Compute and store vectors for products whose vector under `model` is missing or stale."""
-    from catalog.models import Product
+    """Compute and store vectors for products whose vector under `model` is missing or stale,
+    and for their further photos (catalog.ProductPhoto) that have none under `model` yet.
+
+    A photo keeps its vectors while it exists (they depend on its content only), so a
+    product whose words changed re-encodes its main photo and text, not its other photos.
+    """
+    from catalog.models import Product, ProductPhoto
     from embeddings.registry import encoder_for
     from embeddings.transforms import open_image
 
@@ -82,16 +109,31 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
         for column, vectors in computed.items():
             signals.setdefault(column, {}).update({p.pk: v for p, v in zip(fast, vectors, strict=True)})
     rest = [p for p in products if p.pk not in reuse]
-    if rest:
+    have = PhotoVector.objects.filter(model=model, product__in=products).values("photo_id")
+    photos = list(ProductPhoto.objects.filter(product__in=products).exclude(pk__in=have))
+    photo_signals: dict[str, dict[int, np.ndarray]] = {}
+    photo_feats = stored_photo_features(model, encoder, photos)
+    if photo_feats:  # as for the main photos: the heads read the stored backbone features
+        known = [ph for ph in photos if ph.pk in photo_feats]
+        from_feats = encoder.image_signals_from_features(  # type: ignore[attr-defined]
+            np.stack([photo_feats[ph.pk] for ph in known]))
+        for column, vectors in from_feats.items():
+            photo_signals.setdefault(column, {}).update({ph.pk: v for ph, v in zip(known, vectors, strict=True)})
+    unknown = [ph for ph in photos if ph.pk not in photo_feats]
+    if rest or unknown:
+        # The further photos share the main photos' backbone batches: one image pass for all.
         images = []
-        for product in rest:
-            with default_storage.open(product.image.name, "rb") as handle:
+        for name in [p.image.name for p in rest] + [ph.image.name for ph in unknown]:
+            with default_storage.open(name, "rb") as handle:
                 images.append(open_image(handle.read()))
+        image_signals = encoder.encode_image_signals(images)
+        for column, vectors in image_signals.items():
+            photo_signals.setdefault(column, {}).update(
+                {ph.pk: v for ph, v in zip(unknown, vectors[len(rest):], strict=True)})
         # Every signal the model stores: its own vectors and, for a joint model, the pretrained ones.
-        computed = {
-            **encoder.encode_image_signals(images),
-            **encoder.encode_text_signals([p.text_for_embedding for p in rest]),
-        }
+        computed = {column: vectors[: len(rest)] for column, vectors in image_signals.items()}
+        if rest:
+            computed.update(encoder.encode_text_signals([p.text_for_embedding for p in rest]))
         for column, vectors in computed.items():
             signals.setdefault(column, {}).update({p.pk: v for p, v in zip(rest, vectors, strict=True)})
     rows = [
@@ -101,13 +143,36 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
         )
         for p in products
     ]
-    # Idempotent: a redelivered batch overwrites the same rows with the same values.
-    ProductVector.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["product", "model"],
-        update_fields=[*signals, "content_hash", "category", "price", "updated_at"],
-    )
+    by_pk = {p.pk: p for p in products}
+    photo_rows = [
+        PhotoVector(
+            photo=ph, model=model, product_id=ph.product_id, category=by_pk[ph.product_id].category,
+            price=by_pk[ph.product_id].price, **{column: by_photo[ph.pk].tolist() for column, by_photo in photo_signals.items()},
+        )
+        for ph in photos
+    ]
+    # One transaction: a product with a current ProductVector has all its photos' vectors
+    # (the reconciler looks at ProductVector alone).
+    with transaction.atomic():
+        # Idempotent: a redelivered batch overwrites the same rows with the same values.
+        ProductVector.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["product", "model"],
+            update_fields=[*signals, "content_hash", "category", "price", "updated_at"],
+        )
+        if photo_rows:
+            PhotoVector.objects.bulk_create(
+                photo_rows, update_conflicts=True, unique_fields=["photo", "model"],
+                update_fields=[*photo_signals, "category", "price", "updated_at"],
+            )
+        with connection.cursor() as cursor:  # the kept photos' filter copies follow the product
+            cursor.execute(
+                "UPDATE embeddings_photovector ph SET category = p.category, price = p.price "
+                "FROM catalog_product p WHERE ph.product_id = p.id AND ph.model_id = %s AND p.id = ANY(%s) "
+                "AND (ph.category <> p.category OR ph.price <> p.price)",
+                [model.pk, [p.pk for p in products]],
+            )
     return len(rows)
 
 

@@ -21,14 +21,15 @@ from embeddings.models import EmbeddingModel, ProductVector, TrainingJob
 if TYPE_CHECKING:
     from embeddings.training import KnownFeatures
 
+# The documented training defaults: the ones TrainCfg holds, plus the towers' choice.
 DEFAULTS = {
     "backbone": None,  # settings.EMBEDDINGS_IMAGE_BACKBONE
     "text": "gru",
     "dim": None,  # settings.EMBED_DIM
-    "epochs": 40,
-    "mining": "semi-hard",
-    "margin": 0.4,
-    "seed": 0,
+    "epochs": TrainCfg.epochs,
+    "mining": TrainCfg.mining,
+    "margin": TrainCfg.margin,
+    "seed": TrainCfg.seed,
 }
 
 

@@ -140,7 +140,7 @@ def extract_features(
                     view_images = [
                         perturb(im, random.Random(f"{path.stem}:{v}")) for im, (_, path) in zip(images, keep)
                     ]
-                x = to_model_input(view_images, size, spec.mean, spec.std, hflip=flip and v == 1)
+                x = torch.from_numpy(to_model_input(view_images, size, spec.mean, spec.std, hflip=flip and v == 1))
                 x = x.to(device).contiguous(memory_format=torch.channels_last)
                 with torch.no_grad(), autocast(device, use_bf16):
                     per_view.append(backbone(x).float().cpu().numpy())
@@ -421,7 +421,7 @@ def train(
     def image_batch(index: list[int]) -> torch.Tensor:
         if finetune:
             imgs = [open_image(usable[i].read_image()) for i in index]
-            x = to_train_input(imgs, cfg.image_size, spec.mean, spec.std, rng).to(device)
+            x = torch.from_numpy(to_train_input(imgs, cfg.image_size, spec.mean, spec.std, rng)).to(device)
             return image_tower(x)
         view = torch.randint(0, feats.shape[1], (len(index),), device=device)
         return image_tower.forward_features(feats[index, view])

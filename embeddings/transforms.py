@@ -1,4 +1,9 @@
-"""Image decoding and preprocessing: pure functions, no model state."""
+"""Image decoding and preprocessing: pure functions, no model state.
+
+No torch: the prepare worker decodes photos and makes thumbnails with this module without
+loading a model (docs/scaling.md, "Memory"). Model input comes back as a numpy array that
+the model-running code wraps with ``torch.from_numpy`` (no copy).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -107,12 +111,12 @@ def _random_resized_crop(
     return _resize_center_crop(img, size)
 
 
-def _normalise(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def _normalise(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     batch = np.stack([np.asarray(im, dtype=np.uint8) for im in images])  # N,H,W,3
-    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - m) / s
+    x = batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+    m = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray((x - m) / s)
 
 
 def to_model_input(
@@ -121,8 +125,8 @@ def to_model_input(
     mean: Sequence[float],
     std: Sequence[float],
     hflip: bool = False,
-) -> torch.Tensor:
-    """Evaluation preprocessing: resize shorter side, center crop, normalise -> (N,3,size,size)."""
+) -> np.ndarray:
+    """Evaluation preprocessing: resize shorter side, center crop, normalise -> float32 (N,3,size,size)."""
     crops = [_resize_center_crop(to_rgb(im), size) for im in images]
     if hflip:
         crops = [ImageOps.mirror(c) for c in crops]
@@ -135,8 +139,8 @@ def to_train_input(
     mean: Sequence[float],
     std: Sequence[float],
     rng: random.Random,
-) -> torch.Tensor:
-    """Training augmentation: random resized crop + horizontal flip."""
+) -> np.ndarray:
+    """Training augmentation: random resized crop + horizontal flip -> float32 (N,3,size,size)."""
     crops = []
     for im in images:
         crop = _random_resized_crop(to_rgb(im), size, rng)

@@ -12,6 +12,9 @@ from django.db import connection
 
 TABLE = "embeddings_productvector"
 COLUMNS = ("image_vec", "text_vec", "image_feat", "text_feat")
+# A product's further photos (PhotoVector) have the image columns only, indexed the same way.
+PHOTO_TABLE = "embeddings_photovector"
+PHOTO_COLUMNS = ("image_vec", "image_feat")
 
 
 def vector_type(dim: int) -> str:
@@ -32,12 +35,13 @@ def query_param(dim: int) -> str:
     return f"%s::{vector_type(dim)}"
 
 
-def index_name(column: str, model_id: int) -> str:
-    return f"pv_{column}_m{model_id}_hnsw"
+def index_name(column: str, model_id: int, table: str = TABLE) -> str:
+    return f"{'ph' if table == PHOTO_TABLE else 'pv'}_{column}_m{model_id}_hnsw"
 
 
 def create_indexes(model_id: int, column_dims: dict[str, int]) -> None:
-    """One partial HNSW index per stored column of the model (EmbeddingModel.column_dims())."""
+    """One partial HNSW index per stored column of the model (EmbeddingModel.column_dims()),
+    on ProductVector, and on PhotoVector for the image columns."""
     ops = {"vector": "vector_cosine_ops", "halfvec": "halfvec_cosine_ops"}
     with connection.cursor() as cursor:
         # Inside a transaction that already wrote vectors, deferred FK checks must run
@@ -45,14 +49,17 @@ def create_indexes(model_id: int, column_dims: dict[str, int]) -> None:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for column, dim in column_dims.items():
             opclass = ops[vector_type(dim).split("(")[0]]
-            cursor.execute(
-                f"CREATE INDEX IF NOT EXISTS {index_name(column, model_id)} ON {TABLE} "
-                f"USING hnsw ({indexed_expr(column, dim)} {opclass}) "
-                f"WITH (m = 16, ef_construction = 64) WHERE model_id = {int(model_id)}"
-            )
+            for table in (TABLE, PHOTO_TABLE) if column in PHOTO_COLUMNS else (TABLE,):
+                cursor.execute(
+                    f"CREATE INDEX IF NOT EXISTS {index_name(column, model_id, table)} ON {table} "
+                    f"USING hnsw ({indexed_expr(column, dim)} {opclass}) "
+                    f"WITH (m = 16, ef_construction = 64) WHERE model_id = {int(model_id)}"
+                )
 
 
 def drop_indexes(model_id: int) -> None:
     with connection.cursor() as cursor:
         for column in COLUMNS:
             cursor.execute(f"DROP INDEX IF EXISTS {index_name(column, model_id)}")
+        for column in PHOTO_COLUMNS:
+            cursor.execute(f"DROP INDEX IF EXISTS {index_name(column, model_id, PHOTO_TABLE)}")

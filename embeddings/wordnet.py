@@ -11,35 +11,18 @@ nothing is downloaded (no ``nltk_data``).
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import re
 import threading
-import warnings
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import nltk.data
-from nltk.corpus.reader.wordnet import WordNetCorpusReader
+if TYPE_CHECKING:
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
 DEFAULT_WORDNET_DIR = "/usr/share/wordnet"
-
-# Debian's wordnet-base leaves out ``lexnames`` (the lexicographer file names,
-# fixed since WordNet 2.0), which nltk reads on start-up; this is its content.
-_LEXNAMES = [
-    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact",
-    "noun.attribute", "noun.body", "noun.cognition", "noun.communication", "noun.event",
-    "noun.feeling", "noun.food", "noun.group", "noun.location", "noun.motive", "noun.object",
-    "noun.person", "noun.phenomenon", "noun.plant", "noun.possession", "noun.process",
-    "noun.quantity", "noun.relation", "noun.shape", "noun.state", "noun.substance",
-    "noun.time", "verb.body", "verb.change", "verb.cognition", "verb.communication",
-    "verb.competition", "verb.consumption", "verb.contact", "verb.creation", "verb.emotion",
-    "verb.motion", "verb.perception", "verb.possession", "verb.social", "verb.stative",
-    "verb.weather", "adj.ppl",
-]
-_LEX_POS = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
 
 # Function words are never replaced: WordNet gives them odd senses ("in" -> inch).
 STOPWORDS = frozenset(
@@ -59,21 +42,6 @@ _load_error: str | None = None
 _pools: tuple[list[str], list[str]] | None = None
 
 
-class _DebianWordNetReader(WordNetCorpusReader):
-    """nltk's reader, fed the two things Debian's folder lacks."""
-
-    def open(self, file: str) -> Any:
-        if file == "lexnames":
-            return io.StringIO("".join(
-                f"{i:02d}\t{n}\t{_LEX_POS[n.split('.')[0]]}\n" for i, n in enumerate(_LEXNAMES)
-            ))
-        return super().open(file)
-
-    def map_wn(self, version: str = "wordnet") -> None:
-        # The mapping to nltk's own WordNet copy needs nltk_data; this folder *is* 3.0.
-        return None
-
-
 def wordnet_dir() -> Path:
     return Path(os.environ.get("WORDNET_DIR") or DEFAULT_WORDNET_DIR)
 
@@ -89,12 +57,12 @@ def _get_reader() -> WordNetCorpusReader | None:
             if not (root / "data.noun").is_file():
                 _load_error = f"WordNet not found in {root} (apt-get install wordnet-base)"
                 return None
-            # nltk only opens files under its data path; allow exactly this folder.
-            if str(root) not in nltk.data.path:
-                nltk.data.path.append(str(root))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "multilingual functions are not available"
-                _reader = _DebianWordNetReader(str(root), None)
+            # Lazy: importing nltk costs 3.2 s and ~130 MB resident; catalog/gate.py imports this
+            # module in every process (its receiver is connected at start-up), and only the
+            # processes that make probes or train ever read WordNet.
+            from embeddings.wordnet_nltk import open_debian_wordnet
+
+            _reader = open_debian_wordnet(root)
     return _reader
 
 

@@ -13,7 +13,8 @@ Sources (installed from Debian, no downloads):
   * Fashion-MNIST  /usr/share/datasets/fashion-mnist/   (MIT, (c) 2017 Zalando SE)
 
 Outputs (relative to --out):
-  catalogue.csv, images/FM-xxxxx.png, LICENSE.md,
+  catalogue.csv, images/FM-xxxxx.png (and FM-xxxxx-2/-3.png: further photos of one
+  product per category, the CSV's `images`), LICENSE.md,
   eval/queries.jsonl, eval/images/q-xxx.png, eval/README.md,
   fixtures/small/{catalogue.csv,images/}, fixtures/bad/{catalogue.csv,images/,EXPECTED.md,expected.json}
 """
@@ -269,12 +270,42 @@ def shape_labels(indices_by_class, meas) -> None:
 # ---------------------------------------------------------------------------
 # Writers
 # ---------------------------------------------------------------------------
-def write_csv(path: Path, rows: list[list[str]]) -> None:
+def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(HEADER)
+        w.writerow(header)
         w.writerows(rows)
+
+
+def further_views(orig: np.ndarray) -> list[bytes]:
+    """Two more photos of the same item: mirrored, and a close-up of its middle."""
+    img = Image.fromarray((255 - orig).astype(np.uint8), mode="L")
+    views = [img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+             img.crop((4, 4, 24, 24)).resize((28, 28), Image.Resampling.BICUBIC)]
+    out = []
+    for view in views:
+        buf = io.BytesIO()
+        view.save(buf, format="PNG", optimize=True)
+        out.append(buf.getvalue())
+    return out
+
+
+def add_further_photos(rows: list[list[str]], products: list[dict], X, img_dir: Path, rel_prefix: str) -> None:
+    """Give the first product of each category two further photos (the CSV's `images`
+    column, appended to every row), so products with several photos are on the demo.
+    Uses no random numbers: the rest of the build is unchanged."""
+    first = {}
+    for row, product in zip(rows, products, strict=True):
+        first.setdefault(row[3], (row, product))
+    chosen = {id(row) for row, _ in first.values()}
+    for row, product in zip(rows, products, strict=True):
+        refs = []
+        if id(row) in chosen:
+            for n, data in enumerate(further_views(X[product["index"]]), start=2):
+                (img_dir / f"{row[0]}-{n}.png").write_bytes(data)
+                refs.append(f"{rel_prefix}{row[0]}-{n}.png")
+        row.append("|".join(refs))
 
 
 def build_products(rng, X, Y, picks: dict, sku_fmt: str, img_dir: Path, rel_prefix: str):
@@ -509,6 +540,8 @@ def license_md(counts: Counter, n_eval_img: int) -> str:
 - Source: https://github.com/zalandoresearch/fashion-mnist, installed from the Debian
   package `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`).
 - Copyright: **Copyright (c) 2017 Zalando SE, https://tech.zalando.com**
+- `images/FM-xxxxx-2.png` and `-3.png` (the `images` column: further photos of the first
+  product of each category) are that product's own photo mirrored, and a close-up of it.
 - Licence: **MIT** (Expat):
 
 > Permission is hereby granted, free of charge, to any person obtaining a copy of this
@@ -634,7 +667,8 @@ def main() -> None:
     picks = {c: np.sort(rng.choice(np.where(Ytr == c)[0], args.per_class, replace=False)).tolist()
              for c in range(10)}
     rows, products = build_products(rng, Xtr, Ytr, picks, "FM-{:05d}", out / "images", "images/")
-    write_csv(out / "catalogue.csv", rows)
+    add_further_photos(rows, products, Xtr, out / "images", "images/")
+    write_csv(out / "catalogue.csv", rows, HEADER + ["images"])
     counts = Counter(r[3] for r in rows)
     counts = {c: counts[c] for c in CATEGORY}
 

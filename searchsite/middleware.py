@@ -1,4 +1,5 @@
-"""While the database is down or restarting, answer 503 with a clear message, never a 500."""
+"""Error answers: while the database is down or restarting, 503 with a clear message, never a
+500; an unknown /api/ URL, a JSON 404 like every other API error."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponse
+from django.views.defaults import page_not_found as django_page_not_found
 from django.views.defaults import server_error as django_server_error
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,10 @@ def is_database_down(exc: BaseException | None) -> bool:
     return False
 
 
+def wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
 def unavailable(request: HttpRequest) -> HttpResponse:
     # The broken connection must not be reused by this worker's next request.
     for conn in connections.all(initialized_only=True):
@@ -32,8 +38,7 @@ def unavailable(request: HttpRequest) -> HttpResponse:
                 conn.close_if_unusable_or_obsolete()
             except Exception:  # closing a dead connection may fail too; it is dropped either way
                 conn.connection = None
-    wants_json = request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
-    if wants_json:
+    if wants_json(request):
         response = HttpResponse(
             json.dumps({"error": MESSAGE, "retry_after": RETRY_AFTER_SECONDS}),
             status=503, content_type="application/json",
@@ -67,3 +72,14 @@ def server_error(request: HttpRequest) -> HttpResponse:
         logger.warning("database unavailable: %s %s -> 503", request.method, request.path)
         return unavailable(request)
     return django_server_error(request)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: a URL no route matches under /api/ (e.g. an id with a line break, which no
+    path converter takes) answers JSON like the API's own 404s, not Django's HTML page."""
+    if request.path.startswith("/api/"):
+        return HttpResponse(
+            json.dumps({"error": f"no such API resource: {request.path[:100]!r}"}),
+            status=404, content_type="application/json",
+        )
+    return django_page_not_found(request, exception)

@@ -150,6 +150,20 @@ DATABASES = {
         DATABASE_URL or embedded_database_uri(DATA_DIR / "pg")
     )
 }
+# A read-only streaming replica of that database for search reads (searchsite/db_router.py):
+# search requests read the catalogue there while it is at most REPLICA_MAX_LAG_SECONDS behind,
+# else from the primary. Writes never go to it. Unset: everything on the primary.
+DATABASE_REPLICA_URL = envstr("DATABASE_REPLICA_URL")
+if DATABASE_REPLICA_URL:
+    _replica = database_settings(DATABASE_REPLICA_URL)
+    # A replica that does not answer must cost a search seconds at most, then the primary serves.
+    _replica["OPTIONS"].setdefault("connect_timeout", "2")
+    # Tests run against the primary's test database through both aliases.
+    DATABASES["replica"] = {**_replica, "TEST": {"MIRROR": "default"}}
+DATABASE_ROUTERS = ["searchsite.db_router.SearchReplicaRouter"]
+REPLICA_MAX_LAG_SECONDS = envfloat("REPLICA_MAX_LAG_SECONDS", 5.0)
+# How often each process measures the replica's lag (one small query).
+REPLICA_CHECK_SECONDS = envfloat("REPLICA_CHECK_SECONDS", 1.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -184,6 +198,8 @@ MAX_UPLOAD_BYTES = envint("MAX_UPLOAD_BYTES", 10 * 1024 * 1024)  # a query photo
 MAX_IMPORT_BYTES = envint("MAX_IMPORT_BYTES", 2 * 1024 * 1024 * 1024)  # a CSV or ZIP
 MAX_IMAGE_BYTES = envint("MAX_IMAGE_BYTES", 20 * 1024 * 1024)  # one product photo
 MAX_IMAGE_PIXELS = envint("MAX_IMAGE_PIXELS", 40_000_000)  # decompression-bomb guard
+# Photos a product may have: `image` plus up to this many minus one in the CSV's `images`.
+PRODUCT_MAX_PHOTOS = max(1, envint("PRODUCT_MAX_PHOTOS", 10))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
 # Image URLs in a CSV may not point at loopback/private networks unless allowed
@@ -215,8 +231,19 @@ SEARCH_DEFAULT_MODE = envstr("SEARCH_DEFAULT_MODE", "semantic")
 SEARCH_RRF_K = envint("SEARCH_RRF_K", 60)
 # How deep each ranked list is read; sorting by price re-orders these top candidates.
 SEARCH_CANDIDATES = envint("SEARCH_CANDIDATES", 200)
-# Photo + words in a joint model: normalise(image_vec + w * text_vec).
-SEARCH_COMPOSE_TEXT_WEIGHT = envfloat("SEARCH_COMPOSE_TEXT_WEIGHT", 0.5)
+# Photo + words: how much the words weigh against the photo, from 0 (the photo alone) to 1
+# (the words alone, among things like the photo on a non-joint model); the page's slider
+# and the API's text_weight override it per search. Fitted on the evaluation suite
+# (docs/evaluation.md, "Photo versus words").
+SEARCH_TEXT_WEIGHT = envfloat("SEARCH_TEXT_WEIGHT", 0.6)
+# More like this, less like that (docs/search.md): at most this many example products,
+# example photos and words to avoid in one query; the lists of what to avoid weigh this
+# many times the query's own (0 ignores them).
+SEARCH_MAX_EXAMPLES = envint("SEARCH_MAX_EXAMPLES", 10)
+SEARCH_NEGATIVE_WEIGHT = envfloat("SEARCH_NEGATIVE_WEIGHT", 1.0)
+# A product or photo to see less of demotes only its nearest this many (its near-duplicates);
+# words to avoid demote everything they match. Measured in docs/search.md.
+SEARCH_UNLIKE_DEPTH = max(1, envint("SEARCH_UNLIKE_DEPTH", 10))
 # Uploaded query photos are kept this long so paging and filters work on photo searches.
 SEARCH_QUERY_IMAGE_TTL_HOURS = envint("SEARCH_QUERY_IMAGE_TTL_HOURS", 24)
 # The activation gate (catalog/gate.py): probe queries per kind in each half of the held-out
@@ -238,6 +265,16 @@ PHOTO_SEARCH_RATE_LIMIT = envrate("PHOTO_SEARCH_RATE_LIMIT", "30/m")
 # rows older than SEARCH_LOG_DAYS are deleted daily (beat) or by `manage.py prune_search_log`.
 SEARCH_LOG_ENABLED = envbool("SEARCH_LOG_ENABLED", True)
 SEARCH_LOG_DAYS = envint("SEARCH_LOG_DAYS", 90)
+# Popularity from that log (catalog/popularity.py), rebuilt every POPULARITY_REFRESH_MINUTES:
+# a past query is suggested to others once this many visitor-days searched it (2 at least:
+# never a query only one visitor typed); searches and clicks lose half their weight every
+# POPULARITY_HALF_LIFE_DAYS.
+SUGGEST_POPULAR_MIN_VISITORS = max(2, envint("SUGGEST_POPULAR_MIN_VISITORS", 3))
+POPULARITY_HALF_LIFE_DAYS = max(0.1, envfloat("POPULARITY_HALF_LIFE_DAYS", 14.0))
+POPULARITY_REFRESH_MINUTES = max(1, envint("POPULARITY_REFRESH_MINUTES", 15))
+# Clicked products as one more ranked list in search's fusion, with this weight (0 = off;
+# docs/evaluation.md "Popularity boost" measured it).
+SEARCH_POPULARITY_WEIGHT = max(0.0, envfloat("SEARCH_POPULARITY_WEIGHT", 0.0))
 
 # --- Celery ---
 # REDIS_URL names the broker. Without it the embedded default uses kombu's filesystem
@@ -303,6 +340,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "prune-search-log": {"task": "catalog.tasks.prune_search_log", "schedule": 24 * 3600.0,
                          "options": {"expires": 3600.0}},
+    "refresh-popularity": {"task": "catalog.tasks.refresh_popularity",
+                           "schedule": POPULARITY_REFRESH_MINUTES * 60.0,
+                           "options": {"expires": POPULARITY_REFRESH_MINUTES * 60.0}},
 }
 
 # --- cache (the rate limits' counters) ---

@@ -47,6 +47,18 @@ def gunicorn_argv(bind: str, workers: int = WEB_WORKERS, access_log: Path | None
     return argv + (["--access-logfile", str(access_log)] if access_log else [])
 
 
+# Celery workers as `runsite` starts them: queue -> processes. Two prepare processes, so a long
+# admin import does not hold up the reconciler; one embed process, which runs the model on every
+# core it has. Only the embed worker imports torch (docs/scaling.md, "Memory").
+WORKER_CONCURRENCY = {"prepare": 2, "embed": 1}
+
+
+def celery_worker_argv(queue: str, concurrency: int | None = None) -> list[str]:
+    concurrency = WORKER_CONCURRENCY[queue] if concurrency is None else concurrency
+    return [sys.executable, "-m", "celery", "-A", "searchsite", "worker", "-Q", queue, "-c", str(concurrency),
+            "-n", f"{queue}@%h", "--loglevel", "INFO"]
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         try:

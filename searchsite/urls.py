@@ -18,3 +18,4 @@ if settings.SERVE_MEDIA:
 
 # A database error outside a view (a middleware, a session save) is a 503 too, never a 500.
 handler500 = "searchsite.middleware.server_error"
+handler404 = "searchsite.middleware.not_found"

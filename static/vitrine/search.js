@@ -100,6 +100,18 @@
     schedule(DEBOUNCE_MS, true);
   });
   form.addEventListener("change", (e) => { if (e.target !== query && e.target !== photoInput) schedule(0); });
+
+  // Photo + words: the slider weighs the words against the photo; it counts only with words.
+  const textWeight = document.getElementById("text_weight");
+  if (textWeight) {
+    const shown = document.getElementById("text-weight-value");
+    textWeight.addEventListener("input", () => {
+      const words = Math.round(100 * Number(textWeight.value));
+      shown.textContent = words + "%";
+      textWeight.setAttribute("aria-valuetext", `words ${words}%, photo ${100 - words}%`);
+    });
+    query.addEventListener("input", () => { textWeight.disabled = query.value.trim() === ""; });
+  }
   form.addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(timer); refresh(currentParams()); });
 
   // A price bar sets (or, chosen again, clears) the price range.
@@ -201,7 +213,7 @@
         label.textContent = s.text;
         const kind = document.createElement("span");
         kind.className = "kind";
-        kind.textContent = s.kind === "category" ? "category" : s.kind === "product" ? "product" : "search";
+        kind.textContent = { category: "category", product: "product", query: "popular search" }[s.kind] || "search";
         li.append(label, kind);
         li.addEventListener("mousedown", (e) => { e.preventDefault(); choose(li); });
         list.appendChild(li);

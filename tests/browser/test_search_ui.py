@@ -214,3 +214,56 @@ def test_hovering_a_score_explains_it(shop, page):
     page.mouse.move(0, 0)
     page.locator("#results .card .score").nth(1).focus()
     assert page.locator("#results .card .score").nth(1).locator(".why").is_visible()
+
+
+def test_popular_past_searches_are_suggested_and_clicks_can_rank(shop, page, browser, settings):
+    """Issue #11, items 2, 6 and 8: a query three shoppers searched is offered to the next one
+    under the search box, labelled as a popular search; with the popularity boost on, a
+    result shoppers opened is explained by its clicks."""
+    from catalog.models import PopularQuery, SearchClick
+    from catalog.popularity import refresh
+
+    # three visitors, one search each, told apart by their addresses (behind one trusted proxy)
+    settings.TRUSTED_PROXY_COUNT = 1
+    for shopper, address in (("A", "203.0.113.1"), ("B", "203.0.113.2"), ("C", "203.0.113.3")):
+        context = browser.new_context(extra_http_headers={"X-Forwarded-For": address})
+        other = context.new_page()
+        other.goto(shop + "/?q=wide+trousers&mode=keyword")
+        if shopper == "A":  # one of them opens the last result
+            card = other.locator("#results .card").last
+            opened = card.get_attribute("data-sku")
+            card.locator("a").first.click()
+            other.wait_for_url(re.compile(r".*/p/"))
+        context.close()
+    for _ in range(50):
+        if SearchClick.objects.exists():
+            break
+        page.wait_for_timeout(100)
+    refresh()  # Celery beat does this every POPULARITY_REFRESH_MINUTES
+    assert list(PopularQuery.objects.values_list("text", flat=True)) == ["wide trousers"]
+
+    page.goto(shop + "/?mode=keyword")
+    page.locator("#q").press_sequentially("wid", delay=60)
+    page.wait_for_selector("#suggestions li")
+    first = page.locator("#suggestions li").first
+    assert first.get_attribute("data-kind") == "query"
+    assert first.locator("span").all_inner_texts() == ["wide trousers", "POPULAR SEARCH"]  # CSS upper-cases it
+    shot(page, "suggest-popular-1280.png")
+    first.click()
+    page.wait_for_function("location.search.includes('q=wide+trousers')")
+    assert page.locator("#q").input_value() == "wide trousers"
+    plain = page.locator("#results .card").first.get_attribute("data-sku")
+    assert plain != opened
+
+    # the boost on: the opened result comes first, and its explanation names its clicks
+    settings.SEARCH_POPULARITY_WEIGHT = 1.0
+    page.goto(shop + "/?q=wide+trousers&mode=keyword")
+    card = page.locator("#results .card").first
+    assert card.get_attribute("data-sku") == opened
+    card.locator(".score").hover()
+    rows = card.locator(".why .why-row").all_inner_texts()
+    assert any(r.startswith("Popularity (clicks)") and "#1" in r for r in rows), rows
+    page.screenshot(path=SCREENSHOTS / "explain-popularity-1280.png")
+    second = page.locator("#results .card").nth(1)
+    second.locator(".score").hover()
+    assert any("no clicks" in r for r in second.locator(".why .why-row").all_inner_texts())

@@ -17,7 +17,8 @@ from tests.catalog.test_api import upload
 from tests.catalog.test_search import catalogue, product_image  # noqa: F401  (module fixture)
 from tests.conftest import png_bytes
 
-FIELDS = {"id", "created_at", "kind", "text", "mode", "page", "results", "took_ms", "source"}
+# visitor: a hash under a salt deleted after the day (tests/catalog/test_popularity.py)
+FIELDS = {"id", "created_at", "kind", "text", "mode", "page", "results", "took_ms", "source", "corrected", "visitor"}
 
 
 def test_a_page_search_is_logged_without_the_shopper(catalogue, db, client):

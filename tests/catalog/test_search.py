@@ -276,7 +276,7 @@ def test_a_rare_category_still_fills_a_page(random_model):
     rows, plan = run_filtered(model, query, "relaxed_order")
     assert f"pv_image_vec_m{model.pk}_hnsw" in plan
     assert len(rows) == N_RARE
-    distances = [d for _, d in rows]
+    distances = [row[1] for row in rows]
     assert distances == sorted(distances)
     # Without iterative scan the index returns its ef_search nearest rows, and the filter
     # keeps only the few of them that are 'Rare': a short page.
@@ -311,8 +311,10 @@ def test_one_list_explains_with_its_own_score(catalogue, db):
 
 
 def test_a_photo_with_words_explains_the_reranking(catalogue, db):
-    result = search("dark", image=product_image("SM-010", catalogue), mode="hybrid", k=5)
+    result = search("dark", image=product_image("SM-010", catalogue), mode="hybrid", k=5, text_weight=0.5)
     for hit in result.hits:
         signals = {c.signal: c for c in hit.explanation}
-        assert signals["image"].rank is not None and signals["image"].weight == 2.0
+        # the photo's list weighs 1 - text_weight, the two word lists text_weight together
+        assert signals["image"].rank is not None and signals["image"].weight == 0.5
+        assert signals["keyword"].weight == signals["text_minilm"].weight == 0.25
         assert sum(c.share for c in hit.explanation) == pytest.approx(hit.score, abs=1e-9)

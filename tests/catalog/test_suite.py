@@ -24,12 +24,18 @@ def test_make_eval_runs_end_to_end_on_the_tiny_suite(tmp_path, transactional_db,
     built = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(suite)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     out = tmp_path / "results.md"
-    call_command("eval_suite", suite=suite, towers="gru,minilm", epochs=1, wipe=True, markdown=out)
+    call_command("eval_suite", suite=suite, towers="gru,minilm", epochs=1, wipe=True, markdown=out,
+                 text_weights="0,0.5,1")
     table = out.read_text()
     for name in ("fashion", "emoji", "clipart"):
         for kind in ("keyword", "paraphrase", "nodesc", "photo"):
             assert f"| {name} | {kind} |" in table, (name, kind)
     assert "| fashion | unseen_photo |" in table
+    for name in ("fashion", "emoji", "clipart"):  # photo + words, and its text_weight grid
+        assert f"| {name} | photo_words | map@10 | semantic |" in table
+        for method in ("baseline", "gru", "minilm"):
+            assert f"| {name} | {method} | hybrid |" in table, (name, method)
+    assert "Chosen: text_weight " in table
     for words in ("keyword", "paraphrase"):  # words against photos alone, wordings apart
         assert f"| fashion | nodesc | map@10 | text_photo ({words}) |" in table
     # Every trained model went through the gate and says what it decided.

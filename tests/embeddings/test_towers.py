@@ -113,7 +113,7 @@ def _top5(model: torch.nn.Module, path: Path, name: str) -> list[str]:
 
     categories = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
     spec = backbone_spec(name)
-    x = to_model_input([open_image(path)], spec.input_size, spec.mean, spec.std)
+    x = torch.from_numpy(to_model_input([open_image(path)], spec.input_size, spec.mean, spec.std))
     with torch.no_grad():
         top = model(x)[0].topk(5).indices.tolist()
     return [categories[i] for i in top]
@@ -128,6 +128,6 @@ def test_efficientnet_lite0_weights_classify_known_images() -> None:
     noise = Image.effect_noise((224, 224), 80).convert("RGB")
     spec = backbone_spec("efficientnet_lite0")
     with torch.no_grad():
-        conf = model(to_model_input([open_image(MPL_SAMPLE)], 224, spec.mean, spec.std)).softmax(-1).max()
-        noise_conf = model(to_model_input([noise], 224, spec.mean, spec.std)).softmax(-1).max()
+        conf = model(torch.from_numpy(to_model_input([open_image(MPL_SAMPLE)], 224, spec.mean, spec.std))).softmax(-1).max()
+        noise_conf = model(torch.from_numpy(to_model_input([noise], 224, spec.mean, spec.std))).softmax(-1).max()
     assert conf > noise_conf

@@ -59,7 +59,8 @@ def demo_slice(dest: Path, n: int) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     for row in rows:
-        shutil.copy(DEMO / row["image"], dest / row["image"])
+        for ref in [row["image"], *filter(None, (row.get("images") or "").split("|"))]:  # with further photos
+            shutil.copy(DEMO / ref, dest / ref)
     return dest / "catalogue.csv"
 
 

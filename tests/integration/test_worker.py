@@ -116,6 +116,32 @@ def test_worker_embeds_an_import(broker, tmp_path):
     assert ProductVector.objects.count() == 40
 
 
+def test_worker_embeds_every_photo_of_a_product(broker, tmp_path):
+    """Further photos (the CSV's `images`) go through the same embedding batches on the worker."""
+    import shutil
+
+    from embeddings.models import PhotoVector
+
+    folder = tmp_path / "shop"
+    shutil.copytree(SMALL_CSV.parent / "images", folder / "images")
+    (folder / "shop.csv").write_text(
+        "sku,title,description,category,price,image,images\n"
+        "W-1,Three photos,,Bags,5,images/SM-010.png,images/SM-014.png|images/SM-005.png\n"
+        "W-2,One photo,,Bags,5,images/SM-016.png,\n"
+    )
+    ensure_active_model()
+    worker = Worker(tmp_path / "worker.log")
+    try:
+        job = run_import(ImportJob.objects.create(source_name="photos", csv_path=str(folder / "shop.csv")))
+        assert job.created == 2, job.errors
+        wait_for(lambda: current_vectors() == 2 and PhotoVector.objects.count() == 2, 240,
+                 "2 products and 2 further photos embedded", worker)
+    finally:
+        worker.stop()
+    assert set(PhotoVector.objects.values_list("photo__position", flat=True)) == {1, 2}
+    assert set(PhotoVector.objects.values_list("product__sku", flat=True)) == {"W-1"}
+
+
 def test_worker_killed_mid_batch_loses_nothing(broker, tmp_path):
     job = import_small()  # 40 products -> 3 batches of 16 wait in Redis; no worker yet
     assert job.created == 40 and current_vectors() == 0

@@ -46,3 +46,13 @@ def test_handler500_turns_a_database_error_outside_a_view_into_a_503(settings):
         raise ValueError("bug")
     except ValueError:
         assert server_error(request).status_code == 500
+
+
+def test_an_unknown_api_url_is_a_json_404_and_a_page_stays_html(client):
+    # A line break in an id matches no path converter: the resolver, not the view, answers.
+    response = client.get("/api/imports/12%0A3")
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert "no such API resource" in json.loads(response.content)["error"]
+    assert client.get("/api/no-such-thing").json()["error"].startswith("no such API resource")
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")

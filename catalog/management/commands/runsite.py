@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from searchsite.supervisor import WEB_WORKERS, Supervisor, gunicorn_argv
+from searchsite.supervisor import WEB_WORKERS, WORKER_CONCURRENCY, Supervisor, celery_worker_argv, gunicorn_argv
 
 DEMO_CSV = Path(settings.BASE_DIR) / "demo" / "catalogue.csv"
 
@@ -37,19 +38,14 @@ class Command(BaseCommand):
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, on_sigterm)
-        celery = [sys.executable, "-m", "celery", "-A", "searchsite"]
         try:
-            # Two prepare processes: a long admin import must not hold up the reconciler.
-            for queue, concurrency in (("prepare", 2), ("embed", 1)):
-                supervisor.add(
-                    f"worker-{queue}",
-                    [*celery, "worker", "-Q", queue, "-c", str(concurrency), "-n", f"{queue}@%h", "--loglevel", "INFO"],
-                    log_dir / f"worker-{queue}.log",
-                )
+            for queue in WORKER_CONCURRENCY:
+                supervisor.add(f"worker-{queue}", celery_worker_argv(queue), log_dir / f"worker-{queue}.log")
             # Celery beat: the periodic reconcile (re-queues what a crash lost, ends stuck jobs).
             supervisor.add(
                 "beat",
-                [*celery, "beat", "--loglevel", "INFO", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")],
+                [sys.executable, "-m", "celery", "-A", "searchsite", "beat", "--loglevel", "INFO",
+                 "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")],
                 log_dir / "beat.log",
             )
             supervisor.watch()
@@ -58,7 +54,13 @@ class Command(BaseCommand):
 
             if not opts["no_demo"] and not Product.objects.exists() and DEMO_CSV.exists():
                 self.stdout.write(f"loading the demo catalogue from {DEMO_CSV} ...")
-                call_command("ingest_csv", str(DEMO_CSV), wait=True, quiet_errors=True)
+                # In a child process: on a fresh site the import registers the first model, which
+                # loads it (torch, ~600 MB); this supervisor lives as long as the site and runs none.
+                subprocess.run(
+                    [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "ingest_csv", str(DEMO_CSV),
+                     "--wait", "--quiet-errors"],
+                    check=True,
+                )
             bind = f"{opts['host']}:{opts['port']}"
             supervisor.add("web", gunicorn_argv(bind, opts["web_workers"], log_dir / "access.log"))
             self.stdout.write(self.style.SUCCESS(f"Vitrine is running at http://{bind}/  (admin: http://{bind}/admin/)"))

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from embeddings.models import EmbeddingModel, TrainingJob
-from embeddings.train_jobs import run_training
+from embeddings.train_jobs import DEFAULTS, run_training
 from ops.beat import beating
 from ops.models import JobHeartbeat
 
@@ -18,10 +18,10 @@ class Command(BaseCommand):
         parser.add_argument("--backbone", help="resnet50 | efficientnet_lite0 | efficientnet_lite2 (default: EMBEDDINGS_IMAGE_BACKBONE)")
         parser.add_argument("--text", choices=["gru", "minilm"], default="gru")
         parser.add_argument("--dim", type=int, help="joint dimension (default: EMBED_DIM)")
-        parser.add_argument("--epochs", type=int, default=40)
-        parser.add_argument("--mining", choices=["hardest", "semi-hard"], default="semi-hard")
-        parser.add_argument("--margin", type=float, default=0.4)
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--epochs", type=int, help=f"upper bound, early stopping ends sooner (default: {DEFAULTS['epochs']})")
+        parser.add_argument("--mining", choices=["hardest", "semi-hard"], help=f"default: {DEFAULTS['mining']}")
+        parser.add_argument("--margin", type=float, help=f"default: {DEFAULTS['margin']}")
+        parser.add_argument("--seed", type=int, help=f"default: {DEFAULTS['seed']}")
         parser.add_argument("--name", help="model name (default: joint-<backbone>-<text>-<time>)")
         parser.add_argument("--activate", action="store_true", help="re-embed the catalogue with it and switch")
         parser.add_argument("--wait", action="store_true", help="with --activate: wait until it serves search")
