@@ -5,10 +5,13 @@ When a gated model's vectors are complete (embeddings.registry sends
 
 1. makes probe queries from the products the model did not train on
    (embeddings/probes.py: keywords, paraphrases, words against photos only, perturbed
-   photos, photos of "another item of this kind"), split into two halves by product;
+   photos, photos of "another item of this kind", a photo plus a narrowing word), split
+   into two halves by product;
 2. fits the model's fusion weights per search kind on the first half
    (catalog/hybrid.fit_weights over the real signal rankings), so its composition is never
-   below its best single signal there;
+   below its best single signal there, and how a photo + words search combines the two
+   (catalog/search.photo_words_method: one composed joint vector, or the photo's
+   neighbours re-ranked by the words), whichever scores higher there;
 3. runs the second half through the real ``search()`` for the candidate and for the active
    model, kind by kind and mode by mode, and activates the candidate only if it is not
    worse on any kind beyond noise and better on at least one (``decide``).
@@ -34,11 +37,21 @@ from PIL import Image
 
 from catalog.hybrid import FitQuery, fit_weights
 from catalog.models import Product
-from catalog.search import FUSION_KINDS, fusion_weights, image_query_vectors, kind_signals, search, signal_rankings
+from catalog.search import (
+    FUSION_KINDS,
+    PHOTO_WORDS_METHODS,
+    QueryVectors,
+    fusion_weights,
+    image_query_vectors,
+    kind_signals,
+    photo_words_method,
+    search,
+    signal_rankings,
+)
 from embeddings.metrics import score_ranking
 from embeddings.models import EmbeddingModel
 from embeddings.perturb import perturb
-from embeddings.probes import KINDS, PHOTO_KINDS, TEXT_KINDS, Probe, ProbeItem, build_probes, split_halves
+from embeddings.probes import KINDS, PHOTO_KINDS, TEXT_KINDS, WITH_PHOTO, Probe, ProbeItem, build_probes, split_halves
 from embeddings.registry import complete_gate
 from embeddings.transforms import open_image
 
@@ -53,7 +66,9 @@ HELDOUT_FALLBACK_FRACTION = 0.15  # models trained elsewhere: probe a fixed samp
 JUDGED = (
     ("keyword", "hybrid"), ("keyword", "semantic"), ("paraphrase", "hybrid"), ("paraphrase", "semantic"),
     ("nodesc", "text_photo"), ("photo", "photo"), ("photo_similar", "photo"),
+    ("photo_words", "hybrid"), ("photo_words", "semantic"),
 )
+PHOTO_WORDS_MODES = ("hybrid", "semantic")
 
 
 def catalogue_items() -> list[ProbeItem]:
@@ -80,6 +95,25 @@ def probe_photo(probe: Probe) -> Image.Image:
     return perturb(image, random.Random(probe.seed))
 
 
+class ProbePhotos:
+    """Each probe photo made once, and its query vectors encoded once per model."""
+
+    def __init__(self) -> None:
+        self.photos: dict[int, Image.Image] = {}
+        self.vectors: dict[tuple[int, int], QueryVectors] = {}
+
+    def photo(self, probe: Probe) -> Image.Image:
+        if probe.seed not in self.photos:
+            self.photos[probe.seed] = probe_photo(probe)
+        return self.photos[probe.seed]
+
+    def vectors_for(self, model: EmbeddingModel, probe: Probe) -> QueryVectors:
+        key = (model.pk, probe.seed)
+        if key not in self.vectors:
+            self.vectors[key] = image_query_vectors(model, self.photo(probe))
+        return self.vectors[key]
+
+
 def score(ranked: Sequence[str], probe: Probe) -> float:
     return score_ranking([sku for sku in ranked if sku not in probe.exclude][:10], probe.relevant, probe.metric)
 
@@ -95,10 +129,10 @@ def baseline_weights(kind: str, signals: Sequence[str]) -> dict[str, float]:
     return weights or dict.fromkeys(signals, 1.0)
 
 
-def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe]) -> dict[str, Any]:
+def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe], photos: ProbePhotos | None = None) -> dict[str, Any]:
     """Fit and store ``model.fusion`` per search kind; returns what the fit measured."""
     text = [p for p in probes if p.kind in TEXT_KINDS]
-    photos = [p for p in probes if p.kind in PHOTO_KINDS]
+    photo_probes = [p for p in probes if p.kind in PHOTO_KINDS]
     hybrid_signals = kind_signals(model, "hybrid")
     photo_signals = kind_signals(model, "photo")
     sku_of = dict(Product.objects.values_list("pk", "sku"))
@@ -111,12 +145,10 @@ def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe]) -> dict[str, Any]
         FitQuery(by_sku(signal_rankings(model, hybrid_signals, FIT_DEPTH, q=p.text)), p.relevant, p.metric, p.kind)
         for p in text
     ]
-    vectors: dict[int, dict[str, np.ndarray]] = {}
+    photos = photos or ProbePhotos()
     photo_queries = []
-    for p in photos:
-        if p.seed not in vectors:
-            vectors[p.seed] = image_query_vectors(model, probe_photo(p))
-        rankings = signal_rankings(model, photo_signals, FIT_DEPTH + len(p.exclude), photo=vectors[p.seed])
+    for p in photo_probes:
+        rankings = signal_rankings(model, photo_signals, FIT_DEPTH + len(p.exclude), photo=photos.vectors_for(model, p))
         photo_queries.append(FitQuery(by_sku(rankings), p.relevant, p.metric, p.kind, p.exclude))
     report: dict[str, Any] = {}
     fusion: dict[str, dict[str, float]] = {}
@@ -136,14 +168,37 @@ def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe]) -> dict[str, Any]
     return report
 
 
+def fit_photo_words(model: EmbeddingModel, probes: Sequence[Probe], photos: ProbePhotos) -> dict[str, Any]:
+    """Choose how `model` answers a photo + words search (catalog/search.photo_words_method):
+    the method whose mean score over the fit half's photo_words probes, in hybrid and
+    semantic mode, is higher; a tie re-ranks. Call after fit_fusion: re-ranking reads the
+    photo and text fusion weights fitted there. Stored as ``model.fusion["photo_words"]``."""
+    chosen = [p for p in probes if p.kind == "photo_words"]
+    methods = PHOTO_WORDS_METHODS if model.joint else ("rerank",)
+    if not chosen or len(methods) == 1:
+        return {}
+    means: dict[str, float] = {}
+    for method in methods:
+        model.fusion = {**(model.fusion or {}), "photo_words": {method: 1.0}}
+        means[method] = float(np.mean([
+            score(run_probe(model, p, mode, photos), p) for p in chosen for mode in PHOTO_WORDS_MODES
+        ]))
+    best = max(methods, key=lambda m: (means[m], m == "rerank"))
+    model.fusion = {**model.fusion, "photo_words": {best: 1.0}}
+    model.save(update_fields=["fusion"])
+    return {"method": best, "means": means, "queries": len(chosen)}
+
+
 # --- judging -----------------------------------------------------------------------------
 
 
-def run_probe(model: EmbeddingModel, probe: Probe, mode: str, photo: Image.Image | None = None) -> list[str]:
+def run_probe(model: EmbeddingModel, probe: Probe, mode: str, photos: ProbePhotos | None = None) -> list[str]:
     """The skus the real search() returns for a probe under `model`, best first."""
     k = 10 + len(probe.exclude)
-    if probe.kind in PHOTO_KINDS:
-        result = search(image=photo if photo is not None else probe_photo(probe), model=model, k=k)
+    if probe.kind in WITH_PHOTO:
+        vectors = (photos or ProbePhotos()).vectors_for(model, probe)
+        words = probe.text if probe.kind == "photo_words" else None
+        result = search(words, image_vector=vectors, model=model, mode=mode if words else None, k=k)
     elif mode == "text_photo":
         result = search(probe.text, model=model, mode="semantic", signals=["text_photo"], k=k)
     else:
@@ -160,10 +215,11 @@ def compare(
     incumbent: EmbeddingModel | None,
     probes: Sequence[Probe],
     progress: Callable[[dict], None] | None = None,
+    photos: ProbePhotos | None = None,
 ) -> list[dict[str, Any]]:
     """Per judged (kind, mode): both models' mean metric, the paired difference and its noise."""
     rows = []
-    photos: dict[int, Image.Image] = {}
+    photos = photos or ProbePhotos()
     for kind, mode in JUDGED:
         chosen = [p for p in probes if p.kind == kind]
         if not chosen or not can_serve(candidate, kind, mode):
@@ -171,12 +227,9 @@ def compare(
         against = incumbent if incumbent is not None and can_serve(incumbent, kind, mode) else None
         mine, theirs = [], []
         for p in chosen:
-            photo = None
-            if kind in PHOTO_KINDS:
-                photo = photos.get(p.seed) or photos.setdefault(p.seed, probe_photo(p))
-            mine.append(score(run_probe(candidate, p, mode, photo), p))
+            mine.append(score(run_probe(candidate, p, mode, photos), p))
             if against is not None:
-                theirs.append(score(run_probe(against, p, mode, photo), p))
+                theirs.append(score(run_probe(against, p, mode, photos), p))
         row: dict[str, Any] = {
             "kind": kind, "mode": mode, "metric": chosen[0].metric, "queries": len(chosen),
             "candidate": float(np.mean(mine)),
@@ -216,9 +269,11 @@ def run_gate(model: EmbeddingModel, per_kind: int | None = None) -> dict[str, An
     items = catalogue_items()
     probes = build_probes(items, heldout_skus(model, items), seed=0, per_kind=2 * per_kind)
     fit_half, judge_half = split_halves(probes)
-    fit = fit_fusion(model, fit_half)
+    photos = ProbePhotos()
+    fit = fit_fusion(model, fit_half, photos)
+    fit["photo_words"] = fit_photo_words(model, fit_half, photos)
     incumbent = EmbeddingModel.active()
-    rows = compare(model, incumbent, judge_half)
+    rows = compare(model, incumbent, judge_half, photos=photos)
     decision, reason = decide(rows)
     report = {
         "decision": decision, "reason": reason, "kinds": rows, "fit": fit,
@@ -226,7 +281,8 @@ def run_gate(model: EmbeddingModel, per_kind: int | None = None) -> dict[str, An
         "probes": {kind: sum(p.kind == kind for p in judge_half) for kind in KINDS},
         "fit_probes": {kind: sum(p.kind == kind for p in fit_half) for kind in KINDS},
         "seconds": round(time.monotonic() - started, 1),
-        "fusion": {kind: fusion_weights(model, kind) for kind in FUSION_KINDS},
+        "fusion": {**{kind: fusion_weights(model, kind) for kind in FUSION_KINDS},
+                   "photo_words": {photo_words_method(model): 1.0}},
     }
     complete_gate(model, report, keep_refused=settings.GATE_KEEP_REFUSED_VECTORS)
     return report

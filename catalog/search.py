@@ -428,13 +428,32 @@ def _text_rankings(
     return signal_rankings(model, weights, depth, filters, q=q), weights
 
 
+PHOTO_WORDS_METHODS = ("rerank", "composed")
+
+
+def photo_words_method(model: EmbeddingModel) -> str:
+    """How a photo + words search combines the two under `model`:
+
+    - "rerank": the photo's neighbours (its fused photo lists) re-ranked by RRF with the
+      words' own fused lists (semantic or hybrid). Works in any model; the baseline's way.
+    - "composed": one query in a joint model's space, normalise((1 - t)·photo + t·words),
+      plus the words' keyword list in hybrid mode.
+
+    The gate fits the choice per joint model on held-out photo + words probes
+    (catalog/gate.fit_photo_words) and stores it as ``fusion["photo_words"]``; a model
+    without that fit re-ranks, as the untrained baseline does."""
+    fitted = (model.fusion or {}).get("photo_words") or {}
+    return "composed" if model.joint and fitted.get("composed", 0.0) > 0 else "rerank"
+
+
 def _photo_rankings(
     model: EmbeddingModel, photo: QueryVectors, q: str | None, mode: str, depth: int, filters: Filters,
     text_weight: float,
 ) -> tuple[dict[str, Ranking], dict[str, float] | None, list[int] | None]:
     """Rankings for a photo, alone or with words; their weights; the items fusion may return.
     With words, `text_weight` t in [0, 1] is how much they weigh against the photo: in the
-    joint space's composed vector, and t : 1 - t between the words' lists and the photo's."""
+    joint space's composed vector, or t : 1 - t between the words' lists and the photo's
+    (photo_words_method)."""
     photo_weights = fusion_weights(model, "photo")
     photo_lists = signal_rankings(model, photo_weights, depth, filters, photo=photo)
     if not q:
@@ -442,7 +461,7 @@ def _photo_rankings(
     image_ranking = PhotoRanking(
         [(pid, score) for pid, score, _ in fuse(photo_lists, photo_weights)], best_photos(photo_lists, photo_weights)
     )
-    if model.joint and "image_vec" in photo:
+    if photo_words_method(model) == "composed" and "image_vec" in photo:
         # One query in the joint space; keyword matches of the words join in by RRF.
         text_vec = text_query_vectors(model, q, ["text_vec"])["text_vec"]
         rankings: dict[str, Ranking] = {}
@@ -459,11 +478,13 @@ def _photo_rankings(
             rankings.update(signal_rankings(model, [KEYWORD.name], depth, filters, q=q))
             weights[KEYWORD.name] = text_weight
         return rankings, weights, None
-    # Baseline: photo and words live in different spaces. Keep the photo's neighbours and
-    # re-rank them by RRF with the words' own (semantic/keyword) rankings: the photo's list
-    # weighs 1 - t, the words' lists t together.
-    text_lists, _ = _text_rankings(model, q, mode, MAX_DEPTH, filters)
-    weights = {"image": 1.0 - text_weight, **{name: text_weight / len(text_lists) for name in text_lists}}
+    # Re-rank: keep the photo's neighbours and re-rank them by RRF with the words' own
+    # (semantic/keyword) rankings: the photo's list weighs 1 - t, the words' lists t together,
+    # shared among them as their own fused weights share.
+    text_lists, text_weights = _text_rankings(model, q, mode, MAX_DEPTH, filters)
+    total = sum(text_weights.get(name, 1.0) for name in text_lists) or 1.0
+    weights = {"image": 1.0 - text_weight,
+               **{name: text_weight * text_weights.get(name, 1.0) / total for name in text_lists}}
     return {"image": image_ranking, **text_lists}, weights, [pid for pid, _ in image_ranking]
 
 

@@ -15,6 +15,12 @@ on, one per product and kind:
   Relevant: that product and exact duplicates of its photo. Metric R@1.
 - ``photo_similar``: the same perturbed photo, the source product left out of the ranking.
   Relevant: the other products of its category (a photo of an item the shop lacks).
+- ``photo_words``: the same perturbed photo plus one word of the product's title that
+  narrows it ("like this, but <word>"). Relevant: the products of its category whose title
+  has that word. The word is not in the category's name and is in the titles of 2 to
+  ``PHOTO_WORDS_MAX_RELEVANT`` products of the category, fewer than all of them: the photo
+  alone finds look-alikes of any kind, the word alone that word in every category; only the
+  two together find the set.
 """
 from __future__ import annotations
 
@@ -26,10 +32,13 @@ from dataclasses import dataclass, field
 
 from embeddings import wordnet
 
-KINDS = ("keyword", "paraphrase", "nodesc", "photo", "photo_similar")
-METRIC = {"keyword": "map@10", "paraphrase": "map@10", "nodesc": "map@10", "photo": "r@1", "photo_similar": "map@10"}
-TEXT_KINDS = ("keyword", "paraphrase")
-PHOTO_KINDS = ("photo", "photo_similar")
+KINDS = ("keyword", "paraphrase", "nodesc", "photo", "photo_similar", "photo_words")
+METRIC = {"keyword": "map@10", "paraphrase": "map@10", "nodesc": "map@10", "photo": "r@1", "photo_similar": "map@10",
+          "photo_words": "map@10"}
+TEXT_KINDS = ("keyword", "paraphrase")  # words alone
+PHOTO_KINDS = ("photo", "photo_similar")  # a photo alone
+WITH_PHOTO = PHOTO_KINDS + ("photo_words",)  # every kind whose query holds a photo
+PHOTO_WORDS_MAX_RELEVANT = 30
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 # Words a shopper would not type alone; they describe nearly everything.
@@ -93,10 +102,13 @@ def build_probes(
     vocabulary |= {_stem(w) for w in vocabulary}
     by_category: dict[str, set[str]] = defaultdict(set)
     by_image: dict[str, set[str]] = defaultdict(set)
+    titled: dict[tuple[str, str], set[str]] = defaultdict(set)  # (category, title word stem) -> skus
     for item in catalogue:
         by_category[item.category].add(item.sku)
         if item.image_hash:
             by_image[item.image_hash].add(item.sku)
+        for w in content_words(item.title):
+            titled[(item.category, _stem(w))].add(item.sku)
     limit = max(1, int(MAX_RELEVANT_FRACTION * len(catalogue)))
 
     def described_by(query_words: Sequence[str]) -> frozenset[str]:
@@ -131,6 +143,16 @@ def build_probes(
                 out["photo_similar"].append(
                     Probe("photo_similar", sku, frozenset(siblings), seed=photo_seed, exclude=frozenset(same_photo))
                 )
+            category_stems = {_stem(w) for w in words(item.category)}
+            narrowing = sorted(
+                w for w in set(content_words(item.title))
+                if _stem(w) not in category_stems
+                and 2 <= len(titled[(item.category, _stem(w))]) <= min(PHOTO_WORDS_MAX_RELEVANT, len(by_category[item.category]) - 1)
+            )
+            if narrowing:
+                word = random.Random(photo_seed).choice(narrowing)  # its own draw: the other kinds stay as they were
+                relevant = frozenset(titled[(item.category, _stem(word))])
+                out["photo_words"].append(Probe("photo_words", sku, relevant, text=word, seed=photo_seed))
     return [p for kind in KINDS for p in out[kind][:per_kind]]
 
 

@@ -7,7 +7,8 @@ from django.core.management import call_command
 
 from catalog.gate import decide, run_gate
 from catalog.models import Product
-from catalog.search import search
+from catalog.search import PHOTO_WORDS_METHODS, photo_words_method, search
+from embeddings.transforms import open_image
 from embeddings.models import EmbeddingModel, ProductVector
 from embeddings.registry import register_checkpoint, start_activation
 
@@ -96,12 +97,43 @@ def test_run_gate_reports_what_it_measured(trained, django_capture_on_commit_cal
     embed_batch(list(Product.objects.values_list("pk", flat=True)), trained)
     report = run_gate(trained)
     assert report["decision"] in ("activated", "rejected")
-    assert set(report["fusion"]) == {"hybrid", "semantic", "photo"}
+    assert set(report["fusion"]) == {"hybrid", "semantic", "photo", "photo_words"}
     fit = report["fit"]["hybrid"]
     assert fit["objective"] >= max(fit["singles"].values()) - 1e-9
     assert fit["singles"]["keyword"] > 0.3  # probes copy title words: keyword search finds them
     assert report["fit"]["photo"]["singles"]["photo_pretrained"] > 0.3  # a perturbed photo finds itself
     assert report["probes"]["keyword"] > 0 and report["against"] == "baseline-efficientnet_lite0"
+    # Photo + words: both ways of combining them were scored on the fit half, the better one serves,
+    # and the candidate was judged on the other half in both text modes.
+    words = report["fit"]["photo_words"]
+    assert set(words["means"]) == set(PHOTO_WORDS_METHODS) and words["queries"] > 0
+    assert words["means"][words["method"]] == max(words["means"].values())
+    assert photo_words_method(trained) == words["method"] == next(iter(report["fusion"]["photo_words"]))
+    judged = {row["mode"]: row for row in report["kinds"] if row["kind"] == "photo_words"}
+    assert set(judged) == {"hybrid", "semantic"} and all(row["incumbent"] is not None for row in judged.values())
+
+
+def test_the_photo_words_method_decides_how_photo_and_words_combine(trained, django_capture_on_commit_callbacks):
+    from embeddings.tasks import embed_batch
+
+    embed_batch(list(Product.objects.values_list("pk", flat=True)), trained)
+    photo = Product.objects.get(sku="SM-037")
+    with photo.image.open("rb") as handle:
+        image = open_image(handle.read())
+    neighbours = {h.product.sku for h in search(image=image, model=trained, k=200).hits[:48]}
+
+    trained.fusion = {**trained.fusion, "photo_words": {"composed": 1.0}}
+    composed = search("dark", image=image, model=trained, mode="semantic", k=10)
+    assert composed.hits and all(set(h.sources) == {"composed"} for h in composed.hits)
+
+    trained.fusion = {**trained.fusion, "photo_words": {"rerank": 1.0}}
+    assert photo_words_method(trained) == "rerank"
+    reranked = search("dark", image=image, model=trained, mode="semantic", k=10)
+    assert all("image" in h.sources for h in reranked.hits)  # the photo's own list ...
+    assert {h.product.sku for h in reranked.hits} <= neighbours  # ... and only its neighbours
+
+    trained.fusion = {k: v for k, v in trained.fusion.items() if k != "photo_words"}
+    assert photo_words_method(trained) == "rerank"  # never fitted: re-rank, as the baseline does
 
 
 def test_a_gate_whose_worker_died_is_run_again(trained, django_capture_on_commit_callbacks, settings):
