@@ -11,4 +11,5 @@ COPY embeddings embeddings
 RUN pip install --no-cache-dir -e .
 COPY . .
 EXPOSE 8000
-CMD ["gunicorn", "searchsite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+# gunicorn as `make run` serves it (searchsite.supervisor.gunicorn_argv); WEB_WORKERS sets how many.
+CMD ["python", "-m", "searchsite.supervisor", "--bind", "0.0.0.0:8000"]

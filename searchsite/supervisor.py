@@ -203,3 +203,25 @@ class Supervisor:
             if self.pid_dir:
                 for child in self.children.values():
                     (self.pid_dir / f"{child.name}.pid").unlink(missing_ok=True)
+
+
+def serve_web(args: list[str] | None = None) -> None:
+    """`python -m searchsite.supervisor [--bind ADDR] [--workers N] [--dry-run]`: gunicorn as
+    runsite starts it, in the foreground (the container's command: Dockerfile). The process
+    becomes gunicorn, so the container's stop signal reaches it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m searchsite.supervisor", description=serve_web.__doc__)
+    parser.add_argument("--bind", default="0.0.0.0:8000")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_WORKERS") or WEB_WORKERS))
+    parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    opts = parser.parse_args(args)
+    argv = gunicorn_argv(opts.bind, opts.workers)
+    if opts.dry_run:
+        print(" ".join(argv))
+        return
+    os.execv(argv[0], argv)
+
+
+if __name__ == "__main__":
+    serve_web()

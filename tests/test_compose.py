@@ -89,3 +89,17 @@ def test_embed_workers_scale_out(compose) -> None:
 def test_docker_compose_accepts_the_file() -> None:
     subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "-q"], check=True,
                    env={**os.environ, "SECRET_KEY": "test-only"})
+
+
+def test_the_image_serves_the_site_as_make_run_does() -> None:
+    """The Dockerfile's command is runsite's gunicorn (searchsite.supervisor.gunicorn_argv)."""
+    import json
+    import sys
+
+    from searchsite.supervisor import gunicorn_argv
+
+    cmd = next(json.loads(line[4:]) for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
+    assert cmd[:3] == ["python", "-m", "searchsite.supervisor"]
+    printed = subprocess.run([sys.executable, *cmd[1:], "--dry-run"], cwd=REPO, capture_output=True, text=True,
+                             env={**os.environ, "WEB_WORKERS": "3"}, check=True).stdout.split()
+    assert printed == gunicorn_argv("0.0.0.0:8000", 3)
