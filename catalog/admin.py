@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from catalog import analytics
 from catalog.images import sha256, store_product_image
 from catalog.jobs import job_state
-from catalog.models import ApiToken, ImportJob, PopularQuery, Product, ProductPopularity, SearchLog
+from catalog.models import ApiToken, ImportJob, PopularQuery, Product, ProductPopularity, SearchLog, Synonym, term_key
 from catalog.tokens import create_token, revoke
 from catalog.uploads import UploadRefused, check_upload, queue_import
 
@@ -265,3 +265,33 @@ class SearchLogAdmin(admin.ModelAdmin):
         response = HttpResponse(analytics.export_csv(first, last), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="search-analytics-{first}-{last}.csv"'
         return response
+
+
+class SynonymForm(forms.ModelForm):
+    class Meta:
+        model = Synonym
+        fields = ("term", "word")
+
+    def clean(self):
+        data = super().clean()
+        term, word = (data.get("term") or "").strip().lower(), (data.get("word") or "").strip().lower()
+        if term and word:
+            key = term_key(term)
+            if not key:
+                raise forms.ValidationError(f"{term!r} has only words search ignores (like 'the', 'and')")
+            if Synonym.objects.filter(term_key=key, word=word).exclude(pk=self.instance.pk).exists():
+                raise forms.ValidationError(f"{term!r} already stands for {word!r}")
+        return data
+
+
+@admin.register(Synonym)
+class SynonymAdmin(admin.ModelAdmin):
+    """Keyword search synonyms (catalog/synonyms.py): an admin's rows apply to every search;
+    WordNet's are made from the catalogue's words and apply only to words it never uses."""
+
+    form = SynonymForm
+    list_display = ("term", "word", "source")
+    list_filter = ("source",)
+    search_fields = ("term", "word")
+    ordering = ("term", "word")
+    readonly_fields = ("source",)

@@ -550,6 +550,10 @@ def _run_import(job: ImportJob, progress: Progress | None, queue_embeddings: boo
     job.status = ImportJob.Status.EMBEDDING if changed_ids else ImportJob.Status.DONE
     job.finished_at = timezone.now()
     job.save()
+    if changed_ids:
+        from catalog.tasks import refresh_synonyms  # catalog.tasks imports this module
+
+        transaction.on_commit(refresh_synonyms.delay)  # the new words' synonyms (catalog/synonyms.py)
     if progress:
         progress(job)
     return job

@@ -4,12 +4,15 @@ search_doc weighs title (A) over category (B) over description (C). The shopper'
 go through websearch_to_tsquery ("quoted phrases", -exclusions, or). Products matching
 every word rank first; when a query has words the catalogue lacks ("dark ankle boots"),
 products matching some of the words follow, so one unknown word does not empty the page.
+A word the catalogue never uses also matches the catalogue's words for the same thing
+(catalog/synonyms.py).
 """
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING
 
+from catalog.synonyms import expanded
 from searchsite.db_router import search_connection
 
 if TYPE_CHECKING:
@@ -26,10 +29,25 @@ def any_words_query(query: str) -> str | None:
     return " or ".join(words) if len(words) > 1 else None
 
 
+def tsqueries(query: str) -> tuple[str, list, str, list]:
+    """SQL for `query`'s two tsqueries, each with its parameters: strict (every word) and
+    loose (any word). A word the catalogue never uses is ORed with the catalogue words it
+    stands for (catalog/synonyms.py): "overgarment black" is strict
+    (overgarment | coat | jacket) & black."""
+    groups = expanded(query)
+    if groups is None:
+        return ("websearch_to_tsquery('english', %s)", [query],
+                "websearch_to_tsquery('english', %s)", [any_words_query(query) or query])
+    alternatives = ["(" + " || ".join(["plainto_tsquery('english', %s)"] * len(g)) + ")" for g in groups]
+    params = [w for g in groups for w in g]
+    return " && ".join(alternatives), params, " || ".join(alternatives), params
+
+
 def match_clause(query: str, alias: str = "p") -> tuple[str, list]:
     """The SQL condition (and its parameters) a product must meet to be a keyword match of
     `query`: the set keyword_search ranks, and the set facets count in keyword mode."""
-    return f"{alias}.search_doc @@ websearch_to_tsquery('english', %s)", [any_words_query(query) or query]
+    _, _, loose, params = tsqueries(query)
+    return f"{alias}.search_doc @@ ({loose})", params
 
 
 def keyword_search(query: str, limit: int, filters: Filters | None = None) -> list[tuple[int, float]]:
@@ -37,20 +55,19 @@ def keyword_search(query: str, limit: int, filters: Filters | None = None) -> li
     from catalog.search import NO_FILTERS
 
     where, params = (filters or NO_FILTERS).sql("p")
-    match, match_params = match_clause(query)
+    strict, strict_params, loose, loose_params = tsqueries(query)
     # ts_rank_cd(..., 32) is rank / (rank + 1): in [0, 1). All-word matches map to
     # [0.5, 1), partial matches to [0, 0.5), so the score is monotone in the order.
     sql = f"""
-        WITH q AS (SELECT websearch_to_tsquery('english', %s) AS strict,
-                          websearch_to_tsquery('english', %s) AS loose)
+        WITH q AS (SELECT {strict} AS strict, {loose} AS loose)
         SELECT p.id,
                (CASE WHEN p.search_doc @@ q.strict THEN 0.5 ELSE 0.0 END)
                  + 0.5 * ts_rank_cd(p.search_doc, q.loose, 32) AS score
         FROM catalog_product p, q
-        WHERE {match}{where}
+        WHERE p.search_doc @@ ({loose}){where}
         ORDER BY score DESC, p.id
         LIMIT %s
     """
     with search_connection().cursor() as cursor:
-        cursor.execute(sql, [query, *match_params, *match_params, *params, limit])
+        cursor.execute(sql, [*strict_params, *loose_params, *loose_params, *params, limit])
         return [(pid, float(score)) for pid, score in cursor.fetchall()]

@@ -298,3 +298,41 @@ class ProductPopularity(models.Model):
     product = models.OneToOneField(Product, on_delete=models.CASCADE, primary_key=True, related_name="+")
     clicks = models.PositiveIntegerField()  # visitor-days that clicked it
     score = models.FloatField()
+
+
+class Synonym(models.Model):
+    """A word shoppers may use and a catalogue word it stands for, for keyword search
+    (catalog/synonyms.py): "overgarment" -> "coat". WordNet rows are made from the
+    catalogue's vocabulary and apply only to words no product contains; an admin's rows
+    apply always, and no refresh touches them."""
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", "admin"
+        WORDNET = "wordnet", "WordNet"
+
+    term = models.CharField(max_length=100, help_text="what a shopper types: a word or a short phrase")
+    word = models.CharField(max_length=100, help_text="what the catalogue says instead: a word or a short phrase")
+    # Postgres' English stems of the term, sorted (SQL catalog_term_key): "Overgarments" and
+    # "overgarment" are one key. Set on save.
+    term_key = models.CharField(max_length=200, editable=False, db_index=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.ADMIN)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["term_key", "word"], name="one_synonym_per_term_word")]
+
+    def __str__(self) -> str:
+        return f"{self.term} -> {self.word}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.term, self.word = self.term.strip().lower(), self.word.strip().lower()
+        self.term_key = term_key(self.term)
+        super().save(*args, **kwargs)
+
+
+def term_key(term: str) -> str:
+    """A term's lookup key: Postgres' English stems of its words, sorted ("" for stop words only)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT catalog_term_key(%s)", [term])
+        return cursor.fetchone()[0] or ""

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from django.urls import reverse
 
 from catalog.popularity import popular_queries
+from catalog.synonyms import known_terms
 from searchsite.db_router import search_connection
 
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)  # a run of letters
@@ -132,6 +133,7 @@ def correct_query(query: str) -> Correction | None:
     ]
     lowered = sorted({m.group().lower() for m in spans})
     unknown = unknown_words(lowered)
+    unknown = [w for w in unknown if w not in known_terms(unknown)]  # a synonym is no misspelling
     words = {w: c for w in unknown if (c := closest_word(w))}
     if not words:
         return None

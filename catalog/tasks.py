@@ -51,6 +51,15 @@ def refresh_popularity() -> tuple[int, int]:
 
 
 @shared_task
+def refresh_synonyms() -> int:
+    """Add the WordNet synonyms of new vocabulary words (catalog/synonyms.py): after each
+    import and from Celery beat. Routed to the embed queue, whose worker reads WordNet anyway."""
+    from catalog.synonyms import refresh as refresh_synonyms_now
+
+    return refresh_synonyms_now()
+
+
+@shared_task
 def prune_search_log() -> int:
     """Delete search analytics older than SEARCH_LOG_DAYS (daily, from Celery beat)."""
     return prune()

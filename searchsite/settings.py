@@ -309,6 +309,7 @@ CELERY_TASK_DEFAULT_QUEUE = "prepare"
 # "prepare": CSV parsing, downloads, thumbnails (I/O, any machine).
 # "embed": running the towers (GPU machines when there are any).
 CELERY_TASK_ROUTES = {
+    "catalog.tasks.refresh_synonyms": {"queue": "embed"},
     "catalog.tasks.*": {"queue": "prepare"},
     "embeddings.tasks.embed_products": {"queue": "embed"},
     "embeddings.tasks.train_model": {"queue": "embed"},
@@ -331,6 +332,10 @@ IMPORT_MAX_RESUMES = envint("IMPORT_MAX_RESUMES", 3)
 ENCODER_WARM_POLL_SECONDS = envfloat("ENCODER_WARM_POLL_SECONDS", 2.0)
 # A switch to a new model waits at most this long for every live web worker to have loaded it.
 ENCODER_WARM_WAIT_SECONDS = envfloat("ENCODER_WARM_WAIT_SECONDS", 60.0)
+# New catalogue words get their WordNet synonyms after each import and this often
+# (catalog/synonyms.py).
+SYNONYM_REFRESH_MINUTES = envint("SYNONYM_REFRESH_MINUTES", 60)
+SEARCH_SYNONYMS = envbool("SEARCH_SYNONYMS", True)  # off: keyword search matches the shop's own words only
 CELERY_BEAT_SCHEDULE = {
     # expires: runs that waited behind a busy worker for a whole interval are dropped, not stacked
     "reconcile": {
@@ -340,6 +345,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "prune-search-log": {"task": "catalog.tasks.prune_search_log", "schedule": 24 * 3600.0,
                          "options": {"expires": 3600.0}},
+    "refresh-synonyms": {"task": "catalog.tasks.refresh_synonyms", "schedule": SYNONYM_REFRESH_MINUTES * 60.0,
+                         "options": {"expires": SYNONYM_REFRESH_MINUTES * 60.0}},
     "refresh-popularity": {"task": "catalog.tasks.refresh_popularity",
                            "schedule": POPULARITY_REFRESH_MINUTES * 60.0,
                            "options": {"expires": POPULARITY_REFRESH_MINUTES * 60.0}},

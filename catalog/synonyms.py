@@ -1,0 +1,132 @@
+"""Synonyms for keyword search: a shopper's word that the catalogue never uses finds the
+catalogue's words for the same thing ("overgarment" -> coat, "footwear" -> boot, sandal).
+
+Keyword search matches only the shop's own words, so "pants" finds nothing in a shop that
+sells "trousers". Table catalog_synonym holds (term, word) pairs:
+
+- **WordNet** rows, made from the catalogue's vocabulary (catalog_searchword: every word of
+  its titles, categories and descriptions): for each vocabulary word, the other words of
+  its first noun and adjective sense and the words of its first noun sense's broader terms
+  (embeddings.wordnet.alternatives: "trousers" -> pants, garment). A term stands for every
+  vocabulary word that lists it, so a broader term ("garment") finds all the narrower ones
+  the shop uses. They apply only to a query word that no product contains: a word the shop
+  uses means what the shop means by it.
+- **Admin** rows (Django admin, "Synonyms"), which apply always ("tee" -> "t-shirt").
+
+refresh() adds the WordNet rows of vocabulary words not yet looked up; it runs after each
+import and from Celery beat (SYNONYM_REFRESH_MINUTES), on the embed queue, whose worker
+already holds the heavy libraries (WordNet is read with nltk). A query reads one indexed
+table: expansions(). catalog/keyword.py ORs each expanded word with its catalogue words.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from catalog.models import Synonym
+from searchsite.db_router import search_connection
+
+logger = logging.getLogger(__name__)
+
+WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+REFRESH_BATCH = 2000  # vocabulary words looked up per transaction
+MAX_WORDS_PER_TERM = 30  # a very broad term ("artifact") would otherwise OR half the catalogue
+MAX_PHRASE_WORDS = 2  # query phrases looked up: single words and pairs ("gym shoe")
+
+
+def refresh(batch: int = REFRESH_BATCH) -> int:
+    """Add the WordNet synonyms of the vocabulary words not yet looked up; returns the rows
+    added. Without WordNet (wordnet-base not installed) it adds none and says so once."""
+    from embeddings import wordnet
+
+    if not wordnet.wordnet_available():
+        logger.warning("synonyms: WordNet is not installed (apt-get install wordnet-base); keyword search "
+                       "matches the catalogue's own words only")
+        return 0
+    added = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                """SELECT word FROM catalog_searchword WHERE NOT synonyms_done
+                   ORDER BY word LIMIT %s FOR UPDATE SKIP LOCKED""",
+                [batch],
+            )
+            words = [w for (w,) in cursor.fetchall()]
+            if not words:
+                return added
+            pairs = [(alt, word) for word in words for alt in wordnet.alternatives(word) if len(alt) <= 100]
+            if pairs:
+                cursor.execute(
+                    """INSERT INTO catalog_synonym (term, word, term_key, source)
+                       SELECT t, w, catalog_term_key(t), 'wordnet' FROM unnest(%s::text[], %s::text[]) AS x(t, w)
+                       WHERE catalog_term_key(t) <> ''
+                       ON CONFLICT (term_key, word) DO NOTHING""",
+                    [[t for t, _ in pairs], [w for _, w in pairs]],
+                )
+                added += max(cursor.rowcount, 0)
+            cursor.execute("UPDATE catalog_searchword SET synonyms_done = true WHERE word = ANY(%s)", [words])
+
+
+def phrases(query: str) -> list[str]:
+    """The query's words and runs of up to MAX_PHRASE_WORDS words, lower case: what is looked up."""
+    words = [w.lower() for w in WORD.findall(query)]
+    return list(dict.fromkeys(
+        " ".join(words[i : i + n]) for n in range(1, MAX_PHRASE_WORDS + 1) for i in range(len(words) - n + 1)
+    ))
+
+
+def expansions(query: str) -> dict[str, list[str]]:
+    """Word or phrase of `query` -> the catalogue words it stands for (admin synonyms, and
+    WordNet ones for words no product contains). Empty when nothing expands."""
+    looked_up = phrases(query)
+    if not looked_up:
+        return {}
+    with search_connection().cursor() as cursor:
+        cursor.execute(
+            """SELECT q.t, array_agg(DISTINCT s.word ORDER BY s.word)
+               FROM unnest(%s::text[]) AS q(t)
+               JOIN catalog_synonym s ON s.term_key = catalog_term_key(q.t)
+               WHERE s.source = 'admin' OR NOT EXISTS (
+                   SELECT 1 FROM catalog_product p WHERE p.search_doc @@ plainto_tsquery('english', q.t))
+               GROUP BY q.t""",
+            [looked_up],
+        )
+        return {term: list(found)[:MAX_WORDS_PER_TERM] for term, found in cursor.fetchall()}
+
+
+def groups(query: str, found: dict[str, list[str]]) -> list[list[str]]:
+    """The query as groups of alternatives, left to right: a phrase with synonyms is one
+    group ([phrase, *its words]), longer phrases first; every other word is a group of one."""
+    words = [w.lower() for w in WORD.findall(query)]
+    out: list[list[str]] = []
+    i = 0
+    while i < len(words):
+        for n in range(min(MAX_PHRASE_WORDS, len(words) - i), 0, -1):
+            phrase = " ".join(words[i : i + n])
+            if phrase in found or n == 1:
+                out.append([phrase, *[w for w in found.get(phrase, []) if w != phrase]])
+                i += n
+                break
+    return out
+
+
+def expanded(query: str) -> list[list[str]] | None:
+    """`query` as groups of alternatives (groups()) when any of its words has synonyms and it
+    uses no search syntax (quotes, -exclusions, "or"); else None: search it as typed (also
+    always with SEARCH_SYNONYMS off)."""
+    if not settings.SEARCH_SYNONYMS:
+        return None
+    if '"' in query or re.search(r"(^|\s)-\w", query) or re.search(r"\bor\b", query, re.IGNORECASE):
+        return None
+    found = expansions(query)
+    return groups(query, found) if found else None
+
+
+def known_terms(words: Sequence[str]) -> set[str]:
+    """The words among `words` that have synonyms: not misspellings (catalog/suggest.py)."""
+    found = expansions(" ".join(words)) if words and settings.SEARCH_SYNONYMS else {}
+    return {w for w in words if w in found}
