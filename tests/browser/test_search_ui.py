@@ -197,6 +197,17 @@ def test_typos_are_corrected_and_suggestions_appear(shop, page):
     page.wait_for_url(re.compile(r".*/p/SM-023/"))
 
 
+def test_a_word_the_shop_never_uses_finds_its_words(shop, page):
+    """Synonyms (catalog/synonyms.py): the fixture sells "trousers"; "pants" in exact-words mode
+    finds them, with no "showing results for" line (a synonym is not a typo)."""
+    page.goto(shop + "/?mode=keyword")
+    page.locator("#q").press_sequentially("dark pants", delay=30)
+    page.wait_for_function("document.querySelectorAll('#results .card').length > 0")
+    assert set(card_categories(page)[:5]) == {"Trousers"}
+    assert page.locator("#correction").count() == 0
+    shot(page, "synonyms-1280.png")
+
+
 def test_hovering_a_score_explains_it(shop, page):
     """Issue #11, item 8: which ranked lists placed a result, with what weight, on hover."""
     page.goto(shop + "/?q=dark+trousers&mode=hybrid")
