@@ -45,6 +45,11 @@ _CLAUSE = re.compile(r"[,;]")
 _EXCLUDED_WORD = re.compile(r"(?:(?<=\s)|^)-([^\s-][^\s]*)")
 
 
+def has_exclusions(text: str) -> bool:
+    """Whether `text` excludes a word with a minus ("boots -heeled")."""
+    return bool(_EXCLUDED_WORD.search(text))
+
+
 def split_negations(text: str) -> tuple[str, list[str]]:
     """("boots, not heeled") -> ("boots", ["heeled"]); "-heeled" works too.
 

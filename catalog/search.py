@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import prefetch_related_objects
 from PIL import Image
 
-from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused, QueryVectors, split_negations
+from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused, QueryVectors, has_exclusions, split_negations
 from catalog.hybrid import rrf
 from catalog.models import Photo, Product
 from catalog.popularity import product_popularity
@@ -705,15 +705,17 @@ def search(
         raise ValueError("k must be >= 1 and offset >= 0")
     text_weight = check_text_weight(text_weight)
     q = (q or "").strip() or None
+    has_photo = image is not None or image_vector is not None
     if q and negations:
         wanted, avoid = split_negations(q)
-        if avoid:
+        # "not"/"no"/"without" words that would leave nothing to search for are a name, not a
+        # wish to avoid something: "no smoking", "not equal" are searched as typed.
+        if avoid and (wanted or has_photo or examples.has_positive or has_exclusions(q)):
             q = wanted or None
             examples = replace(examples, avoid=tuple(dict.fromkeys((*examples.avoid, *avoid))))
     if examples.count > settings.SEARCH_MAX_EXAMPLES:
         raise ExamplesRefused(f"too many examples: {examples.count} products, photos and words to avoid; "
                          f"at most {settings.SEARCH_MAX_EXAMPLES} (SEARCH_MAX_EXAMPLES)")
-    has_photo = image is not None or image_vector is not None
     if q is None and not has_photo and not examples.has_positive:
         if examples:
             raise ExamplesRefused("nothing to search for: words to avoid and products to see less of need "

@@ -97,6 +97,15 @@ def test_words_to_avoid_demote_in_every_mode(catalogue, db):
         assert all(h.product.category == "Trousers" for h in avoided.hits[:3]), mode
 
 
+def test_a_name_that_starts_with_a_negation_is_searched_as_typed(catalogue, db):
+    # "no smoking", "not equal": nothing would be left to search for, so nothing is avoided.
+    Product.objects.filter(sku="SM-005").update(title="No smoking bag")
+    result = search("no smoking", mode="keyword", k=5)
+    assert result.query == "no smoking" and not result.examples.avoid
+    assert result.hits[0].product.sku == "SM-005"
+    assert search("bags, no smoking", mode="keyword", k=5).examples.avoid == ("smoking",)  # with words: avoided
+
+
 def test_examples_are_limited_and_must_want_something(catalogue, db, settings):
     settings.SEARCH_MAX_EXAMPLES = 2
     with pytest.raises(ValueError, match="too many examples: 3"):
