@@ -26,7 +26,7 @@ from catalog.models import Photo, Product
 from catalog.popularity import product_popularity
 from catalog.suggest import Correction, correct_query
 from embeddings.models import EmbeddingModel
-from embeddings.vector_index import PHOTO_COLUMNS, PHOTO_TABLE, TABLE, indexed_expr, query_param
+from embeddings.vector_index import PHOTO_COLUMNS, PHOTO_TABLE, TABLE, nearest_params, nearest_sql
 from searchsite.db_router import search_connection
 
 
@@ -157,30 +157,31 @@ def vector_search_sql(
     dim = model.column_dims()[column]
     if vector.shape != (dim,):
         raise ValueError(f"query vector has shape {vector.shape}, model {model.name} expects ({dim},)")
-    expr = indexed_expr(column, dim)
     where, params = filters.sql("pv")
     if exclude_product is not None:
         where += " AND pv.product_id <> %s"
         params.append(exclude_product)
     literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
-    nearest = (
-        f"SELECT pv.product_id, {{photo}} AS photo_id, {expr} <=> {query_param(dim)} AS distance "
-        f"FROM {{table}} pv WHERE pv.model_id = %s{where} ORDER BY distance LIMIT %s"
-    )
+
+    def nearest(photo: str, table: str) -> str:
+        return nearest_sql(column, dim, f"pv.product_id, {photo} AS photo_id", table, where)
+
     if column not in PHOTO_COLUMNS or settings.PRODUCT_MAX_PHOTOS < 2:
         sql = (
-            f"WITH hits AS MATERIALIZED ({nearest.format(photo='NULL', table=TABLE)}) "
-            f"SELECT product_id, distance FROM hits ORDER BY distance OFFSET %s"
+            f"WITH hits AS MATERIALIZED ({nearest('NULL', TABLE)}) "
+            # "+ 0": Postgres 17+ trusts the CTE's ORDER BY and would skip this sort, but
+            # relaxed_order hands rows back slightly out of order (pgvector's README does the same).
+            f"SELECT product_id, distance FROM hits ORDER BY distance + 0 OFFSET %s"
         )
-        return sql, [literal, model.pk, *params, k + offset, offset]
+        return sql, [*nearest_params(literal, model.pk, params, k + offset), offset]
     # A product scores by its best photo: the main photos' k + offset nearest, and the
     # further photos' nearest, grouped by product. Reading the further photos
     # (k + offset) * (PRODUCT_MAX_PHOTOS - 1) deep is exact: a photo ranked above one of
     # the top k + offset products' best photo belongs to one of the fewer products above it,
     # each with at most PRODUCT_MAX_PHOTOS - 1 further photos.
     sql = (
-        f"WITH main AS MATERIALIZED ({nearest.format(photo='NULL::bigint', table=TABLE)}), "
-        f"further AS MATERIALIZED ({nearest.format(photo='pv.photo_id', table=PHOTO_TABLE)}), "
+        f"WITH main AS MATERIALIZED ({nearest('NULL::bigint', TABLE)}), "
+        f"further AS MATERIALIZED ({nearest('pv.photo_id', PHOTO_TABLE)}), "
         f"best AS (SELECT DISTINCT ON (product_id) product_id, distance, photo_id "
         f"FROM (SELECT * FROM main UNION ALL SELECT * FROM further) AS every_photo "
         f"ORDER BY product_id, distance, photo_id NULLS FIRST) "
@@ -188,7 +189,8 @@ def vector_search_sql(
     )
     depth = k + offset
     further = depth * (settings.PRODUCT_MAX_PHOTOS - 1)
-    return sql, [literal, model.pk, *params, depth, literal, model.pk, *params, further, k, offset]
+    return sql, [*nearest_params(literal, model.pk, params, depth), *nearest_params(literal, model.pk, params, further),
+                 k, offset]
 
 
 class PhotoRanking(list):

@@ -222,6 +222,17 @@ MODELS_DIR = Path(envstr("MODELS_DIR", str(DATA_DIR / "models")))
 # WordNet texts the GRU text tower distils MiniLM on before training (embeddings/distill.py).
 EMBEDDINGS_DISTILL_CORPUS = envint("EMBEDDINGS_DISTILL_CORPUS", 20_000)
 HNSW_EF_SEARCH = envint("HNSW_EF_SEARCH", 100)
+# What the HNSW indexes store (embeddings/vector_index.py; trade-offs measured at 1M in
+# docs/benchmarks.md section 10): "vector" (4-byte floats), "halfvec" (2-byte floats, half
+# the index) or "binary" (1 bit per dimension, candidates re-ranked by the stored vectors:
+# HNSW_BINARY_RERANK times the rows asked for). A change takes effect for new models at once;
+# `manage.py build_vector_indexes` builds the new indexes for the models already there.
+HNSW_STORAGE = envstr("HNSW_STORAGE", "halfvec")
+HNSW_BINARY_RERANK = max(1, envint("HNSW_BINARY_RERANK", 4))
+# Postgres settings while an HNSW index is built: a graph larger than the memory is built
+# on disk, several times slower; each parallel worker is one more core.
+HNSW_BUILD_MEMORY = envstr("HNSW_BUILD_MEMORY", "1GB")
+HNSW_BUILD_WORKERS = max(0, envint("HNSW_BUILD_WORKERS", 1))
 
 # --- search (catalog/search.py, docs/search.md) ---
 # "semantic" (the model's vectors), "hybrid" (vectors + full text, fused by reciprocal

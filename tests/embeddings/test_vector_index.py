@@ -1,0 +1,135 @@
+"""The HNSW index storages (HNSW_STORAGE: vector, halfvec, binary with re-ranking) and their build
+settings, on real Postgres + pgvector: each is the index the site's query uses, and answers like
+exact search."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test import override_settings
+
+from catalog.models import Product
+from catalog.search import Filters, vector_search, vector_search_sql
+from embeddings.models import EmbeddingModel, ProductVector
+from embeddings.vector_index import create_indexes, index_name
+
+N, N_RARE, DIM = 2000, 8, 32
+
+
+@pytest.fixture
+def clustered(db):
+    """2,000 products around 20 seeded centres under their own model; 8 are 'Rare'."""
+    model = EmbeddingModel.objects.create(
+        name="clustered-32", kind="baseline", spec={}, backbone="none", text_tower="none", image_dim=DIM,
+        text_dim=DIM, status=EmbeddingModel.Status.ACTIVE,
+    )
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(20, DIM))
+    vectors = (centres[rng.integers(0, 20, N)] + 0.5 * rng.normal(size=(N, DIM))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rare = set(rng.choice(N, N_RARE, replace=False).tolist())
+    products = Product.objects.bulk_create(
+        Product(sku=f"C-{i:05d}", title=f"clustered {i}", category="Rare" if i in rare else "Common",
+                price=Decimal("10.00"), image=f"products/c{i}.png", content_hash=str(i))
+        for i in range(N)
+    )
+    ProductVector.objects.bulk_create(
+        ProductVector(product=p, model=model, image_vec=v.tolist(), text_vec=v.tolist(), content_hash=str(i),
+                      category=p.category, price=p.price)
+        for i, (p, v) in enumerate(zip(products, vectors, strict=True))
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # deferred FK checks block CREATE INDEX
+    query = centres[3].astype(np.float32) + 0.3 * rng.normal(size=DIM).astype(np.float32)
+    ids = np.array([p.pk for p in products])
+    return model, vectors, ids, query / np.linalg.norm(query)
+
+
+def plan_and_rows(model, query, k: int, filters: Filters = Filters()) -> tuple[str, list]:
+    sql, params = vector_search_sql(model, "text_vec", query, k, filters=filters)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # 2,000 rows: force the plan a big catalogue gets
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(sql, params)
+        return plan, cursor.fetchall()
+
+
+@pytest.mark.parametrize("storage", ["vector", "halfvec", "binary"])
+def test_each_storage_serves_the_query_and_ranks_like_exact_search(clustered, storage):
+    model, vectors, ids, query = clustered
+    with override_settings(HNSW_STORAGE=storage, HNSW_BINARY_RERANK=10):
+        create_indexes(model.pk, model.column_dims())
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE embeddings_productvector")
+        hits = vector_search(model, "text_vec", query, 10)
+        # (plan_and_rows' SET LOCALs last until the test's transaction ends: after the search)
+        plan, rows = plan_and_rows(model, query, 10)
+        assert index_name("text_vec", model.pk) in plan
+        assert index_name("text_vec", model.pk) == f"pv_text_vec_m{model.pk}_hnsw" + {"vector": "", "halfvec": "_half", "binary": "_bit"}[storage]
+    exact = ids[np.argsort(-(vectors @ query))[:10]]
+    got = [pid for pid, _ in hits]
+    assert len(set(got) & set(exact.tolist())) >= 9
+    # The scores are the stored vectors' cosine (binary re-ranks by them), best first.
+    by_id = dict(zip(ids.tolist(), vectors @ query))
+    tolerance = 2e-3 if storage == "halfvec" else 1e-5
+    for pid, score in hits:
+        assert score == pytest.approx(float(by_id[pid]), abs=tolerance)
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+
+
+@pytest.mark.parametrize("storage", ["halfvec", "binary"])
+def test_a_rare_filter_fills_the_page_under_each_storage(clustered, storage):
+    model, _, _, query = clustered
+    with override_settings(HNSW_STORAGE=storage):
+        create_indexes(model.pk, model.column_dims())
+        hits = vector_search(model, "text_vec", query, 10, filters=Filters(category="Rare"))
+        plan, rows = plan_and_rows(model, query, 10, Filters(category="Rare"))
+        assert index_name("text_vec", model.pk) in plan
+    assert len(rows) == len(hits) == N_RARE
+
+
+def test_an_unknown_storage_is_a_clear_error(clustered):
+    model, _, _, query = clustered
+    with override_settings(HNSW_STORAGE="pq"), pytest.raises(ValueError, match="HNSW_STORAGE='pq'"):
+        vector_search(model, "text_vec", query, 10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_build_settings_hold_only_while_building():
+    model = EmbeddingModel.objects.create(name="empty-8", kind="baseline", spec={}, backbone="none",
+                                          text_tower="none", image_dim=8, text_dim=8)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW maintenance_work_mem")
+        before = cursor.fetchone()[0]
+    assert before != "300MB"
+    with override_settings(HNSW_BUILD_MEMORY="300MB", HNSW_BUILD_WORKERS=0):
+        with transaction.atomic(), connection.cursor() as cursor:
+            create_indexes(model.pk, model.column_dims())  # in a transaction: SET LOCAL
+            cursor.execute("SHOW maintenance_work_mem")
+            assert cursor.fetchone()[0] == "300MB"
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW maintenance_work_mem")
+            assert cursor.fetchone()[0] == before
+        create_indexes(model.pk, {"image_vec": 8})  # autocommit: set, then reset
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW maintenance_work_mem")
+            assert cursor.fetchone()[0] == before
+
+
+def test_build_vector_indexes_switches_a_live_model_to_the_configured_storage(clustered, capsys):
+    model = clustered[0]
+    create_indexes(model.pk, model.column_dims(), "vector")
+    with override_settings(HNSW_STORAGE="halfvec"):
+        call_command("build_vector_indexes", drop_others=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings_productvector'")
+        names = {row[0] for row in cursor.fetchall()}
+    assert {f"pv_image_vec_m{model.pk}_hnsw_half", f"pv_text_vec_m{model.pk}_hnsw_half"} <= names
+    assert f"pv_text_vec_m{model.pk}_hnsw" not in names
+    assert "halfvec indexes present for 2 model columns, 3 other indexes dropped" in capsys.readouterr().out
