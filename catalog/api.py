@@ -37,8 +37,8 @@ from catalog.search import (
     category_counts,
     image_query_vectors,
     reuse_query_vectors,
-    search,
 )
+from catalog.search_cache import cached_search, reports_cache_use
 from catalog.ratelimit import rate_limit
 from catalog.serializers import hit_json
 from catalog.suggest import MAX_PREFIX_CHARS, suggest
@@ -136,13 +136,22 @@ def facets_json(facets: Facets) -> dict:
     }
 
 
+def hits_json(request: HttpRequest, result: SearchResult) -> list[dict]:
+    """The page's hits as JSON, rendered once per result and site address (a cached page is
+    served many times; the list is never modified after)."""
+    site = request.build_absolute_uri("/")
+    if site not in result.rendered:
+        result.rendered[site] = [{**hit_json(request, h), "explanation": explanation_json(h)} for h in result.hits]
+    return result.rendered[site]
+
+
 def result_json(request: HttpRequest, form: SearchForm, query: Any, result: SearchResult,
                 facets: Facets | None = None, query_id: uuid.UUID | None = None) -> dict:
     body = {
         "query": query,
         "query_id": str(query_id) if query_id else None,
         "took_ms": round(result.took_ms, 2),
-        "results": [{**hit_json(request, h), "explanation": explanation_json(h)} for h in result.hits],
+        "results": hits_json(request, result),
         "mode": result.mode,
         "sort": result.sort,
         "page": form.page_number,
@@ -163,6 +172,7 @@ def result_json(request: HttpRequest, form: SearchForm, query: Any, result: Sear
 
 @require_GET
 @rate_limit("search", "SEARCH_RATE_LIMIT", json=True)
+@reports_cache_use
 @reuse_query_vectors()
 @reads_search_database
 def search_text(request: HttpRequest) -> JsonResponse:
@@ -186,7 +196,7 @@ def search_text(request: HttpRequest) -> JsonResponse:
                 return error(f"img {form.image_key!r} is unknown or expired: upload the photo again", 404)
             vector = query_vector(stored, active_model())
         examples = form_examples(form)
-        result = search(
+        result = cached_search(
             form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
             sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct,
             examples=examples, text_weight=form.words_weight,
@@ -208,6 +218,7 @@ def search_text(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @require_POST
 @rate_limit("photo", "PHOTO_SEARCH_RATE_LIMIT", json=True)
+@reports_cache_use
 @reuse_query_vectors()
 @reads_search_database
 def search_image(request: HttpRequest) -> JsonResponse:
@@ -237,7 +248,7 @@ def search_image(request: HttpRequest) -> JsonResponse:
         model = active_model()
         vector = image_query_vectors(model, image)
         stored = store_query_image(image, model, vector, upload.name or "")
-        result = search(
+        result = cached_search(
             form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
             sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct,
             examples=examples, text_weight=form.words_weight,

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import prefetch_related_objects
 from PIL import Image
 
+from catalog import search_cache
 from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused, QueryVectors, has_exclusions, split_negations
 from catalog.hybrid import rrf
 from catalog.models import Photo, Product
@@ -133,6 +134,9 @@ class SearchResult:
     examples: Examples = NO_EXAMPLES
     # Photo + words: how much the words weighed (None: no photo with words).
     text_weight: float | None = None
+    # The hits as the API renders them, per site address (catalog/api.py): a page served from
+    # the result cache (catalog/search_cache.py) is rendered once, not on every request.
+    rendered: dict[str, list[dict]] = field(default_factory=dict, repr=False, compare=False)
 
 
 def active_model() -> EmbeddingModel:
@@ -328,17 +332,28 @@ def text_query_vectors(model: EmbeddingModel, query: str, columns: Iterable[str]
     key = (model.pk, query, tuple(columns))
     if reused is not None and key in reused:
         return reused[key]
-    vectors = {c: v[0] for c, v in encoder_for(model).encode_text_signals([query], columns).items()}
+    # The worker's LRU of query vectors: popular wordings skip the text tower.
+    lru_key = (search_cache.model_key(model), query, tuple(columns))
+    vectors = search_cache.text_vectors.get(lru_key)
+    if vectors is None:
+        vectors = {c: v[0] for c, v in encoder_for(model).encode_text_signals([query], columns).items()}
+        search_cache.text_vectors.put(lru_key, search_cache.frozen(vectors))
     if reused is not None:
         reused[key] = vectors
     return vectors
 
 
 def image_query_vectors(model: EmbeddingModel, image: Image.Image) -> QueryVectors:
-    """Every photo signal's query vector for `image` (one backbone pass)."""
+    """Every photo signal's query vector for `image` (one backbone pass; none for pixels the
+    worker encoded before under this model)."""
     from embeddings.registry import encoder_for
 
-    return {c: v[0] for c, v in encoder_for(model).encode_image_signals([image]).items()}
+    key = (search_cache.model_key(model), search_cache.image_digest(image))
+    vectors = search_cache.photo_vectors.get(key)
+    if vectors is None:
+        vectors = {c: v[0] for c, v in encoder_for(model).encode_image_signals([image]).items()}
+        search_cache.photo_vectors.put(key, search_cache.frozen(vectors))
+    return vectors
 
 
 def text_query_vector(model: EmbeddingModel, query: str) -> tuple[str, np.ndarray]:

@@ -255,6 +255,12 @@ SEARCH_NEGATIVE_WEIGHT = envfloat("SEARCH_NEGATIVE_WEIGHT", 1.0)
 # A product or photo to see less of demotes only its nearest this many (its near-duplicates);
 # words to avoid demote everything they match. Measured in docs/search.md.
 SEARCH_UNLIKE_DEPTH = max(1, envint("SEARCH_UNLIKE_DEPTH", 10))
+# Per web worker caches (catalog/search_cache.py, docs/search.md "Caches"): query vectors of
+# this many wordings and photos (0 = off), and this many result pages, each served for at most
+# this many seconds. Any write to the catalogue, its vectors or the models invalidates the pages.
+SEARCH_QUERY_VECTOR_CACHE_SIZE = max(0, envint("SEARCH_QUERY_VECTOR_CACHE_SIZE", 2048))
+SEARCH_RESULT_CACHE_SIZE = max(0, envint("SEARCH_RESULT_CACHE_SIZE", 512))
+SEARCH_RESULT_CACHE_SECONDS = max(0, envint("SEARCH_RESULT_CACHE_SECONDS", 300))
 # Uploaded query photos are kept this long so paging and filters work on photo searches.
 SEARCH_QUERY_IMAGE_TTL_HOURS = envint("SEARCH_QUERY_IMAGE_TTL_HOURS", 24)
 # The activation gate (catalog/gate.py): probe queries per kind in each half of the held-out

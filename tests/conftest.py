@@ -29,6 +29,17 @@ def _media_and_eager(settings, tmp_path_factory):
     app.conf.task_always_eager = True
 
 
+@pytest.fixture(autouse=True)
+def _fresh_search_caches():
+    """Each test starts with empty per-process search caches (a rolled-back test's catalogue
+    version numbers come back in the next test)."""
+    from catalog import search_cache
+
+    search_cache.clear_all()
+    yield
+    search_cache.clear_all()
+
+
 @pytest.fixture
 def copy_catalogue(tmp_path):
     """Copy a fixture catalogue folder so a test may edit it."""
