@@ -16,6 +16,9 @@ When a gated model's vectors are complete (embeddings.registry sends
    model, kind by kind and mode by mode, and activates the candidate only if it is not
    worse on any kind beyond noise and better on at least one (``decide``).
 
+Keyword synonyms (catalog/synonyms.py) are off while it fits and judges: they are the same
+for every model, and they invert the WordNet relation the paraphrase probes are made with.
+
 Noise, per kind: the paired per-query differences d (candidate - active) have mean m and
 standard error se; the kind is *worse* when m < -max(MIN_NOISE, 2·se) and *better* when
 m > max(MIN_NOISE, 2·se). Two standard errors is a ~95% one-sided bound; MIN_NOISE keeps
@@ -37,6 +40,7 @@ from PIL import Image
 
 from catalog.hybrid import FitQuery, fit_weights
 from catalog.models import Product
+from catalog.synonyms import without_synonyms
 from catalog.search import (
     FUSION_KINDS,
     PHOTO_WORDS_METHODS,
@@ -270,10 +274,11 @@ def run_gate(model: EmbeddingModel, per_kind: int | None = None) -> dict[str, An
     probes = build_probes(items, heldout_skus(model, items), seed=0, per_kind=2 * per_kind)
     fit_half, judge_half = split_halves(probes)
     photos = ProbePhotos()
-    fit = fit_fusion(model, fit_half, photos)
-    fit["photo_words"] = fit_photo_words(model, fit_half, photos)
     incumbent = EmbeddingModel.active()
-    rows = compare(model, incumbent, judge_half, photos=photos)
+    with without_synonyms():  # the probes' paraphrases are what synonyms invert (catalog/synonyms.py)
+        fit = fit_fusion(model, fit_half, photos)
+        fit["photo_words"] = fit_photo_words(model, fit_half, photos)
+        rows = compare(model, incumbent, judge_half, photos=photos)
     decision, reason = decide(rows)
     report = {
         "decision": decision, "reason": reason, "kinds": rows, "fit": fit,

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -31,6 +33,9 @@ from catalog.models import Synonym
 from searchsite.db_router import search_connection
 
 logger = logging.getLogger(__name__)
+
+# Off inside without_synonyms() (the activation gate), whatever SEARCH_SYNONYMS says.
+_active: ContextVar[bool] = ContextVar("synonyms_active", default=True)
 
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 REFRESH_BATCH = 2000  # vocabulary words looked up per transaction
@@ -69,6 +74,23 @@ def refresh(batch: int = REFRESH_BATCH) -> int:
                 )
                 added += max(cursor.rowcount, 0)
             cursor.execute("UPDATE catalog_searchword SET synonyms_done = true WHERE word = ANY(%s)", [words])
+
+
+def enabled() -> bool:
+    return settings.SEARCH_SYNONYMS and _active.get()
+
+
+@contextmanager
+def without_synonyms() -> Iterator[None]:
+    """Search the words as typed inside this block. The activation gate measures so: its
+    paraphrase probes replace catalogue words by WordNet alternatives, the very relation
+    these synonyms invert, so with them it would measure the synonyms (the same for every
+    model), and its fitted weights would lean on keyword search for the wrong reason."""
+    token = _active.set(False)
+    try:
+        yield
+    finally:
+        _active.reset(token)
 
 
 def phrases(query: str) -> list[str]:
@@ -117,8 +139,8 @@ def groups(query: str, found: dict[str, list[str]]) -> list[list[str]]:
 def expanded(query: str) -> list[list[str]] | None:
     """`query` as groups of alternatives (groups()) when any of its words has synonyms and it
     uses no search syntax (quotes, -exclusions, "or"); else None: search it as typed (also
-    always with SEARCH_SYNONYMS off)."""
-    if not settings.SEARCH_SYNONYMS:
+    always with SEARCH_SYNONYMS off, and inside without_synonyms())."""
+    if not enabled():
         return None
     if '"' in query or re.search(r"(^|\s)-\w", query) or re.search(r"\bor\b", query, re.IGNORECASE):
         return None
@@ -128,5 +150,5 @@ def expanded(query: str) -> list[list[str]] | None:
 
 def known_terms(words: Sequence[str]) -> set[str]:
     """The words among `words` that have synonyms: not misspellings (catalog/suggest.py)."""
-    found = expansions(" ".join(words)) if words and settings.SEARCH_SYNONYMS else {}
+    found = expansions(" ".join(words)) if words and enabled() else {}
     return {w for w in words if w in found}

@@ -113,6 +113,21 @@ def test_run_gate_reports_what_it_measured(trained, django_capture_on_commit_cal
     assert set(judged) == {"hybrid", "semantic"} and all(row["incumbent"] is not None for row in judged.values())
 
 
+def test_the_gate_measures_without_keyword_synonyms(trained, monkeypatch, django_capture_on_commit_callbacks):
+    """Its paraphrase probes are WordNet alternatives, which synonyms invert (catalog/synonyms.py)."""
+    import catalog.gate
+    from catalog.synonyms import enabled
+    from embeddings.tasks import embed_batch
+
+    seen = []
+    for name in ("fit_fusion", "fit_photo_words", "compare"):
+        real = getattr(catalog.gate, name)
+        monkeypatch.setattr(catalog.gate, name, lambda *a, _real=real, **k: (seen.append(enabled()), _real(*a, **k))[1])
+    embed_batch(list(Product.objects.values_list("pk", flat=True)), trained)
+    run_gate(trained)
+    assert seen == [False, False, False] and enabled()
+
+
 def test_the_photo_words_method_decides_how_photo_and_words_combine(trained, django_capture_on_commit_callbacks):
     from embeddings.tasks import embed_batch
 

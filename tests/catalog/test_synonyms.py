@@ -11,7 +11,7 @@ from catalog.keyword import keyword_search
 from catalog.models import Product, Synonym
 from catalog.search import search
 from catalog.suggest import correct_query
-from catalog.synonyms import expansions, groups, phrases, refresh
+from catalog.synonyms import enabled, expansions, groups, phrases, refresh, without_synonyms
 from embeddings import wordnet
 from tests.catalog.test_search import catalogue  # noqa: F401  (module fixture)
 
@@ -108,3 +108,9 @@ def test_the_admin_adds_synonyms_with_clear_errors(catalogue, admin_client):
 def test_synonyms_can_be_turned_off(catalogue, db, settings):
     settings.SEARCH_SYNONYMS = False
     assert keyword_search("pants", 50) == [] and correct_query("shoe").corrected == "shot"
+
+
+def test_without_synonyms_searches_the_words_as_typed(catalogue, db):
+    with without_synonyms():
+        assert not enabled() and keyword_search("pants", 50) == []
+    assert enabled() and keyword_search("pants", 50)
