@@ -29,7 +29,6 @@ from contextvars import ContextVar
 from django.conf import settings
 from django.db import connection, transaction
 
-from catalog.models import Synonym
 from searchsite.db_router import search_connection
 
 logger = logging.getLogger(__name__)

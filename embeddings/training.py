@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +302,12 @@ def _batches(index: list[int], batch_size: int, rng: random.Random) -> list[list
     return batches
 
 
+def _minilm_vectors(teacher: MiniLM, device: torch.device, batch: list[str]) -> np.ndarray:
+    with torch.no_grad():
+        tokens = teacher.tokenize(batch)
+        return teacher(**{k: v.to(device) for k, v in tokens.items()}).float().cpu().numpy()
+
+
 def build_distiller(
     tower: GRUTextTower,
     catalogue_texts: Sequence[str],
@@ -314,17 +321,10 @@ def build_distiller(
     if not corpus:
         logger.warning("WordNet is not installed (Debian wordnet-base): distilling on catalogue texts only")
     texts = list(dict.fromkeys([*corpus, *catalogue_texts]))
-    teacher = MiniLM().to(device).eval()
-
-    def encode(batch: list[str]) -> np.ndarray:
-        with torch.no_grad():
-            tokens = teacher.tokenize(batch)
-            return teacher(**{k: v.to(device) for k, v in tokens.items()}).float().cpu().numpy()
-
     if progress:
         progress({"phase": "distill", "done": 0, "total": train_cfg.distill_epochs, "texts": len(texts)})
-    targets = teacher_vectors(texts, encode, cache_dir)
-    del teacher
+    # The teacher lives only while its targets are computed (or read from the cache).
+    targets = teacher_vectors(texts, partial(_minilm_vectors, MiniLM().to(device).eval(), device), cache_dir)
     distiller = Distiller(tower, texts, targets, train_cfg.seed).to(device)
     losses = distiller.pretrain(train_cfg.distill_epochs, progress=progress)
     logger.info("distilled MiniLM into the GRU on %d texts: loss %s", len(texts), [round(x, 4) for x in losses])
