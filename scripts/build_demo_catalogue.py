@@ -161,7 +161,6 @@ def measure(orig: np.ndarray) -> dict:
         d = np.diff(np.array(row_means))
         flips = int(np.sum((np.sign(d[1:]) != np.sign(d[:-1])) & (np.abs(d[1:]) > 8)))
     rows = np.where(mask.any(1))[0]
-    cols = np.where(mask.any(0))[0]
     # mean silhouette width per occupied row, relative to the item's height
     aspect = float(mask[rows].sum(1).mean()) / (rows[-1] - rows[0] + 1)
     tone = "dark" if tone_val < TONE_DARK else "light" if tone_val > TONE_LIGHT else "mid"

@@ -366,7 +366,7 @@ def test_result_card_shows_the_matched_photo_and_links_to_it(photo_shop, client)
     assert response.status_code == 200
     html = response.content.decode()
     b01 = Product.objects.get(sku="B-01")
-    card = html[html.index(f'data-sku="B-01"'):]
+    card = html[html.index('data-sku="B-01"'):]
     card = card[: card.index("</li>")]
     assert b01.photos.get(position=2).thumbnail.url in card
     assert "photo 3/4" in card and "photo=2" in card
