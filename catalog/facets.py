@@ -23,8 +23,9 @@ from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
 
+from catalog.filters import NO_FILTERS, Filters
 from catalog.keyword import match_clause
-from catalog.search import MAX_DEPTH, NO_FILTERS, Filters, QueryVectors, SearchResult, search
+from catalog.search import MAX_DEPTH, QueryVectors, SearchResult, search
 from catalog.suggest import categories
 from searchsite.db_router import search_connection
 

@@ -9,8 +9,9 @@ from django import forms
 from django.conf import settings
 from django.core.validators import RegexValidator
 
+from catalog.filters import Filters
 from catalog.models import SKU_MAX_LENGTH
-from catalog.search import MODES, SORTS, Filters
+from catalog.search import MODES, SORTS
 
 MAX_K = 100
 MAX_QUERY_CHARS = 500

@@ -10,13 +10,10 @@ A word the catalogue never uses also matches the catalogue's words for the same 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
+from catalog.filters import NO_FILTERS, Filters
 from catalog.synonyms import expanded
 from searchsite.db_router import search_connection
-
-if TYPE_CHECKING:
-    from catalog.search import Filters
 
 WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -52,8 +49,6 @@ def match_clause(query: str, alias: str = "p") -> tuple[str, list]:
 
 def keyword_search(query: str, limit: int, filters: Filters | None = None) -> list[tuple[int, float]]:
     """(product_id, score) best first; score in [0, 1), all-words matches above partial ones."""
-    from catalog.search import NO_FILTERS
-
     where, params = (filters or NO_FILTERS).sql("p")
     strict, strict_params, loose, loose_params = tsqueries(query)
     # ts_rank_cd(..., 32) is rank / (rank + 1): in [0, 1). All-word matches map to

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
@@ -22,6 +21,7 @@ from PIL import Image
 
 from catalog import search_cache
 from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused, QueryVectors, has_exclusions, split_negations
+from catalog.filters import NO_FILTERS, Filters
 from catalog.hybrid import rrf
 from catalog.models import Photo, Product
 from catalog.popularity import product_popularity
@@ -35,27 +35,6 @@ class SearchUnavailable(RuntimeError):
     """No model is active yet (nothing has been ingested)."""
 
 
-@dataclass(frozen=True)
-class Filters:
-    category: str | None = None
-    min_price: Decimal | None = None
-    max_price: Decimal | None = None
-
-    def sql(self, alias: str) -> tuple[str, list]:
-        clauses, params = [], []
-        if self.category:
-            clauses.append(f"{alias}.category = %s")
-            params.append(self.category)
-        if self.min_price is not None:
-            clauses.append(f"{alias}.price >= %s")
-            params.append(self.min_price)
-        if self.max_price is not None:
-            clauses.append(f"{alias}.price <= %s")
-            params.append(self.max_price)
-        return "".join(f" AND {c}" for c in clauses), params
-
-
-NO_FILTERS = Filters()
 
 
 # What each ranked list is, in words (the page's "why here" shows these).

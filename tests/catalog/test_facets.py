@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from catalog.facets import price_step, search_facets
+from catalog.filters import NO_FILTERS, Filters
 from catalog.models import Product
-from catalog.search import NO_FILTERS, Filters, browse, search
+from catalog.search import browse, search
 from tests.catalog.test_search import catalogue, product_image  # noqa: F401  (module fixture)
 
 CATEGORIES = ["Bags", "Sneakers", "T-shirts & tops", "Trousers"]

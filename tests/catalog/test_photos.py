@@ -17,9 +17,10 @@ from django.db import connection
 from django.test import override_settings
 from PIL import Image, ImageDraw
 
+from catalog.filters import Filters
 from catalog.ingest import extract_zip, run_import
 from catalog.models import ImportJob, Product, ProductPhoto
-from catalog.search import Filters, PhotoRanking, search, vector_search
+from catalog.search import PhotoRanking, search, vector_search
 from embeddings.models import EmbeddingModel, PhotoVector, ProductVector
 from tests.conftest import DEMO, SMALL_CSV
 

@@ -11,8 +11,9 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import override_settings
 
+from catalog.filters import Filters
 from catalog.models import Product
-from catalog.search import Filters, vector_search, vector_search_sql
+from catalog.search import vector_search, vector_search_sql
 from embeddings.models import EmbeddingModel, ProductVector
 from embeddings.vector_index import create_indexes, index_name
 
