@@ -8,6 +8,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T", bound="_Cfg")
 
+# The "format" of a joint model's checkpoint (training.save_checkpoint writes it, the encoders
+# check it): here, so that serving a model never imports the trainer.
+CHECKPOINT_FORMAT = "vitrine-joint-v1"
+
 
 class _Cfg:
     def to_dict(self) -> dict[str, Any]:

@@ -22,11 +22,10 @@ from PIL import Image
 from torch import nn
 
 from .backbones import autocast, backbone_spec, bf16_supported, build_backbone
-from .config import ImageTowerCfg, TextTowerCfg
+from .config import CHECKPOINT_FORMAT, ImageTowerCfg, TextTowerCfg
 from .data import length_order
 from .tokenizer import Vocabulary
 from .towers import MINILM_DIM, GRUTextTower, ImageTower, MiniLM, MiniLMTextTower, build_text_tower
-from .training import CHECKPOINT_FORMAT
 from .transforms import to_model_input
 
 logger = logging.getLogger(__name__)

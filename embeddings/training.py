@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .backbones import autocast, backbone_spec, bf16_supported, last_stage
-from .config import ImageTowerCfg, TextTowerCfg, TrainCfg
+from .config import CHECKPOINT_FORMAT, ImageTowerCfg, TextTowerCfg, TrainCfg
 from .data import Record, content_hash, group_ids, length_order, split_by_product
 from .losses import CrossModalTripletLoss
 from .metrics import rank_by_similarity, retrieval_metrics
@@ -36,7 +36,6 @@ from .transforms import ImageError, open_image, to_model_input, to_train_input
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "vitrine-joint-v1"
 Progress = Callable[[dict[str, Any]], None]
 
 
