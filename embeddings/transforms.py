@@ -146,15 +146,3 @@ def to_train_input(
         crop = _random_resized_crop(to_rgb(im), size, rng)
         crops.append(ImageOps.mirror(crop) if rng.random() < 0.5 else crop)
     return _normalise(crops, mean, std)
-
-
-def make_thumbnail(img: Image.Image, size: int = 256) -> bytes:
-    """JPEG thumbnail (PNG when the source has transparency) fitting in size×size."""
-    thumb = img.copy()
-    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    if thumb.mode in ("RGBA", "LA") or (thumb.mode == "P" and "transparency" in thumb.info):
-        thumb.save(out, format="PNG", optimize=True)
-    else:
-        to_rgb(thumb).save(out, format="JPEG", quality=85, optimize=True)
-    return out.getvalue()

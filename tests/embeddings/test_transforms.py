@@ -6,7 +6,7 @@ import random
 import pytest
 from PIL import Image
 
-from embeddings.transforms import ImageError, make_thumbnail, open_image, to_model_input, to_train_input
+from embeddings.transforms import ImageError, open_image, to_model_input, to_train_input
 
 
 def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -87,9 +87,3 @@ def test_hflip_mirrors() -> None:
     x = to_model_input([img], 20, (0, 0, 0), (1, 1, 1))
     flipped = to_model_input([img], 20, (0, 0, 0), (1, 1, 1), hflip=True)
     assert float(x[0, 0, 10, 2]) == 0.0 and float(flipped[0, 0, 10, 2]) == 1.0
-
-
-def test_thumbnail_fits() -> None:
-    data = make_thumbnail(Image.new("RGB", (1000, 500), "red"), size=128)
-    thumb = Image.open(io.BytesIO(data))
-    assert thumb.format == "JPEG" and thumb.size == (128, 64)
