@@ -193,3 +193,11 @@ class EvaluationRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+def fallback_note(requested: str | None, used: str) -> str:
+    """What a model says of its image backbone when it is not the one asked for ("" when it is):
+    a ResNet50 without weights falls back, loudly, to EfficientNet-Lite0 (embeddings/backbones.py)."""
+    if not requested or requested == used:
+        return ""
+    return f"Requested image backbone {requested!r} was not available (no weights offline); {used!r} is used instead."

@@ -19,7 +19,7 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
-from embeddings.models import EmbeddingModel, PhotoVector, ProductVector, atomic_switch
+from embeddings.models import EmbeddingModel, PhotoVector, ProductVector, atomic_switch, fallback_note
 from embeddings.vector_index import create_indexes, drop_indexes
 from ops.beat import live_workers
 
@@ -66,10 +66,7 @@ def _register(name: str, kind: str, spec: dict, **fields: object) -> EmbeddingMo
         # Load the fallback directly from now on instead of retrying the missing weights
         # (a failed download costs seconds) on every worker start.
         spec = {**spec, "backbone": encoder.backbone, "requested_backbone": requested}
-        notes = (
-            f"Requested image backbone {requested!r} was not available (no weights offline); "
-            f"using {encoder.backbone!r} instead. {notes}"
-        ).strip()
+        notes = f"{fallback_note(requested, encoder.backbone)} {notes}".strip()
     model, _ = EmbeddingModel.objects.update_or_create(
         name=name,
         defaults=dict(

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from embeddings.config import ImageTowerCfg, TextTowerCfg, TrainCfg
 from embeddings.data import Record
-from embeddings.models import EmbeddingModel, ProductVector, TrainingJob
+from embeddings.models import EmbeddingModel, ProductVector, TrainingJob, fallback_note
 
 if TYPE_CHECKING:
     from embeddings.training import KnownFeatures
@@ -133,12 +133,7 @@ def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -
     categories = sorted({r.category for r in records})
     # Named after the backbone really used: a ResNet50 request may have fallen back.
     name = params.get("name") or f"joint-{result.backbone}-{params['text']}-{stamp}"
-    notes = (
-        f"Requested image backbone {params['backbone']!r} was not available (no weights offline); "
-        f"trained on {result.backbone!r} instead."
-        if result.backbone != params["backbone"]
-        else ""
-    )
+    notes = fallback_note(params["backbone"], result.backbone)
     model = register_checkpoint(
         result.checkpoint_path,
         name=name,

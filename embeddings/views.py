@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 
 from catalog.models import Product
 from embeddings import maps
-from embeddings.models import EmbeddingModel, EvaluationRun, ProductVector, TrainingJob
+from embeddings.models import EmbeddingModel, EvaluationRun, ProductVector, TrainingJob, fallback_note
 
 METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MRR@10", "mAP@10", "P@10")
 TASK_ORDER = ("text→image", "image→image")
@@ -53,11 +53,7 @@ def registry(request: HttpRequest) -> HttpResponse:
     rows = []
     for model in EmbeddingModel.objects.all():
         requested = _requested_backbone(model)
-        fallback = ""
-        if model.notes:
-            fallback = model.notes
-        elif requested and requested != model.backbone:
-            fallback = f"Requested image backbone '{requested}'; '{model.backbone}' was used instead."
+        fallback = model.notes or fallback_note(requested, model.backbone)
         vectors = done.get(model.pk, 0)
         rows.append({
             "model": model,
