@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 from django.core.files.storage import default_storage
-from django.db.models import F
 
 from catalog.hybrid import rrf
 from catalog.keyword import keyword_search
@@ -79,7 +78,7 @@ class Catalogue:
         self.sku_of = dict(rows)
 
     def vectors(self, model: EmbeddingModel) -> tuple[np.ndarray, np.ndarray]:
-        stored = ProductVector.objects.filter(model=model, content_hash=F("product__content_hash"))
+        stored = ProductVector.current(model)
         if stored.count() == len(self.ids):
             by_id = {pid: (iv, tv) for pid, iv, tv in stored.values_list("product_id", "image_vec", "text_vec")}
             image = np.stack([np.asarray(by_id[i][0], dtype=np.float32) for i in self.ids])

@@ -1,20 +1,16 @@
 """How far an import job is: rows read, and products embedded under the active model."""
 from __future__ import annotations
 
-from django.db.models import F
-
-from catalog.models import ImportJob, Product
+from catalog.models import ImportJob
 
 
 def embedded_count(job: ImportJob) -> int:
-    from embeddings.models import EmbeddingModel
+    from embeddings.models import EmbeddingModel, ProductVector
 
     model = EmbeddingModel.active()
     if model is None or not job.product_ids:
         return 0
-    return Product.objects.filter(
-        pk__in=job.product_ids, vectors__model=model, vectors__content_hash=F("content_hash")
-    ).count()
+    return ProductVector.current(model).filter(product_id__in=job.product_ids).count()
 
 
 def job_state(job: ImportJob) -> dict:

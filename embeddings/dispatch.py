@@ -5,9 +5,8 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 
-from embeddings.models import EmbeddingModel
+from embeddings.models import EmbeddingModel, ProductVector
 
 
 def _batches(ids: list[int], size: int) -> Iterable[list[int]]:
@@ -33,10 +32,7 @@ def queue_embedding(product_ids: list[int], models: list[EmbeddingModel] | None 
 
 
 def missing_ids(model: EmbeddingModel) -> list[int]:
-    from catalog.models import Product
-
-    current = Product.objects.filter(vectors__model=model, vectors__content_hash=F("content_hash"))
-    return list(Product.objects.exclude(pk__in=current.values("pk")).values_list("pk", flat=True))
+    return list(ProductVector.missing_product_ids(model))
 
 
 def queue_missing(model: EmbeddingModel) -> int:

@@ -110,9 +110,17 @@ class ProductVector(models.Model):
         ]
 
     @classmethod
-    def current(cls, model: EmbeddingModel) -> models.QuerySet[ProductVector]:
-        """The model's vectors computed from their product's present content (not stale)."""
-        return cls.objects.filter(model=model, content_hash=models.F("product__content_hash"))
+    def current(cls, model: EmbeddingModel | None = None) -> models.QuerySet[ProductVector]:
+        """The model's (or every model's) vectors computed from their product's present content:
+        the "up to date" of every count and check (a stale vector does not count)."""
+        current = cls.objects.filter(content_hash=models.F("product__content_hash"))
+        return current if model is None else current.filter(model=model)
+
+    @classmethod
+    def missing_product_ids(cls, model: EmbeddingModel) -> models.QuerySet:
+        """Ids of the products with no current vector under `model`: what is left to embed."""
+        products = cls._meta.get_field("product").related_model._default_manager  # catalog.Product
+        return products.exclude(pk__in=cls.current(model).values("product_id")).values_list("pk", flat=True)
 
 
 class PhotoVector(models.Model):

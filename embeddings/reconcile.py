@@ -15,11 +15,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from embeddings.dispatch import missing_ids, queue_embedding
-from embeddings.models import EmbeddingModel, TrainingJob
+from embeddings.models import EmbeddingModel, ProductVector, TrainingJob
 from embeddings.registry import restart_stalled_gate
 from embeddings.tasks import embed_products, train_model
 from ops import beat, broker
@@ -159,7 +158,4 @@ def reconcile_trainings(now: datetime | None = None, messages: list[broker.Messa
 
 def not_searchable(model: EmbeddingModel) -> int:
     """Products without a vector computed from their current content under `model`."""
-    from catalog.models import Product
-
-    current = Product.objects.filter(vectors__model=model, vectors__content_hash=F("content_hash"))
-    return Product.objects.exclude(pk__in=current.values("pk")).count()
+    return ProductVector.missing_product_ids(model).count()

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -164,12 +163,7 @@ def start_activation(model: EmbeddingModel, gate: bool = False) -> None:
 
 def missing_count(model: EmbeddingModel) -> int:
     """Products without a vector computed from their current content under `model`."""
-    from catalog.models import Product
-
-    up_to_date = Product.objects.filter(
-        vectors__model=model, vectors__content_hash=F("content_hash")
-    ).count()
-    return Product.objects.count() - up_to_date
+    return ProductVector.missing_product_ids(model).count()
 
 
 def cold_web_workers(model: EmbeddingModel) -> list[str]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -24,7 +24,7 @@ SYNC_MAP_LIMIT = 400
 
 def _current_vectors() -> QuerySet[ProductVector]:
     """Vectors computed from each product's current content (stale ones don't count)."""
-    return ProductVector.objects.filter(content_hash=F("product__content_hash"))
+    return ProductVector.current()
 
 
 def _requested_backbone(model: EmbeddingModel) -> str:
