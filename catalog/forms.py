@@ -14,6 +14,7 @@ from catalog.models import SKU_MAX_LENGTH
 from catalog.search import MODES, SORTS
 
 MAX_K = 100
+MAX_PAGE = 1000
 MAX_QUERY_CHARS = 500
 PER_PAGE = 24
 
@@ -61,7 +62,7 @@ class SearchForm(forms.Form):
     max_price = forms.DecimalField(required=False, min_value=0, error_messages=_number("max_price"))
     sort = forms.ChoiceField(required=False, choices=[(s, s) for s in SORTS],
                              error_messages={"invalid_choice": f"unknown sort %(value)s: use {', '.join(SORTS)}"})
-    page = forms.IntegerField(required=False, min_value=1, max_value=1000,
+    page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE,
                               error_messages=_number("page", "a whole number from 1"))
     k = forms.IntegerField(required=False, min_value=1, max_value=MAX_K,
                            error_messages={**_number("k", f"a whole number from 1 to {MAX_K}"),

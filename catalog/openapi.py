@@ -1,5 +1,10 @@
-"""The OpenAPI 3.1 description of the JSON API, served at /api/openapi.json."""
+"""The OpenAPI 3.1 description of the JSON API, served at /api/openapi.json. Choices and limits
+come from the code that checks them (forms, search, models), so the two never disagree."""
 from __future__ import annotations
+
+from catalog.forms import MAX_K, MAX_PAGE
+from catalog.models import ImportJob
+from catalog.search import MODES, SORTS
 
 PHOTO = {
     "type": "object",
@@ -76,8 +81,8 @@ def response(query_schema: dict) -> dict:
                                         "null when SEARCH_LOG_ENABLED is off"},
             "took_ms": {"type": "number"},
             "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
-            "mode": {"type": "string", "enum": ["hybrid", "semantic", "keyword"]},
-            "sort": {"type": "string", "enum": ["relevance", "price_asc", "price_desc"]},
+            "mode": {"type": "string", "enum": list(MODES)},
+            "sort": {"type": "string", "enum": list(SORTS)},
             "page": {"type": "integer"},
             "k": {"type": "integer"},
             "has_next": {"type": "boolean"},
@@ -154,7 +159,7 @@ IMPORT = {
         "id": {"type": "integer"},
         "url": {"type": "string", "format": "uri", "description": "this job: poll it with GET"},
         "source": {"type": "string", "description": "the uploaded file's name"},
-        "status": {"type": "string", "enum": ["queued", "running", "embedding", "done", "failed"],
+        "status": {"type": "string", "enum": list(ImportJob.Status.values),
                    "description": "embedding: every row is stored, vectors are being computed; done: every "
                                   "created or updated product is searchable; failed: see error_message"},
         "total_rows": {"type": "integer", "minimum": 0, "description": "data rows in the file (0 until read)"},
@@ -202,17 +207,17 @@ def errors(*codes: int) -> dict:
 
 
 K_PARAM = {"name": "k", "in": "query", "description": "results per page",
-           "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 24}}
+           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 24}}
 # An empty value means "not given", as an HTML form sends it: hence "" in the enums.
 SEARCH_FIELDS = {
-    "mode": {"type": "string", "enum": ["hybrid", "semantic", "keyword", ""],
+    "mode": {"type": "string", "enum": [*MODES, ""],
              "description": "hybrid: vector + full text fused by reciprocal rank; default (or empty) SEARCH_DEFAULT_MODE"},
     "category": {"type": "string", "description": "exact category name (see /api/categories)"},
     "min_price": {"type": "number", "minimum": 0},
     "max_price": {"type": "number", "minimum": 0, "description": "must not be below min_price"},
-    "sort": {"type": "string", "enum": ["relevance", "price_asc", "price_desc", ""], "default": "relevance",
+    "sort": {"type": "string", "enum": [*SORTS, ""], "default": "relevance",
              "description": "price sorts re-order the top 200 candidates by relevance"},
-    "page": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
+    "page": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
     "min_score": {"type": "number", "minimum": -1, "maximum": 1,
                   "description": "drop results whose score is below this"},
     "facets": {"type": "boolean", "default": False,
@@ -289,7 +294,7 @@ def schema() -> dict:
                                         "image": {"type": "string", "format": "binary"},
                                         "q": {"type": "string", "maxLength": 500,
                                               "description": "words combined with the photo"},
-                                        "k": {"type": "integer", "minimum": 1, "maximum": 100},
+                                        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K},
                                         **SEARCH_FIELDS,
                                         **EXAMPLE_FIELDS,
                                     },
