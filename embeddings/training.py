@@ -28,7 +28,7 @@ from .losses import CrossModalTripletLoss
 from .metrics import rank_by_similarity, retrieval_metrics
 from .perturb import perturb
 from .distill import Distiller, teacher_vectors
-from .text_views import SentenceViewBank, TextViews
+from .query_views import SentenceViewBank, TextViews
 from .wordnet import distillation_corpus, wordnet_available
 from .tokenizer import PAD
 from .towers import GRUTextTower, ImageTower, MiniLM, MiniLMTextTower, build_text_tower, text_tower_state

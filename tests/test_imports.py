@@ -32,7 +32,7 @@ HEAVY = ("torch", "torchvision", "timm", "transformers", "nltk", "sklearn", "mat
 # (or, for nltk, embeddings.wordnet).
 MODEL_SIDE = {
     "embeddings.backbones", "embeddings.distill", "embeddings.encoders", "embeddings.losses",
-    "embeddings.text_views", "embeddings.tokenizer", "embeddings.towers", "embeddings.training",
+    "embeddings.query_views", "embeddings.tokenizer", "embeddings.towers", "embeddings.training",
     "embeddings.wordnet_nltk",
     "searchsite.wsgi",  # the web process: loads the active model before serving (embeddings/warm.py)
 }

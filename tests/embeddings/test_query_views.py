@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from embeddings.losses import CrossModalTripletLoss
-from embeddings.text_views import TextViews
+from embeddings.query_views import TextViews
 
 
 def views_of(texts, titles, categories) -> TextViews:
