@@ -527,6 +527,51 @@ def recall(model, products: int, image_c: np.ndarray, text_c: np.ndarray, querie
     return out
 
 
+def query_vectors(model, texts: list[str], jobs: dict) -> tuple[dict[str, dict], dict]:  # type: ignore[no-untyped-def]
+    """The query vectors of every job (words and photos), and the encoder's time for them."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from catalog.search import image_query_vectors, text_query_vector
+    from embeddings.registry import encoder_for
+    from searchsite.supervisor import web_torch_threads
+
+    torch.set_num_threads(int(web_torch_threads()))  # as many threads as a gunicorn worker's encoder
+    encoder_for(model).encode_texts(texts[:4])
+    vectors: dict[str, dict] = {"text": {}, "photo": {}}
+    encode_text, encode_photo = [], []
+    for q in sorted({q for kind in KINDS for q, _ in jobs[kind]}):
+        t = time.perf_counter()
+        vectors["text"][q] = text_query_vector(model, q)[1]
+        encode_text.append(time.perf_counter() - t)
+    for name, data in sorted({p for kind in KINDS for _, p in jobs[kind]}):
+        t = time.perf_counter()
+        vectors["photo"][name] = image_query_vectors(model, Image.open(io.BytesIO(data)).convert("RGB"))["image_vec"]
+        encode_photo.append(time.perf_counter() - t)
+    return vectors, {"text": stats_ms(encode_text), "photo": stats_ms(encode_photo)}
+
+
+def measure_variants(model, choices: list[tuple[str, str]], results: dict, products: int, recall_queries: int,  # type: ignore[no-untyped-def]
+                     image_c: np.ndarray, text_c: np.ndarray, vectors: dict[str, dict]) -> list[dict]:
+    log("index variants: raw latency and recall@10")
+    rows_v = []
+    for storage, column in choices:
+        centres_c = text_c if column == "text_vec" else image_c
+        rng_v = np.random.default_rng([99, len(column)])
+        qv = around(centres_c, rng_v.integers(0, len(centres_c), recall_queries), rng_v)
+        exact = exact_top(qv, column, products, image_c, text_c)
+        vecs = list(vectors["text"].values()) if column == "text_vec" else list(vectors["photo"].values())
+        m = measure_variant(model, column, storage, vecs, qv, exact)
+        b = results.get("variant_builds", {}).get(f"{storage}:{column}") or results["index"]["columns"][column]
+        rows_v.append({"column": column, "storage": storage, "build_s": b["build_s"], "size_mib": b["size_mib"],
+                       "raw p50": m["raw_ms"]["p50"], "raw p99": m["raw_ms"]["p99"], "recall@10": m["recall@10"],
+                       "rerank": m["binary_rerank"] or "", "uses HNSW": m["uses_index"],
+                       "build load 1m": b["load_avg_at_start"][0]})
+    return rows_v
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=100_000)
@@ -543,6 +588,8 @@ def main() -> None:
                              "(e.g. 64MB:1,1GB:0,1GB:1), in a scratch index dropped afterwards")
     parser.add_argument("--build-column", default="image_vec", help="the column --build-settings builds")
     parser.add_argument("--build-storage", default="", help="the storage --build-settings builds (default: shipped)")
+    parser.add_argument("--variants-only", action="store_true",
+                        help="measure only --variants (no API run): bench/results/catalogue_scale_<n>_variants.json")
     parser.add_argument("--stop-after", choices=("load", "index"), help="only load the rows (and build the indexes)")
     parser.add_argument("--encode-centres", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -593,7 +640,6 @@ def main() -> None:
                                      for spec in args.build_settings.split(",")]
     if args.stop_after == "index":
         return
-
     # Queries: the demo's wordings, and demo photos (centres' photos: what a shopper would upload).
     lines = [json.loads(line) for line in (ROOT / "demo/eval/queries.jsonl").read_text().splitlines() if line.strip()]
     texts = [d["query"] for d in lines if isinstance(d.get("query"), str)]
@@ -601,6 +647,15 @@ def main() -> None:
     photos = [(Path(c["image"]).name, (DEMO_CSV.parent / c["image"]).read_bytes()) for c in rng.sample(centres, 50)]
     jobs = {kind: [(texts[(i * 7 + j) % len(texts)], photos[(i * 3 + j) % len(photos)]) for i in range(args.requests)]
             for j, kind in enumerate(KINDS)}
+
+    label = default_data_dir(args.products).name.replace("bench-", "")
+    if args.variants_only:  # the index choices alone, beside the shipped indexes' recall
+        vectors, results["encode_ms"] = query_vectors(model, texts, jobs)
+        results["variants"] = measure_variants(model, variants, results, args.products, args.recall_queries,
+                                               image_c, text_c, vectors)
+        table(results["variants"], title="Index choices: build, size, raw query (c=1) and recall@10")
+        write_result(f"catalogue_scale_{label}_variants", results, started)
+        return
 
     port = free_port()
     log(f"gunicorn ({WEB_WORKERS} workers, runsite's command) on :{port}")
@@ -637,30 +692,7 @@ def main() -> None:
 
     # In this process now (gunicorn is gone, so it competes with nothing): the query vectors,
     # the encoder's own time, then the raw queries with those vectors.
-    import io
-
-    from PIL import Image
-
-    from catalog.search import image_query_vectors, text_query_vector
-    from embeddings.registry import encoder_for
-
-    import torch
-
-    from searchsite.supervisor import web_torch_threads
-
-    torch.set_num_threads(int(web_torch_threads()))  # as many threads as a gunicorn worker's encoder
-    encoder_for(model).encode_texts(texts[:4])
-    vectors: dict[str, dict] = {"text": {}, "photo": {}}
-    encode_text, encode_photo = [], []
-    for q in sorted({q for kind in KINDS for q, _ in jobs[kind]}):
-        t = time.perf_counter()
-        vectors["text"][q] = text_query_vector(model, q)[1]
-        encode_text.append(time.perf_counter() - t)
-    for name, data in sorted({p for kind in KINDS for _, p in jobs[kind]}):
-        t = time.perf_counter()
-        vectors["photo"][name] = image_query_vectors(model, Image.open(io.BytesIO(data)).convert("RGB"))["image_vec"]
-        encode_photo.append(time.perf_counter() - t)
-    results["encode_ms"] = {"text": stats_ms(encode_text), "photo": stats_ms(encode_photo)}
+    vectors, results["encode_ms"] = query_vectors(model, texts, jobs)
 
     dims = model.column_dims()
     raw: dict = {}
@@ -691,21 +723,9 @@ def main() -> None:
     log("recall@10 against exact search")
     results["recall"] = recall(model, args.products, image_c, text_c, args.recall_queries)
     if variants:
-        log("index variants: raw latency and recall@10")
-        rows_v = []
-        for storage, column in [(results["index"]["storage"], c) for c in dims] + variants:
-            centres_c = text_c if column == "text_vec" else image_c
-            rng_v = np.random.default_rng([99, len(column)])
-            qv = around(centres_c, rng_v.integers(0, len(centres_c), args.recall_queries), rng_v)
-            exact = exact_top(qv, column, args.products, image_c, text_c)
-            vecs = list(vectors["text"].values()) if column == "text_vec" else list(vectors["photo"].values())
-            m = measure_variant(model, column, storage, vecs, qv, exact)
-            b = results["variant_builds"].get(f"{storage}:{column}") or results["index"]["columns"][column]
-            rows_v.append({"column": column, "storage": storage, "build_s": b["build_s"], "size_mib": b["size_mib"],
-                           "raw p50": m["raw_ms"]["p50"], "raw p99": m["raw_ms"]["p99"], "recall@10": m["recall@10"],
-                           "rerank": m["binary_rerank"] or "", "uses HNSW": m["uses_index"],
-                           "build load 1m": b["load_avg_at_start"][0]})
-        results["variants"] = rows_v
+        results["variants"] = measure_variants(
+            model, [(results["index"]["storage"], c) for c in dims] + variants, results, args.products,
+            args.recall_queries, image_c, text_c, vectors)
 
     rows = []
     for (kind, clients), a in api.items():
@@ -741,7 +761,6 @@ def main() -> None:
                                       for r in rows if r["search"] == "rare filter"),
     }
     print(json.dumps(results["targets"], indent=1))
-    label = default_data_dir(args.products).name.replace("bench-", "")
     write_result(f"catalogue_scale_{label}", results, started)
 
 
