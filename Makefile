@@ -72,6 +72,8 @@ bench-100k:
 bench-1m:
 	HNSW_BUILD_MEMORY=$(BENCH_1M_BUILD_MEMORY) $(PY) -m bench.catalogue_scale --products 1000000 \
 		--variants vector:text_vec
+	HNSW_BUILD_MEMORY=$(BENCH_1M_BUILD_MEMORY) $(PY) -m bench.catalogue_scale --products 1000000 \
+		--variants binary:text_vec,binary:image_vec --variants-only
 
 clean-bench-scale:
 	rm -rf var/bench-100k var/bench-1m

@@ -228,6 +228,8 @@ HNSW_EF_SEARCH = envint("HNSW_EF_SEARCH", 100)
 # HNSW_BINARY_RERANK times the rows asked for). A change takes effect for new models at once;
 # `manage.py build_vector_indexes` builds the new indexes for the models already there.
 HNSW_STORAGE = envstr("HNSW_STORAGE", "halfvec")
+if HNSW_STORAGE not in ("vector", "halfvec", "binary"):
+    raise ValueError(f"HNSW_STORAGE must be vector, halfvec or binary, got {HNSW_STORAGE!r}")
 HNSW_BINARY_RERANK = max(1, envint("HNSW_BINARY_RERANK", 4))
 # Postgres settings while an HNSW index is built: a graph larger than the memory is built
 # on disk, several times slower; each parallel worker is one more core.
