@@ -1,11 +1,15 @@
-"""Ingest throughput: `ingest_csv --wait` with real Celery workers vs the raw encoder, in one run,
-plus the memory profile of a large (100k-row) import.
+"""Ingest throughput: `ingest_csv --wait` with real Celery workers vs the raw encoder on the same
+photos, in one run, plus the memory profile of a large (100k-row) import.
 
-1. Demo catalogue (2,500 rows) from an empty catalogue: `manage.py ingest_csv --wait` as a
-   subprocess, with one worker on 'prepare' and one on 'embed' (as runsite starts them),
-   both warmed by a small ingest first. Products/s from command start to all searchable.
-2. The raw encoder on the same images/texts, same batch size (EMBED_BATCH_SIZE), in this
-   process with the workers stopped: image decode + encode_images + encode_texts.
+1. For each catalogue of --photos (the demo's 2,500 products with their small PNGs, and the
+   same products with 800 px JPEG photos), from an empty catalogue: `manage.py ingest_csv
+   --wait` as a subprocess, with one worker on 'prepare' and one on 'embed' (as runsite starts
+   them), both warmed by a small ingest first. Products/s from command start to all searchable.
+2. The raw encoder on the first --raw-products of the same rows, same batch size
+   (EMBED_BATCH_SIZE), in a fresh interpreter with the embed worker's OpenMP environment,
+   just before and just after the timed ingest (the workers idle): read + decode (as the
+   worker decodes, EMBED_JPEG_DRAFT included) + prepare, then the image tower, then the text
+   tower, one after the other. The ratio is ingest products/s over the mean of the two.
 3. A generated CSV of --bulk-rows rows (new SKUs, demo images reused): `ingest_csv`
    without --wait and no embed worker, so only the import phase runs; peak RSS of the
    command sampled every 0.2 s. The queued embedding messages are purged afterwards and
@@ -13,7 +17,7 @@ plus the memory profile of a large (100k-row) import.
 
 Uses Redis db 14 as broker when REDIS_URL is unset and Redis answers on 127.0.0.1:6379.
 
-    .venv/bin/python -m bench.ingest_throughput [--bulk-rows 100000] [--raw-products 640]
+    .venv/bin/python -m bench.ingest_throughput [--photos demo,jpeg800] [--bulk-rows 100000] [--raw-products 640]
 """
 from __future__ import annotations
 
@@ -78,12 +82,12 @@ def worker_env(threads: str) -> dict[str, str]:
     return {"OMP_NUM_THREADS": threads}
 
 
-def raw_encoder_subprocess(n: int, threads: str) -> dict:
+def raw_encoder_subprocess(n: int, threads: str, csv_path: Path) -> dict:
     """The raw encoder in a fresh interpreter with the same OpenMP environment as the embed worker."""
     import json
 
     out = subprocess.run(
-        [sys.executable, "-m", "bench.ingest_throughput", "--raw-only", str(n)],
+        [sys.executable, "-m", "bench.ingest_throughput", "--raw-only", str(n), "--raw-csv", str(csv_path)],
         cwd=ROOT, env={**bench_env(), **worker_env(threads)}, capture_output=True, text=True, check=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -148,7 +152,7 @@ def clear_catalogue(sku_prefix: str | None = None) -> None:
 
 def write_csv(path: Path, rows: list[dict], n: int, prefix: str) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["sku", "title", "description", "category", "price", "image"])
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         for i in range(n):
             row = dict(rows[i % len(rows)])
@@ -156,34 +160,77 @@ def write_csv(path: Path, rows: list[dict], n: int, prefix: str) -> None:
             writer.writerow(row)
 
 
-def raw_encoder(model, n: int, batch: int) -> dict:  # type: ignore[no-untyped-def]
-    """The encoder alone on the first n demo products: decode, encode_images, encode_texts."""
-    from django.core.files.storage import default_storage
+def raw_encoder(model, csv_path: Path, n: int, batch: int) -> dict:  # type: ignore[no-untyped-def]
+    """The encoder alone on the first n rows of `csv_path`, one step after the other: read and
+    decode the photos as the embed worker does (EMBED_JPEG_DRAFT included) and prepare the
+    image tower's input, then encode_pixel_signals, then encode_texts."""
+    from django.conf import settings
 
     from catalog.models import Product
     from embeddings.registry import encoder_for
     from embeddings.transforms import open_image
 
     enc = encoder_for(model)
-    products = list(Product.objects.order_by("pk")[:n])
-    enc.encode_images([open_image(default_storage.open(products[0].image.name, "rb").read())])  # warm
+    with open(csv_path, newline="") as f:
+        rows = [row for _, row in zip(range(n), csv.DictReader(f))]
+    texts = [Product(title=r["title"], description=r["description"], category=r["category"]).text_for_embedding
+             for r in rows]
+    paths = [csv_path.parent / r["image"] for r in rows]
+    draft = enc.image_size if settings.EMBED_JPEG_DRAFT else None
+    enc.encode_images([open_image(paths[0].read_bytes())])  # warm
     enc.encode_texts(["warm"])
     t_dec = t_img = t_txt = 0.0
-    for s in range(0, len(products), batch):
-        chunk = products[s : s + batch]
+    cpu = time.process_time()
+    for s in range(0, len(rows), batch):
         t = time.perf_counter()
-        images = [open_image(default_storage.open(p.image.name, "rb").read()) for p in chunk]
+        pixels = enc.image_input([open_image(p.read_bytes(), draft_size=draft) for p in paths[s : s + batch]])
         t_dec += time.perf_counter() - t
         t = time.perf_counter()
-        enc.encode_images(images)
+        enc.encode_pixel_signals(pixels)
         t_img += time.perf_counter() - t
         t = time.perf_counter()
-        enc.encode_texts([p.text_for_embedding for p in chunk])
+        enc.encode_texts(texts[s : s + batch])
         t_txt += time.perf_counter() - t
     total = t_dec + t_img + t_txt
-    return {"products": len(products), "batch": batch, "decode_s": t_dec, "encode_images_s": t_img,
-            "encode_texts_s": t_txt, "images/s": len(products) / t_img, "texts/s": len(products) / t_txt,
-            "products/s": len(products) / total, "bf16": enc.bf16, "text_bf16": enc.text_bf16, "backbone": enc.backbone}
+    cpu = time.process_time() - cpu
+    return {"products": len(rows), "batch": batch, "cpu_s": cpu, "cpu_ms_per_product": 1000 * cpu / len(rows),
+            "decode_s": t_dec, "encode_images_s": t_img,
+            "encode_texts_s": t_txt, "images/s": len(rows) / t_img, "texts/s": len(rows) / t_txt,
+            "products/s": len(rows) / total, "bf16": enc.bf16, "text_bf16": enc.text_bf16, "backbone": enc.backbone,
+            "jpeg_draft": bool(draft)}
+
+
+def jpeg_catalogue(work: Path, rows: list[dict], side: int = 800) -> Path:
+    """The demo catalogue with every photo as a `side` px JPEG (q90, as shops upload product
+    photos): the demo's small PNGs scaled up, with a little grain so they compress like photos."""
+    import numpy as np
+    from PIL import Image
+
+    folder = work / f"jpeg{side}"
+    out_csv = folder / "catalogue.csv"
+    if out_csv.exists():
+        return out_csv
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    converted = []
+    for row in rows:
+        row = dict(row)
+        refs = [row["image"], *[r for r in (row.get("images") or "").split("|") if r]]
+        names = []
+        for ref in refs:
+            name = "images/" + Path(ref).stem + ".jpg"
+            image = Image.open(DEMO_CSV.parent / ref).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+            grain = rng.normal(0, 6, (side, side, 3))
+            image = Image.fromarray(np.clip(np.asarray(image, np.float32) + grain, 0, 255).astype(np.uint8))
+            image.save(folder / name, "JPEG", quality=90)
+            names.append(name)
+        row["image"], row["images"] = names[0], "|".join(names[1:])
+        converted.append(row)
+    with open(out_csv, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(converted[0]))
+        writer.writeheader()
+        writer.writerows(converted)
+    return out_csv
 
 
 def bulk_import(n: int, work: Path, demo_rows: list[dict], started: float | None) -> dict:
@@ -221,8 +268,12 @@ def main() -> None:
     parser.add_argument("--bulk-rows", type=int, default=100_000)
     parser.add_argument("--raw-products", type=int, default=640)
     parser.add_argument("--raw-only", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--raw-csv", default=str(DEMO_CSV), help=argparse.SUPPRESS)
+    parser.add_argument("--photos", default="demo,jpeg800",
+                        help="catalogues to ingest, one timed run each: demo (the demo's small PNGs), "
+                        "jpeg800 (the same products with 800 px JPEG photos)")
     parser.add_argument("--bulk-only", action="store_true", help="only the bulk import (writes ingest_bulk.json)")
-    parser.add_argument("--embed-threads", default="default,passive",
+    parser.add_argument("--embed-threads", default="passive",
                         help="OpenMP setting of the embed worker, one timed ingest each: default, passive "
                         "(OMP_WAIT_POLICY=PASSIVE) or a thread count")
     args = parser.parse_args()
@@ -237,7 +288,8 @@ def main() -> None:
         setup_django()
         from embeddings.models import EmbeddingModel
 
-        print(json.dumps(raw_encoder(EmbeddingModel.active(), args.raw_only, dj_settings.EMBED_BATCH_SIZE)))
+        print(json.dumps(raw_encoder(EmbeddingModel.active(), Path(args.raw_csv), args.raw_only,
+                                     dj_settings.EMBED_BATCH_SIZE)))
         return
     choose_broker()
     from bench.common import setup_django
@@ -259,77 +311,134 @@ def main() -> None:
     warm_csv = work / "warm.csv"
     write_csv(warm_csv, demo_rows[-64:], 64, "WARM-")
 
-    demos: dict[str, dict] = {}
     if args.bulk_only:
         bulk_import(args.bulk_rows, work, demo_rows, started)
         return
-    for threads in args.embed_threads.split(","):
-        purge_broker()
-        clear_catalogue()
-        for sub in ("products", "thumbs"):
-            shutil.rmtree(Path(settings.MEDIA_ROOT) / sub, ignore_errors=True)  # cold: store every photo again
-        log(f"broker {settings.CELERY_BROKER_URL.split('@')[-1]}; workers 'prepare' and 'embed' (embed threads: {threads})")
-        workers = [start_worker("prepare"), start_worker("embed", threads)]
-        try:
-            wait_workers(["prepare", "embed"])
-            log("warm-up ingest (64 rows) to load the encoder in the embed worker")
-            run_ingest(warm_csv, wait=True)
-            clear_catalogue("WARM-")
-            log("timed: ingest_csv demo/catalogue.csv --wait")
-            demo = run_ingest(DEMO_CSV, wait=True)
-            job = ImportJob.objects.filter(source_name=str(DEMO_CSV)).order_by("-created_at").first()
-            demo["import_phase_s"] = (job.finished_at - job.created_at).total_seconds() if job and job.finished_at else None
-            demo.pop("rss_samples")
-            demos[threads] = demo
-            log(f"embed threads {threads}: {demo['wall_s']:.1f} s")
-        finally:
-            stop(workers)
-    import psutil  # noqa: F401 - needed by run_ingest; fail early
-
-    log(f"raw encoder on {args.raw_products} of the same products, batch {settings.EMBED_BATCH_SIZE}")
-    # Same OpenMP environment as the faster embed worker above.
-    best_threads = max(demos, key=lambda k: len(demo_rows) / demos[k]["wall_s"])
-    raw = raw_encoder_subprocess(args.raw_products, best_threads)
-    raw["omp_env"] = best_threads
+    catalogues = {"demo": DEMO_CSV, "jpeg800": None}
+    runs: list[dict] = []
+    for photos in args.photos.split(","):
+        csv_path = catalogues[photos] or jpeg_catalogue(work, demo_rows)
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        warm_csv = csv_path.parent / "warm-bench.csv" if photos != "demo" else work / "warm.csv"
+        write_csv(warm_csv, rows[-64:], 64, "WARM-")
+        for threads in args.embed_threads.split(","):
+            runs.append(timed_ingest(photos, csv_path, warm_csv, threads, len(rows), args.raw_products))
 
     bulk = bulk_import(args.bulk_rows, work, demo_rows, None) if args.bulk_rows else {}
-
-    n_demo = len(demo_rows)
-    for d in demos.values():
-        d["products"] = n_demo
-        d["products/s"] = n_demo / d["wall_s"]
-    best = max(demos, key=lambda k: demos[k]["products/s"])
-    demo = demos[best]
-    ingest_pps = demo["products/s"]
     results = {
         "broker": "redis" if os.environ.get("REDIS_URL") else "filesystem",
         "model": model.name, "backbone": model.backbone, "embed_batch_size": settings.EMBED_BATCH_SIZE,
-        "demo_ingest_by_embed_threads": demos,
-        "best_embed_threads": best,
-        "raw_encoder": raw,
-        "ratio_ingest_over_raw": ingest_pps / raw["products/s"],
-        "bulk_import": bulk,
+        "jpeg_draft": settings.EMBED_JPEG_DRAFT, "runs": runs, "bulk_import": bulk,
     }
-    rows = []
-    for threads, d in demos.items():
-        rows += [
-            {"what": f"ingest_csv --wait, {n_demo:,} demo rows, 1 prepare + 1 embed worker (embed threads {threads})",
-             "seconds": d["wall_s"], "per_s": d["products/s"], "unit": "products/s (start to all searchable)",
-             "peak_rss_mib": d["peak_rss_mib"]},
-            {"what": "  of which import phase (rows stored + queued)", "seconds": d["import_phase_s"] or 0.0,
-             "per_s": n_demo / d["import_phase_s"] if d["import_phase_s"] else 0.0, "unit": "rows/s", "peak_rss_mib": ""},
+    table_rows = []
+    for r in runs:
+        raw = r["raw_encoder"]
+        table_rows += [
+            {"what": f"{r['photos']}: ingest_csv --wait, {r['products']:,} rows, 1 prepare + 1 embed worker "
+                     f"(embed threads {r['embed_threads']})",
+             "seconds": r["wall_s"], "per_s": r["products/s"], "unit": "products/s (start to all searchable)",
+             "peak_rss_mib": r["peak_rss_mib"]},
+            {"what": "  of which import phase (rows stored + queued)", "seconds": r["import_phase_s"] or 0.0,
+             "per_s": r["products"] / r["import_phase_s"] if r["import_phase_s"] else 0.0, "unit": "rows/s",
+             "peak_rss_mib": ""},
+            {"what": f"{r['photos']}: raw encoder, {raw['products']} products (decode + images + texts), "
+                     "before / after the ingest",
+             "seconds": f"{r['raw_before']['products/s']:.1f} / {r['raw_after']['products/s']:.1f}",
+             "per_s": raw["products/s"], "unit": "products/s (mean)", "peak_rss_mib": ""},
+            {"what": "  decode + prepare / encode_images / encode_texts (mean s)", "seconds":
+                f"{raw['decode_s']:.1f} / {raw['encode_images_s']:.1f} / {raw['encode_texts_s']:.1f}",
+             "per_s": "", "unit": "", "peak_rss_mib": ""},
+            {"what": f"{r['photos']}: ratio ingest / raw encoder", "seconds": "", "per_s": r["ratio_ingest_over_raw"],
+             "unit": f"load {r['load_avg_1m']}", "peak_rss_mib": ""},
+            {"what": f"{r['photos']}: CPU ms per product, ingest (all processes) / raw encoder",
+             "seconds": f"{r['cpu_ms_per_product']:.0f} / {raw['cpu_ms_per_product']:.0f}",
+             "per_s": r["cpu_ratio_raw_over_ingest"], "unit": "ratio raw / ingest", "peak_rss_mib": ""},
         ]
-    rows += [
-        {"what": f"raw encoder, {raw['products']} products (decode + images + texts)", "seconds": raw["decode_s"] + raw["encode_images_s"] + raw["encode_texts_s"],
-         "per_s": raw["products/s"], "unit": "products/s", "peak_rss_mib": ""},
-        {"what": f"  encode_images ({raw['backbone']}, bf16={raw['bf16']})", "seconds": raw["encode_images_s"], "per_s": raw["images/s"], "unit": "images/s", "peak_rss_mib": ""},
-        {"what": f"  encode_texts (MiniLM, bf16={raw['text_bf16']})", "seconds": raw["encode_texts_s"], "per_s": raw["texts/s"], "unit": "texts/s", "peak_rss_mib": ""},
-        {"what": f"ratio ingest (embed threads {best}) / raw encoder", "seconds": "", "per_s": results["ratio_ingest_over_raw"], "unit": "", "peak_rss_mib": ""},
-    ]
     if bulk:
-        rows.append(_bulk_row(bulk))
-    table(rows, title="Ingest throughput")
+        table_rows.append(_bulk_row(bulk))
+    table(table_rows, title="Ingest throughput")
     write_result("ingest_throughput", results, started)
+
+
+def postgres_pid() -> int:
+    from django.conf import settings
+
+    return int((Path(settings.DATA_DIR) / "pg" / "postmaster.pid").read_text().split()[0])
+
+
+def tree_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) of these processes and their children, live and exited."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for p in [root, *root.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def timed_ingest(photos: str, csv_path: Path, warm_csv: Path, threads: str, n_rows: int, raw_products: int) -> dict:
+    """One timed `ingest_csv --wait` of csv_path into an empty catalogue, with the raw encoder on
+    the same photos just before and just after it (the machine is shared: the mean of the two
+    is the fairer comparison)."""
+    from django.conf import settings
+
+    from catalog.models import ImportJob
+
+    purge_broker()
+    clear_catalogue()
+    for sub in ("products", "thumbs"):
+        shutil.rmtree(Path(settings.MEDIA_ROOT) / sub, ignore_errors=True)  # cold: store every photo again
+    log(f"{photos}: workers 'prepare' and 'embed' (embed threads: {threads})")
+    workers = [start_worker("prepare"), start_worker("embed", threads)]
+    try:
+        wait_workers(["prepare", "embed"])
+        log("warm-up ingest (64 rows) to load the encoder in the embed worker")
+        run_ingest(warm_csv, wait=True)
+        clear_catalogue("WARM-")
+        log(f"raw encoder on {raw_products} of the same products (before)")
+        before = raw_encoder_subprocess(raw_products, threads, csv_path)
+        load = [os.getloadavg()[0]]
+        log(f"timed: ingest_csv {csv_path} --wait")
+        groups = {"workers": [w.pid for w in workers], "postgres": [postgres_pid()]}
+        cpu_before = {k: tree_cpu(pids) for k, pids in groups.items()}
+        import resource
+
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        demo = run_ingest(csv_path, wait=True)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = {k: tree_cpu(pids) - cpu_before[k] for k, pids in groups.items()}
+        cpu["ingest_csv"] = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+        demo["cpu_s"] = {k: round(v, 1) for k, v in cpu.items()}
+        load.append(os.getloadavg()[0])
+        job = ImportJob.objects.filter(source_name=str(csv_path)).order_by("-created_at").first()
+        demo["import_phase_s"] = (job.finished_at - job.created_at).total_seconds() if job and job.finished_at else None
+        demo.pop("rss_samples")
+        log(f"{photos}: {demo['wall_s']:.1f} s; raw encoder again (after)")
+        after = raw_encoder_subprocess(raw_products, threads, csv_path)
+        load.append(os.getloadavg()[0])
+    finally:
+        stop(workers)
+    raw = {k: (before[k] + after[k]) / 2 if isinstance(before[k], float) else before[k] for k in before}
+    demo.update(photos=photos, embed_threads=threads, products=n_rows, raw_encoder=raw, raw_before=before,
+                raw_after=after, load_avg_1m=[round(x, 1) for x in load])
+    demo["products/s"] = n_rows / demo["wall_s"]
+    demo["ratio_ingest_over_raw"] = demo["products/s"] / raw["products/s"]
+    # The same comparison in CPU: what a product costs all the processes of the ingest against
+    # what it costs the raw encoder (robust to the other tenants of a shared machine).
+    demo["cpu_ms_per_product"] = 1000 * sum(demo["cpu_s"].values()) / n_rows
+    demo["cpu_ratio_raw_over_ingest"] = raw["cpu_ms_per_product"] / demo["cpu_ms_per_product"]
+    log(f"{photos}: ingest {demo['products/s']:.1f} products/s; raw {before['products/s']:.1f} / "
+        f"{after['products/s']:.1f}; ratio {demo['ratio_ingest_over_raw']:.2f}; CPU per product: ingest "
+        f"{demo['cpu_ms_per_product']:.0f} ms {demo['cpu_s']}, raw {raw['cpu_ms_per_product']:.0f} ms; "
+        f"ratio {demo['cpu_ratio_raw_over_ingest']:.2f}")
+    return demo
 
 
 if __name__ == "__main__":

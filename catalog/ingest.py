@@ -441,7 +441,8 @@ def _save_photos(
 ) -> None:
     """Make the product's ProductPhoto rows match `further`: an unchanged photo keeps its row
     (and vectors) at its new position, a removed one is deleted, a new one is added."""
-    product.photos.exclude(sha256__in=[p.sha256 for p in further]).delete()
+    if kept:  # `kept` is every photo the product had: with none, there is nothing to remove
+        product.photos.exclude(sha256__in=[p.sha256 for p in further]).delete()
     moved = []
     for position, photo in enumerate(further, start=1):
         row = kept.get(photo.sha256)

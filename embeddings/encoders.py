@@ -105,13 +105,33 @@ class Encoder:
         dims = self.column_dims()
         parts: dict[str, list[np.ndarray]] = {c: [np.zeros((0, dims[c]), np.float32)] for c in columns}
         for s in range(0, len(images), self.batch_size):
-            x = torch.from_numpy(to_model_input(images[s : s + self.batch_size], self.image_size, self.mean, self.std))
-            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-            with self._lock, torch.inference_mode(), autocast(self.device, self.bf16):
-                out = self._image_signals(x, columns)
+            out = self._pixel_signals(self.image_input(images[s : s + self.batch_size]), columns)
             for c in columns:
-                parts[c].append(out[c].float().cpu().numpy())
+                parts[c].append(out[c])
         return {c: _l2(np.concatenate(p)) for c, p in parts.items()}
+
+    def image_input(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The image tower's input for `images`: (N, 3, size, size) float32, resized, centre-cropped
+        and normalised. PIL and numpy only, no lock: a thread may prepare the next photos while
+        a forward pass runs (embeddings/tasks.py)."""
+        return to_model_input(images, self.image_size, self.mean, self.std)
+
+    def encode_pixel_signals(self, pixels: np.ndarray, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """As encode_image_signals, from image_input's output."""
+        columns = tuple(columns or self.image_columns)
+        dims = self.column_dims()
+        parts: dict[str, list[np.ndarray]] = {c: [np.zeros((0, dims[c]), np.float32)] for c in columns}
+        for s in range(0, len(pixels), self.batch_size):
+            out = self._pixel_signals(pixels[s : s + self.batch_size], columns)
+            for c in columns:
+                parts[c].append(out[c])
+        return {c: _l2(np.concatenate(p)) for c, p in parts.items()}
+
+    def _pixel_signals(self, pixels: np.ndarray, columns: Sequence[str]) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(pixels).to(self.device).contiguous(memory_format=torch.channels_last)
+        with self._lock, torch.inference_mode(), autocast(self.device, self.bf16):
+            out = self._image_signals(x, columns)
+        return {c: out[c].float().cpu().numpy() for c in columns}
 
     def encode_text_signals(self, texts: Sequence[str], columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Every text signal this model stores (or ``columns`` of them): column -> (N, dim), L2-normalised."""

@@ -211,6 +211,10 @@ INGEST_ALLOWED_PRIVATE_NETWORKS = [
 ]
 INGEST_URL_TIMEOUT = envfloat("INGEST_URL_TIMEOUT", 15.0)
 EMBED_BATCH_SIZE = envint("EMBED_BATCH_SIZE", 64)
+# The embed worker decodes a JPEG product photo at the smallest scale that still covers the
+# image tower's input (PIL draft): 2-3x faster for large photos; the vectors differ slightly
+# from a full decode's (docs/benchmarks.md, "Ingest throughput").
+EMBED_JPEG_DRAFT = envbool("EMBED_JPEG_DRAFT", True)
 
 # --- embeddings ---
 EMBED_DIM = envint("EMBED_DIM", 256)

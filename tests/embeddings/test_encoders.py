@@ -89,3 +89,15 @@ def test_texts_come_back_in_their_order_whatever_their_lengths():
     together = enc.encode_texts(texts)
     alone = np.concatenate([enc.encode_texts([t]) for t in texts])
     assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_prepared_pixels_give_the_same_signals(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The embed worker prepares the tower's input in a thread, then encodes it (embeddings/tasks.py).
+    monkeypatch.setenv("EMBEDDINGS_BATCH_SIZE", "2")
+    enc = CheckpointEncoder(checkpoint, torch.device("cpu"), bf16=False)
+    direct = enc.encode_image_signals(images())
+    prepared = enc.encode_pixel_signals(enc.image_input(images()))
+    assert set(direct) == set(prepared) == {"image_vec", "image_feat"}
+    for column in direct:
+        assert np.allclose(direct[column], prepared[column], atol=1e-6)
+    assert enc.encode_pixel_signals(np.zeros((0, 3, 64, 64), np.float32))["image_vec"].shape == (0, 32)
