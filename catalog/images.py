@@ -44,7 +44,10 @@ def store_product_image(data: bytes, image_hash: str) -> tuple[str, str]:
 
     Raises embeddings.transforms.ImageError (a ValueError) naming the problem.
     """
-    img = open_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+    # Only the thumbnail is made from the decoded pixels: a JPEG decodes at the smallest scale
+    # that still covers it (PIL draft, as Image.thumbnail does), several times faster for
+    # large photos; every byte is still decoded, so a truncated or corrupt file is refused.
+    img = open_image(data, max_pixels=settings.MAX_IMAGE_PIXELS, draft_size=THUMBNAIL_SIZE)
     ext = _EXTENSIONS.get(image_format(data), "img")
     name = f"products/{image_hash[:2]}/{image_hash}.{ext}"
     thumb = f"thumbs/{image_hash[:2]}/{image_hash}.jpg"
