@@ -202,7 +202,8 @@ def test_a_word_the_shop_never_uses_finds_its_words(shop, page):
     finds them, with no "showing results for" line (a synonym is not a typo)."""
     page.goto(shop + "/?mode=keyword")
     page.locator("#q").press_sequentially("dark pants", delay=30)
-    page.wait_for_function("document.querySelectorAll('#results .card').length > 0")
+    # Results follow the typing: wait for the whole words' results, not "dark"'s.
+    page.wait_for_function("document.getElementById('live').textContent.includes('results for “dark pants”')")
     assert set(card_categories(page)[:5]) == {"Trousers"}
     assert page.locator("#correction").count() == 0
     shot(page, "synonyms-1280.png")
