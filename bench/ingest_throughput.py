@@ -298,7 +298,6 @@ def main() -> None:
     from django.conf import settings
 
     from bench.demo_catalogue import run_setup_subprocess
-    from catalog.models import ImportJob
 
     # registers the default model (loads it in a child, not here)
     model = run_setup_subprocess(embed=False)

@@ -329,6 +329,13 @@ class Synonym(models.Model):
         super().save(*args, **kwargs)
 
 
+class SynonymLookup(models.Model):
+    """A vocabulary word (catalog_searchword) whose WordNet synonyms catalog.synonyms.refresh
+    has added: each word is looked up once, so a WordNet synonym an admin deletes stays deleted."""
+
+    word = models.CharField(max_length=100, primary_key=True)
+
+
 def term_key(term: str) -> str:
     """A term's lookup key: Postgres' English stems of its words, sorted ("" for stop words only)."""
     from django.db import connection

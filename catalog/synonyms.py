@@ -55,8 +55,9 @@ def refresh(batch: int = REFRESH_BATCH) -> int:
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
-                """SELECT word FROM catalog_searchword WHERE NOT synonyms_done
-                   ORDER BY word LIMIT %s FOR UPDATE SKIP LOCKED""",
+                """SELECT w.word FROM catalog_searchword w
+                   WHERE NOT EXISTS (SELECT 1 FROM catalog_synonymlookup l WHERE l.word = w.word)
+                   ORDER BY w.word LIMIT %s FOR UPDATE OF w SKIP LOCKED""",
                 [batch],
             )
             words = [w for (w,) in cursor.fetchall()]
@@ -72,7 +73,8 @@ def refresh(batch: int = REFRESH_BATCH) -> int:
                     [[t for t, _ in pairs], [w for _, w in pairs]],
                 )
                 added += max(cursor.rowcount, 0)
-            cursor.execute("UPDATE catalog_searchword SET synonyms_done = true WHERE word = ANY(%s)", [words])
+            cursor.execute("INSERT INTO catalog_synonymlookup (word) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+                           [words])
 
 
 def enabled() -> bool:

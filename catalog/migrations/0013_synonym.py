@@ -2,8 +2,8 @@ from django.db import migrations, models
 
 # Synonyms for keyword search (catalog/synonyms.py). catalog_term_key(text) is a term's
 # English stems, sorted and joined by spaces: the key a query word is looked up by, so the
-# stemming is Postgres' own on both sides. catalog_searchword.synonyms_done marks the
-# vocabulary words whose WordNet synonyms are already in catalog_synonym.
+# stemming is Postgres' own on both sides. catalog_searchword.synonyms_done marked the
+# vocabulary words whose WordNet synonyms are already in catalog_synonym (until 0015).
 SQL = r"""
 CREATE FUNCTION catalog_term_key(t text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
