@@ -1,7 +1,6 @@
 """Storing product photos: originals by content hash, plus a display thumbnail."""
 from __future__ import annotations
 
-import hashlib
 import io
 
 from django.conf import settings
@@ -9,6 +8,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 
+from embeddings.data import content_hash as sha256  # noqa: F401  (a photo's name is its content hash)
 from embeddings.transforms import open_image
 
 THUMBNAIL_SIZE = 256
@@ -16,10 +16,6 @@ THUMBNAIL_SIZE = 256
 THUMBNAIL_MIN = 192
 
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def image_format(data: bytes) -> str:

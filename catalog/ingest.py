@@ -606,10 +606,12 @@ def extract_zip(zip_path: Path, dest: Path) -> Path:
     return csvs[0]
 
 
-def prepare_upload(job: ImportJob, upload_path: Path) -> None:
-    """Point the job at a CSV: the upload itself, or the CSV inside an uploaded ZIP."""
-    if zipfile.is_zipfile(upload_path):
-        job.csv_path = str(extract_zip(upload_path, upload_path.parent / "unzipped"))
+def prepare_upload(job: ImportJob, upload_path: Path, unzip_into: Path | None = None) -> None:
+    """Point the job at a CSV: the file itself, or the CSV inside a ZIP (extracted into
+    `unzip_into`, default an "unzipped" folder beside it). A file named .zip that is no ZIP
+    is refused as such (ImportFileError), not read as a CSV."""
+    if zipfile.is_zipfile(upload_path) or upload_path.suffix.lower() == ".zip":
+        job.csv_path = str(extract_zip(upload_path, unzip_into or upload_path.parent / "unzipped"))
     else:
         job.csv_path = str(upload_path)
     job.save(update_fields=["csv_path"])

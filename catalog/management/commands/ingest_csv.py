@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from catalog.ingest import ImportFileError, extract_zip, run_import
+from catalog.ingest import ImportFileError, prepare_upload, run_import
 from catalog.jobs import job_state
 from catalog.models import ImportJob
 
@@ -29,14 +29,12 @@ class Command(BaseCommand):
             raise CommandError(f"{path} does not exist or is not a file")
         ensure_active_model()
         job = ImportJob.objects.create(source_name=str(path), csv_path=str(path.resolve()))
-        if path.suffix.lower() == ".zip":
-            try:
-                job.csv_path = str(extract_zip(path, Path(job.csv_path).parent / f".{path.stem}-unzipped"))
-            except ImportFileError as exc:
-                job.status, job.error_message = ImportJob.Status.FAILED, str(exc)
-                job.save()
-                raise CommandError(str(exc)) from exc
+        try:  # the admin's and the API's own path: a ZIP is extracted, a CSV read as it is
+            prepare_upload(job, path.resolve(), unzip_into=path.resolve().parent / f".{path.stem}-unzipped")
+        except ImportFileError as exc:
+            job.status, job.error_message = ImportJob.Status.FAILED, str(exc)
             job.save()
+            raise CommandError(str(exc)) from exc
 
         bar = tqdm(total=0, unit="row", desc="import", disable=None)
 
