@@ -156,10 +156,12 @@ def fit_weights(
 
     The grid holds every signal alone and equal weights, so on these queries the fitted
     fusion is never below its best single signal (ties go to equal weights, then to a
-    single signal). With ``reference`` (e.g. the untrained baseline's composition), the
-    best weights replace it only when they beat it by more than max(min_gain, one standard
-    error of the per-query difference): few probe queries must not talk a model out of
-    what is known to work.
+    single signal). With ``reference`` (e.g. the untrained baseline's composition), only
+    weights that are no worse than it on any query kind by more than ``min_gain`` compete
+    (the activation gate's own rule: a gain on one kind does not buy a loss on another),
+    and the best of them replaces it only when it beats it by more than max(min_gain, one
+    standard error of the per-query difference): few probe queries must not talk a model
+    out of what is known to work.
     """
     signals = list(signals)
     if not signals:
@@ -178,7 +180,12 @@ def fit_weights(
         return FitResult(equal, 0.0, {}, {}, 0.0)
     group_means = {g: np.mean(np.stack(v), axis=0) for g, v in by_group.items()}  # g -> (C,)
     objective = np.mean(np.stack(list(group_means.values())), axis=0)
-    best = int(np.argmax(objective >= objective.max() - 1e-12))  # first of the best
+    eligible = np.ones(combos.shape[1], dtype=bool)
+    if reference is not None:
+        for means in group_means.values():
+            eligible &= means >= means[-1] - min_gain  # the reference (last column) always is
+    ranked = np.where(eligible, objective, -np.inf)
+    best = int(np.argmax(ranked >= ranked.max() - 1e-12))  # first of the best
     if reference is not None:
         # Per query, weighted so that each kind counts once (as in the objective).
         per_query = np.concatenate([np.stack(v) / len(v) / len(by_group) for v in by_group.values()])

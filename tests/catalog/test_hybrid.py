@@ -98,3 +98,18 @@ def test_a_reference_composition_stays_unless_beaten_clearly():
     # Clearly better on many queries: the fit moves away from the reference.
     better = [FitQuery({"a": [(2, 0.0), (1, 0.0)], "b": [(1, 0.0), (2, 0.0)]}, frozenset({1}), "r@1", "k")] * 20
     assert fit_weights(better, ["a", "b"], reference={"a": 1.0}).weights["b"] > 0
+
+
+def test_a_gain_on_one_kind_does_not_buy_a_loss_on_another():
+    from catalog.hybrid import FitQuery, fit_weights
+
+    # "b" alone is far better on paraphrases and worse on keywords than the reference "a":
+    # the best mean, but the gate would refuse it (worse on keywords), so the fit keeps "a".
+    keyword_a = FitQuery({"a": [(1, 0.0), (2, 0.0)], "b": [(2, 0.0), (1, 0.0)]}, frozenset({1}), "map@10", "keyword")
+    paraphrase_b = FitQuery({"a": [(2, 0.0), (1, 0.0)], "b": [(1, 0.0), (2, 0.0)]}, frozenset({1}), "r@1", "paraphrase")
+    queries = [keyword_a] * 10 + [paraphrase_b] * 30
+    plain = fit_weights(queries, ["a", "b"])
+    assert plain.per_group["keyword"] < 1.0  # without a reference the mean alone decides
+    kept = fit_weights(queries, ["a", "b"], reference={"a": 1.0})
+    assert kept.per_group["keyword"] == 1.0  # no kind below the reference's
+    assert kept.per_group["paraphrase"] >= 0.0
