@@ -14,7 +14,10 @@ When a gated model's vectors are complete (embeddings.registry sends
    neighbours re-ranked by the words), whichever scores higher there;
 3. runs the second half through the real ``search()`` for the candidate and for the active
    model, kind by kind and mode by mode, and activates the candidate only if it is not
-   worse on any kind beyond noise and better on at least one (``decide``).
+   worse on any kind beyond noise and better on at least one (``decide``). A kind judged
+   worse resets the fitted fusion its searches use to the untrained baseline's composition,
+   and the second half is judged once more (``fall_back``): a mix fitted on few probes that
+   does not hold gives way to what is known to work, and the model's other gains still count.
 
 Keyword synonyms (catalog/synonyms.py) are off while it fits and judges: they are the same
 for every model, and they invert the WordNet relation the paraphrase probes are made with.
@@ -266,6 +269,34 @@ def decide(rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
     return "activated", "better on " + "; ".join(parts) + "; no kind worse beyond noise"
 
 
+def fusion_kinds_of(row: dict[str, Any]) -> list[str]:
+    """The fusion kinds (model.fusion keys) a judged row's searches use."""
+    if row["kind"] == "photo_words":
+        return ["photo", row["mode"], "photo_words"]
+    return [row["mode"]] if row["mode"] in FUSION_KINDS else []  # text_photo: one signal, nothing fitted
+
+
+def fall_back(model: EmbeddingModel, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Reset to the untrained baseline's composition every fitted fusion kind that a row judged
+    worse than the active model uses; returns the kinds reset (stored on the model). A fitted
+    mix that does not hold on the judging half gives way to what is known to work, while the
+    model's measured gains elsewhere (say, its photo signal) still count."""
+    reset = []
+    for kind in sorted({k for row in rows if row["verdict"] == "worse" for k in fusion_kinds_of(row)}):
+        if kind == "photo_words":
+            reference = {"rerank": 1.0}
+            fitted = {photo_words_method(model): 1.0}
+        else:
+            reference = baseline_weights(kind, kind_signals(model, kind))
+            fitted = fusion_weights(model, kind)
+        if fitted != reference:
+            model.fusion = {**(model.fusion or {}), kind: reference}
+            reset.append(kind)
+    if reset:
+        model.save(update_fields=["fusion"])
+    return reset
+
+
 def run_gate(model: EmbeddingModel, per_kind: int | None = None) -> dict[str, Any]:
     """Fit the model's fusion, judge it against the active model, record and act on it."""
     started = time.monotonic()
@@ -279,9 +310,16 @@ def run_gate(model: EmbeddingModel, per_kind: int | None = None) -> dict[str, An
         fit = fit_fusion(model, fit_half, photos)
         fit["photo_words"] = fit_photo_words(model, fit_half, photos)
         rows = compare(model, incumbent, judge_half, photos=photos)
+        first = decide(rows)
+        # Worse somewhere: the fitted mixes behind it fall back to the baseline's, once.
+        reset = fall_back(model, rows) if first[0] == "rejected" else []
+        if reset:
+            rows = compare(model, incumbent, judge_half, photos=photos)
     decision, reason = decide(rows)
+    if reset:
+        reason += f" (after {', '.join(reset)} fell back to the untrained baseline's composition; first: {first[1]})"
     report = {
-        "decision": decision, "reason": reason, "kinds": rows, "fit": fit,
+        "decision": decision, "reason": reason, "kinds": rows, "fit": fit, "fallback": reset,
         "against": incumbent.name if incumbent else None,
         "probes": {kind: sum(p.kind == kind for p in judge_half) for kind in KINDS},
         "fit_probes": {kind: sum(p.kind == kind for p in fit_half) for kind in KINDS},

@@ -5,7 +5,7 @@ import pytest
 import torch
 from django.core.management import call_command
 
-from catalog.gate import decide, run_gate
+from catalog.gate import baseline_weights, decide, fall_back, run_gate
 from catalog.models import Product
 from catalog.search import PHOTO_WORDS_METHODS, photo_words_method, search
 from embeddings.transforms import open_image
@@ -168,3 +168,25 @@ def test_a_gate_whose_worker_died_is_run_again(trained, django_capture_on_commit
     trained.refresh_from_db()
     assert trained.status in (EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.READY)
     assert trained.gate["decision"] in ("activated", "rejected")
+
+
+def test_a_fitted_mix_judged_worse_falls_back_to_the_baselines(trained):
+    from catalog.search import kind_signals
+
+    trained.fusion = {"hybrid": {"text_joint": 1.0, "keyword": 0.5}, "photo": {"photo_joint": 1.0},
+                      "photo_words": {"composed": 1.0}}
+    trained.save(update_fields=["fusion"])
+    rows = [{"kind": "keyword", "mode": "hybrid", "verdict": "worse"},
+            {"kind": "photo", "mode": "photo", "verdict": "better"},
+            {"kind": "nodesc", "mode": "text_photo", "verdict": "worse"}]
+    assert fall_back(trained, rows) == ["hybrid"]  # text_photo has nothing fitted to reset
+    trained.refresh_from_db()
+    assert trained.fusion["hybrid"] == baseline_weights("hybrid", kind_signals(trained, "hybrid"))
+    assert trained.fusion["photo"] == {"photo_joint": 1.0}  # its gain stays
+    assert fall_back(trained, rows) == []  # already the baseline's: nothing left to reset
+
+    worse_photo_words = [{"kind": "photo_words", "mode": "semantic", "verdict": "worse"}]
+    assert fall_back(trained, worse_photo_words) == ["photo", "photo_words", "semantic"]
+    trained.refresh_from_db()
+    assert photo_words_method(trained) == "rerank"
+    assert trained.fusion["photo"] == baseline_weights("photo", kind_signals(trained, "photo"))
