@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import DEMO_CSV, ROOT, bench_env, log, stats_ms, table, write_result
+from bench.common import DEMO_CSV, ROOT, bench_env, connect, log, stats_ms, table, write_result
 
 CENTRES = 1000  # demo products whose vectors are the cluster centres
 NOISE = 0.6  # noise norm relative to a unit centre (cosine to its centre ~0.86), as hnsw_recall
@@ -125,19 +125,6 @@ def chunk_rows(start: int, n: int, image_c: np.ndarray, text_c: np.ndarray):  # 
 
 
 # --- loading -------------------------------------------------------------------------------
-
-def connect():  # type: ignore[no-untyped-def]
-    import psycopg
-    from django.db import connection
-    from pgvector.psycopg import register_vector
-
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    conn = psycopg.connect(**params, autocommit=True)
-    register_vector(conn)
-    return conn
-
 
 def load_catalogue(products: int, model_id: int, image_c: np.ndarray, text_c: np.ndarray,
                    centres: list[dict[str, str]]) -> dict:

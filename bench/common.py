@@ -184,3 +184,38 @@ def timer() -> Iterator[list[float]]:
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def connect():  # type: ignore[no-untyped-def]
+    """A plain psycopg connection (autocommit, pgvector types) to the site's database: for raw
+    queries next to the site's own (setup_django() first)."""
+    import psycopg
+    from django.db import connection
+    from pgvector.psycopg import register_vector
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    conn = psycopg.connect(**params, autocommit=True)
+    register_vector(conn)
+    return conn
+
+
+def post_search_image(port: int, data: bytes, filename: str, k: int) -> tuple[int, bytes, dict[str, str]]:
+    """POST a photo to the site's /api/search/image on loopback: (status, body, headers)."""
+    import http.client
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n{k}\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{filename}\"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", "/api/search/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    resp = conn.getresponse()
+    out = resp.read()
+    headers = dict(resp.getheaders())
+    conn.close()
+    return resp.status, out, headers

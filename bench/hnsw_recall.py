@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from bench.common import bench_env, log, setup_django, stats_ms, table, write_result
+from bench.common import bench_env, connect, log, setup_django, stats_ms, table, write_result
 
 DIM = 256
 CLUSTERS = 1000
@@ -31,19 +31,6 @@ def make_vectors(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     x = centers[labels] + 0.6 * rng.standard_normal((n, DIM)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x, labels
-
-
-def connect():  # type: ignore[no-untyped-def]
-    import psycopg
-    from django.db import connection
-    from pgvector.psycopg import register_vector
-
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    conn = psycopg.connect(**params, autocommit=True)
-    register_vector(conn)
-    return conn
 
 
 def build(conn, n: int, x: np.ndarray, categories: np.ndarray, rebuild: bool) -> dict:  # type: ignore[no-untyped-def]

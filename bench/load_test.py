@@ -38,12 +38,11 @@ import subprocess
 import threading
 import time
 import urllib.parse
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import DEMO_CSV, ROOT, bench_env, log, stats_ms, table, write_result
+from bench.common import DEMO_CSV, ROOT, bench_env, log, post_search_image, stats_ms, table, write_result
 from bench.search_latency import K, free_port
 from searchsite.supervisor import WEB_WORKERS, gunicorn_argv
 
@@ -147,18 +146,8 @@ def http_get(port: int, path: str) -> tuple[int, bytes, str]:
 
 
 def http_post_image(port: int, data: bytes, filename: str) -> tuple[int, bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n{K}\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{filename}\"\r\n"
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("POST", "/api/search/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    resp = conn.getresponse()
-    out = resp.read()
-    conn.close()
-    return resp.status, out, resp.getheader("X-Search-Cache") or ""
+    status, out, headers = post_search_image(port, data, filename, K)
+    return status, out, headers.get("X-Search-Cache") or ""
 
 
 def client_loop(port: int, w: Workload, c: Client, deadline: float) -> None:

@@ -20,12 +20,11 @@ import subprocess
 import sys
 import time
 import urllib.parse
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, bench_env, log, setup_django, stats_ms, table, write_result
+from bench.common import ROOT, bench_env, log, post_search_image, setup_django, stats_ms, table, write_result
 
 K = 24
 
@@ -46,18 +45,8 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
 
 
 def http_post_image(port: int, data: bytes, filename: str) -> tuple[int, bytes]:
-    boundary = uuid.uuid4().hex
-    body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n{K}\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{filename}\"\r\n"
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("POST", "/api/search/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    resp = conn.getresponse()
-    out = resp.read()
-    conn.close()
-    return resp.status, out
+    status, out, _ = post_search_image(port, data, filename, K)
+    return status, out
 
 
 def start_gunicorn(port: int) -> subprocess.Popen:
