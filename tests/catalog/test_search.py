@@ -53,6 +53,25 @@ def product_image(sku: str, media):
     return Image.open(media / Product.objects.get(sku=sku).image.name).convert("RGB")
 
 
+def store_vectors(model, vectors, rare: set[int], name: str) -> list:
+    """Products "<name> i" (category "Rare" for i in `rare`, else "Common") with `vectors` as
+    both their image and text vectors under `model`; FK checks made immediate so that an
+    HNSW index can be built in the same transaction."""
+    products = Product.objects.bulk_create(
+        Product(sku=f"{name[0].upper()}-{i:05d}", title=f"{name} {i}", category="Rare" if i in rare else "Common",
+                price=Decimal("10.00"), image=f"products/{name[0]}{i}.png", content_hash=str(i))
+        for i in range(len(vectors))
+    )
+    ProductVector.objects.bulk_create(
+        ProductVector(product=p, model=model, image_vec=v.tolist(), text_vec=v.tolist(), content_hash=str(i),
+                      category=p.category, price=p.price)
+        for i, (p, v) in enumerate(zip(products, vectors, strict=True))
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # deferred FK checks block CREATE INDEX
+    return products
+
+
 def skus(result) -> list[str]:
     return [h.product.sku for h in result.hits]
 
@@ -235,18 +254,7 @@ def random_model(db):
     vectors = rng.normal(size=(N_RANDOM, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     rare = set(rng.choice(N_RANDOM, N_RARE, replace=False).tolist())
-    products = Product.objects.bulk_create(
-        Product(sku=f"R-{i:05d}", title=f"random {i}", category="Rare" if i in rare else "Common",
-                price=Decimal("10.00"), image=f"products/r{i}.png", content_hash=str(i))
-        for i in range(N_RANDOM)
-    )
-    ProductVector.objects.bulk_create(
-        ProductVector(product=p, model=model, image_vec=v.tolist(), text_vec=v.tolist(), content_hash=str(i),
-                      category=p.category, price=p.price)
-        for i, (p, v) in enumerate(zip(products, vectors, strict=True))
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # deferred FK checks block CREATE INDEX
+    store_vectors(model, vectors, rare, "random")
     create_indexes(model.pk, model.column_dims())
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE embeddings_productvector")

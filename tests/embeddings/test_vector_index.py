@@ -3,7 +3,6 @@ settings, on real Postgres + pgvector: each is the index the site's query uses, 
 exact search."""
 from __future__ import annotations
 
-from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -12,10 +11,10 @@ from django.db import connection, transaction
 from django.test import override_settings
 
 from catalog.filters import Filters
-from catalog.models import Product
 from catalog.search import vector_search, vector_search_sql
-from embeddings.models import EmbeddingModel, ProductVector
+from embeddings.models import EmbeddingModel
 from embeddings.vector_index import create_indexes, index_name
+from tests.catalog.test_search import store_vectors
 
 N, N_RARE, DIM = 2000, 8, 32
 
@@ -32,18 +31,7 @@ def clustered(db):
     vectors = (centres[rng.integers(0, 20, N)] + 0.5 * rng.normal(size=(N, DIM))).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     rare = set(rng.choice(N, N_RARE, replace=False).tolist())
-    products = Product.objects.bulk_create(
-        Product(sku=f"C-{i:05d}", title=f"clustered {i}", category="Rare" if i in rare else "Common",
-                price=Decimal("10.00"), image=f"products/c{i}.png", content_hash=str(i))
-        for i in range(N)
-    )
-    ProductVector.objects.bulk_create(
-        ProductVector(product=p, model=model, image_vec=v.tolist(), text_vec=v.tolist(), content_hash=str(i),
-                      category=p.category, price=p.price)
-        for i, (p, v) in enumerate(zip(products, vectors, strict=True))
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # deferred FK checks block CREATE INDEX
+    products = store_vectors(model, vectors, rare, "clustered")
     query = centres[3].astype(np.float32) + 0.3 * rng.normal(size=DIM).astype(np.float32)
     ids = np.array([p.pk for p in products])
     return model, vectors, ids, query / np.linalg.norm(query)
