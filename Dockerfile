@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY searchsite searchsite
 COPY catalog catalog
 COPY embeddings embeddings
+COPY ml ml
 RUN pip install --no-cache-dir -e .
 COPY . .
 EXPOSE 8000

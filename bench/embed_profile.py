@@ -25,7 +25,7 @@ def profile_batch(product_ids: list[int], model_id: int, repeats: int) -> dict:
     from catalog.models import Product
     from embeddings.models import EmbeddingModel, ProductVector
     from embeddings.registry import encoder_for
-    from embeddings.transforms import open_image, to_model_input
+    from ml.transforms import open_image, to_model_input
 
     out: dict = {"pid": os.getpid(), "torch_threads_in_child": torch.get_num_threads()}
     model = EmbeddingModel.objects.get(pk=model_id)
@@ -123,7 +123,7 @@ def main() -> None:
     model = run_setup_subprocess(embed=False)
     ids = sorted(Product.objects.values_list("pk", flat=True))[: settings.EMBED_BATCH_SIZE]
     parent_threads = torch.get_num_threads()
-    # The worker's main process only imports torch (catalog.tasks -> embeddings.transforms);
+    # The worker's main process only imports torch (catalog.tasks -> ml.transforms);
     # it never runs an op. Try both: a parent that ran a parallel op before forking too.
     log(f"parent torch threads {parent_threads}; profiling batch of {len(ids)} in a fresh forked child")
     cold = in_forked_child(profile_batch, ids, model.pk, 3)

@@ -38,7 +38,7 @@ def _backbone(name: str):  # type: ignore[no-untyped-def]
         model = resnet50(weights=None)
         model.fc = nn.Identity()
         return model.eval()
-    from embeddings.backbones import build_backbone
+    from ml.backbones import build_backbone
 
     return build_backbone(name)[0]
 
@@ -48,8 +48,8 @@ def _pixels(batch: int, size: int):  # type: ignore[no-untyped-def]
     import torch
     from PIL import Image
 
-    from embeddings.backbones import backbone_spec
-    from embeddings.transforms import to_model_input
+    from ml.backbones import backbone_spec
+    from ml.transforms import to_model_input
 
     images = [Image.open(ROOT / "demo" / row["image"]).convert("RGB") for row in _demo_rows(batch)]
     spec = backbone_spec("efficientnet_lite0")
@@ -142,8 +142,8 @@ def compile_one(name: str, size: int, batch: int, ref_path: str) -> None:
 def bench_text(batch: int) -> list[dict]:
     import torch
 
-    from embeddings.config import TextTowerCfg
-    from embeddings.towers import GRUTextTower, MiniLM
+    from ml.config import TextTowerCfg
+    from ml.towers import GRUTextTower, MiniLM
 
     rows_csv = _demo_rows(batch)
     texts = [f"{r['title']}. {r['description']}" for r in rows_csv]
@@ -169,8 +169,8 @@ def bench_jpeg(n: int = 40) -> tuple[list[dict], dict]:
     import torch
     from PIL import Image
 
-    from embeddings.backbones import backbone_spec
-    from embeddings.transforms import _resize_center_crop, open_image, to_model_input
+    from ml.backbones import backbone_spec
+    from ml.transforms import _resize_center_crop, open_image, to_model_input
 
     src = Image.open(Path(__import__("sklearn.datasets", fromlist=["x"]).__file__).parent / "images" / "china.jpg")
     big = src.convert("RGB").resize((1600, 1067), Image.Resampling.BICUBIC)

@@ -168,7 +168,7 @@ def raw_encoder(model, csv_path: Path, n: int, batch: int) -> dict:  # type: ign
 
     from catalog.models import Product
     from embeddings.registry import encoder_for
-    from embeddings.transforms import open_image
+    from ml.transforms import open_image
 
     enc = encoder_for(model)
     with open(csv_path, newline="") as f:

@@ -23,7 +23,7 @@ ENVS = {"default (2 threads, spin)": {}, "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_P
 CHILD = r"""
 import json, sys, time, torch
 sys.path.insert(0, sys.argv[1])
-from embeddings.backbones import build_backbone
+from ml.backbones import build_backbone
 m = build_backbone("efficientnet_lite0")[0]
 out = {}
 with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):

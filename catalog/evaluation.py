@@ -19,9 +19,9 @@ from django.core.files.storage import default_storage
 from catalog.hybrid import rrf
 from catalog.keyword import keyword_search
 from catalog.models import Product
-from embeddings.metrics import average_precision_at_k, mrr_at_k, precision_at_k, recall_at_k
+from ml.metrics import average_precision_at_k, mrr_at_k, precision_at_k, recall_at_k
 from embeddings.models import EmbeddingModel, EvaluationRun, ProductVector
-from embeddings.transforms import open_image
+from ml.transforms import open_image
 
 logger = logging.getLogger(__name__)
 DEPTH = 100  # how deep each list goes before fusion

@@ -4,7 +4,7 @@ When a gated model's vectors are complete (embeddings.registry sends
 ``model_ready_for_gate``), this module
 
 1. makes probe queries from the products the model did not train on
-   (embeddings/probes.py: keywords, paraphrases, words against photos only, perturbed
+   (ml/probes.py: keywords, paraphrases, words against photos only, perturbed
    photos, photos of "another item of this kind", a photo plus a narrowing word), split
    into two halves by product;
 2. fits the model's fusion weights per search kind on the first half
@@ -55,12 +55,12 @@ from catalog.search import (
     search,
     signal_rankings,
 )
-from embeddings.metrics import score_ranking
+from ml.metrics import score_ranking
 from embeddings.models import EmbeddingModel
-from embeddings.perturb import perturb
-from embeddings.probes import KINDS, PHOTO_KINDS, TEXT_KINDS, WITH_PHOTO, Probe, ProbeItem, build_probes, split_halves
+from ml.perturb import perturb
+from ml.probes import KINDS, PHOTO_KINDS, TEXT_KINDS, WITH_PHOTO, Probe, ProbeItem, build_probes, split_halves
 from embeddings.registry import complete_gate
-from embeddings.transforms import open_image
+from ml.transforms import open_image
 
 logger = logging.getLogger(__name__)
 

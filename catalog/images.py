@@ -8,8 +8,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from embeddings.data import content_hash as sha256  # noqa: F401  (a photo's name is its content hash)
-from embeddings.transforms import open_image
+from ml.data import content_hash as sha256  # noqa: F401  (a photo's name is its content hash)
+from ml.transforms import open_image
 
 THUMBNAIL_SIZE = 256
 # Tiny photos (the 28 px demo items) are upscaled so the grid does not show postage stamps.
@@ -38,7 +38,7 @@ def thumbnail_bytes(img: Image.Image) -> bytes:
 def store_product_image(data: bytes, image_hash: str) -> tuple[str, str]:
     """Validate and store an image; return (image name, thumbnail name) in default storage.
 
-    Raises embeddings.transforms.ImageError (a ValueError) naming the problem.
+    Raises ml.transforms.ImageError (a ValueError) naming the problem.
     """
     # Only the thumbnail is made from the decoded pixels: a JPEG decodes at the smallest scale
     # that still covers it (PIL draft, as Image.thumbnail does), several times faster for

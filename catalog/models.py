@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models.fields.files import FieldFile
 from django.urls import reverse
 
-from embeddings.data import product_text
+from ml.data import product_text
 
 
 SKU_MAX_LENGTH = 255
@@ -68,7 +68,7 @@ class Product(models.Model):
 
     @property
     def text_for_embedding(self) -> str:
-        # The same text training reads (embeddings.data.product_text).
+        # The same text training reads (ml.data.product_text).
         return product_text(self.title, self.description, self.category)
 
     def needs_embedding(self, model_id: int) -> bool:

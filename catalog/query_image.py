@@ -17,7 +17,7 @@ from PIL import Image
 
 from catalog.models import QueryImage
 from embeddings.models import EmbeddingModel
-from embeddings.transforms import open_image
+from ml.transforms import open_image
 
 STORED_SIDE = 512  # the encoders see 224-260 px; keep enough to re-encode and to show
 

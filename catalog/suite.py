@@ -36,11 +36,11 @@ from catalog.ingest import run_import
 from catalog.models import ImportJob, Product, ProductPopularity, QueryImage, SearchClick, SearchLog
 from catalog.popularity import refresh
 from catalog.search import QueryVectors, image_query_vectors, reuse_query_vectors, search
-from embeddings.metrics import score_ranking
+from ml.metrics import score_ranking
 from embeddings.models import EmbeddingModel, TrainingJob
 from embeddings.registry import ensure_active_model, retire
 from embeddings.train_jobs import run_training
-from embeddings.transforms import open_image
+from ml.transforms import open_image
 
 logger = logging.getLogger(__name__)
 

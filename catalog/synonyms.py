@@ -7,7 +7,7 @@ sells "trousers". Table catalog_synonym holds (term, word) pairs:
 - **WordNet** rows, made from the catalogue's vocabulary (catalog_searchword: every word of
   its titles, categories and descriptions): for each vocabulary word, the other words of
   its first noun and adjective sense and the words of its first noun sense's broader terms
-  (embeddings.wordnet.alternatives: "trousers" -> pants, garment). A term stands for every
+  (ml.wordnet.alternatives: "trousers" -> pants, garment). A term stands for every
   vocabulary word that lists it, so a broader term ("garment") finds all the narrower ones
   the shop uses. They apply only to a query word that no product contains: a word the shop
   uses means what the shop means by it.
@@ -45,7 +45,7 @@ MAX_PHRASE_WORDS = 2  # query phrases looked up: single words and pairs ("gym sh
 def refresh(batch: int = REFRESH_BATCH) -> int:
     """Add the WordNet synonyms of the vocabulary words not yet looked up; returns the rows
     added. Without WordNet (wordnet-base not installed) it adds none and says so once."""
-    from embeddings import wordnet
+    from ml import wordnet
 
     if not wordnet.wordnet_available():
         logger.warning("synonyms: WordNet is not installed (apt-get install wordnet-base); keyword search "

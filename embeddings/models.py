@@ -21,7 +21,7 @@ class EmbeddingModel(models.Model):
 
     name = models.CharField(max_length=120, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    spec = models.JSONField()  # what embeddings.encoders.load_encoder takes
+    spec = models.JSONField()  # what ml.encoders.load_encoder takes
     backbone = models.CharField(max_length=60)  # the backbone actually used
     text_tower = models.CharField(max_length=60)
     image_dim = models.PositiveIntegerField()
@@ -205,7 +205,7 @@ class EvaluationRun(models.Model):
 
 def fallback_note(requested: str | None, used: str) -> str:
     """What a model says of its image backbone when it is not the one asked for ("" when it is):
-    a ResNet50 without weights falls back, loudly, to EfficientNet-Lite0 (embeddings/backbones.py)."""
+    a ResNet50 without weights falls back, loudly, to EfficientNet-Lite0 (ml/backbones.py)."""
     if not requested or requested == used:
         return ""
     return f"Requested image backbone {requested!r} was not available (no weights offline); {used!r} is used instead."

@@ -23,7 +23,7 @@ from embeddings.vector_index import create_indexes, drop_indexes
 from ops.beat import live_workers
 
 if TYPE_CHECKING:
-    from embeddings.encoders import Encoder
+    from ml.encoders import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,13 @@ WEB_QUEUE = "web"
 def load_model(spec: dict[str, Any]) -> Encoder:
     """The process's encoder for ``spec`` (loaded once): the one door to the model-running code.
 
-    ``embeddings.encoders`` brings torch, torchvision, timm and transformers: importing it
+    ``ml.encoders`` brings torch, torchvision, timm and transformers: importing it
     costs 5.7 s and takes a process from ~100 MB to ~700 MB resident (docs/benchmarks.md,
     "Memory"). Only processes that run a model come through here (the embed worker, the web
     workers that encode queries, training, registering a model); the prepare worker and
     read-only commands never do, and tests/test_imports.py keeps it so.
     """
-    from embeddings.encoders import load_encoder  # lazy: the measured heavy load above
+    from ml.encoders import load_encoder  # lazy: the measured heavy load above
 
     return load_encoder(spec, device=settings.EMBEDDINGS_DEVICE)
 

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from embeddings.models import EmbeddingModel, PhotoVector, ProductVector
 
 if TYPE_CHECKING:
-    from embeddings.encoders import Encoder
+    from ml.encoders import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def image_input(names: list[str], encoder: Encoder) -> np.ndarray:
     """The stored photos `names`, read, decoded and prepared as the image tower's input. With
     EMBED_JPEG_DRAFT a JPEG decodes at the smallest scale still covering the tower's input
     size (PIL draft: several times faster for large photos)."""
-    from embeddings.transforms import open_image
+    from ml.transforms import open_image
 
     draft = encoder.image_size if settings.EMBED_JPEG_DRAFT else None
     images = []

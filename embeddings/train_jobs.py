@@ -14,12 +14,12 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from embeddings.config import ImageTowerCfg, TextTowerCfg, TrainCfg
-from embeddings.data import Record
+from ml.config import ImageTowerCfg, TextTowerCfg, TrainCfg
+from ml.data import Record
 from embeddings.models import EmbeddingModel, ProductVector, TrainingJob, fallback_note
 
 if TYPE_CHECKING:
-    from embeddings.training import KnownFeatures
+    from ml.training import KnownFeatures
 
 # The documented training defaults: the ones TrainCfg holds, plus the towers' choice.
 DEFAULTS = {
@@ -54,7 +54,7 @@ def active_features() -> KnownFeatures | None:
     (a first training after the demo import skips a third of its backbone passes); read only
     for the products the feature cache lacks. None when the active model has none."""
     from embeddings.registry import encoder_for
-    from embeddings.training import KnownFeatures
+    from ml.training import KnownFeatures
 
     model = EmbeddingModel.active()
     if model is None:
@@ -96,7 +96,7 @@ def resolved_params(params: dict) -> dict:
 def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -> EmbeddingModel:
     """Train with job.params on the current catalogue; register (and maybe activate) the model."""
     from embeddings.registry import register_checkpoint, start_activation
-    from embeddings.training import train
+    from ml.training import train
 
     params = resolved_params(job.params)
     job.params, job.status = params, TrainingJob.Status.RUNNING

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from catalog.models import Product
-from embeddings import maps
+from ml import maps
 from embeddings.models import EmbeddingModel, EvaluationRun, ProductVector, TrainingJob, fallback_note
 
 METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MRR@10", "mAP@10", "P@10")

@@ -16,7 +16,7 @@ Sources (Debian packages, no downloads; ``make debian-data`` installs them):
   fashion  dataset-fashion-mnist   (MIT, Zalando SE), via scripts/build_demo_catalogue.py
   emoji    fonts-noto-color-emoji  (SIL OFL 1.1 font, Apache-2.0 images) + unicode-cldr-core
   clipart  openclipart-png         (public domain)
-WordNet (wordnet-base) supplies paraphrases; embeddings/perturb.py makes photo queries.
+WordNet (wordnet-base) supplies paraphrases; ml/perturb.py makes photo queries.
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import build_demo_catalogue as demo
 
-from embeddings import wordnet
-from embeddings.perturb import perturb
+from ml import wordnet
+from ml.perturb import perturb
 
 HEADER = ["sku", "title", "description", "category", "price", "image"]
 KINDS = ("keyword", "paraphrase", "photo", "unseen_photo", "photo_words")
@@ -242,7 +242,7 @@ rows with empty descriptions (text→photo only).
 
 - **paraphrase**: the same need in other words; relevant = the set of the wording it
   paraphrases. No paraphrase occurs word-for-word in any catalogue title or description.
-- **photo**: a catalogue photo perturbed by `embeddings/perturb.py` (crop keeping 75–95% of
+- **photo**: a catalogue photo perturbed by `ml/perturb.py` (crop keeping 75–95% of
   each side, rotation within ±15°, brightness ×0.7–1.3, JPEG quality 40–85), saved as PNG;
   relevant = that product and any product with a byte-identical image.
 """

@@ -223,7 +223,7 @@ RESNET50_WEIGHTS = envstr("RESNET50_WEIGHTS") or None  # file path to torchvisio
 EMBEDDINGS_CHECKPOINT = envstr("EMBEDDINGS_CHECKPOINT") or None  # activate this trained model
 EMBEDDINGS_DEVICE = envstr("EMBEDDINGS_DEVICE") or None  # "cuda", "cpu"; default: cuda if present
 MODELS_DIR = Path(envstr("MODELS_DIR", str(DATA_DIR / "models")))
-# WordNet texts the GRU text tower distils MiniLM on before training (embeddings/distill.py).
+# WordNet texts the GRU text tower distils MiniLM on before training (ml/distill.py).
 EMBEDDINGS_DISTILL_CORPUS = envint("EMBEDDINGS_DISTILL_CORPUS", 20_000)
 HNSW_EF_SEARCH = envint("HNSW_EF_SEARCH", 100)
 # What the HNSW indexes store (embeddings/vector_index.py; trade-offs measured at 1M in

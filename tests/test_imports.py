@@ -2,7 +2,7 @@
 
 torch, torchvision, timm and transformers take a process from ~100 MB to ~700 MB resident and
 cost seconds to import. The model-running code sits behind one door,
-``embeddings.registry.load_model``; nltk (3 s, ~130 MB) behind ``embeddings.wordnet``'s reader.
+``embeddings.registry.load_model``; nltk (3 s, ~130 MB) behind ``ml.wordnet``'s reader.
 The first test imports every other module of the site in a fresh process, as Django, Celery's
 task autodiscovery and the URL conf would, and fails on a new top-level import of a heavy
 library. The second runs the real `prepare` worker (as runsite starts it) through a real import
@@ -29,14 +29,13 @@ HEAVY = ("torch", "torchvision", "timm", "transformers", "nltk", "sklearn", "mat
 
 # The model-running side: what only the embed worker, the web workers (query encoding),
 # training and model registration import, always through embeddings.registry.load_model
-# (or, for nltk, embeddings.wordnet).
+# (or, for nltk, ml.wordnet).
 MODEL_SIDE = {
-    "embeddings.backbones", "embeddings.distill", "embeddings.encoders", "embeddings.losses",
-    "embeddings.query_views", "embeddings.tokenizer", "embeddings.towers", "embeddings.training",
-    "embeddings.wordnet_nltk",
+    "ml.backbones", "ml.distill", "ml.encoders", "ml.losses",
+    "ml.query_views", "ml.tokenizer", "ml.towers", "ml.training", "ml.wordnet_nltk",
     "searchsite.wsgi",  # the web process: loads the active model before serving (embeddings/warm.py)
 }
-PACKAGES = ("searchsite", "catalog", "embeddings", "ops")
+PACKAGES = ("searchsite", "catalog", "embeddings", "ops", "ml")
 
 
 def site_modules() -> list[str]:
@@ -87,7 +86,7 @@ def test_modules_outside_the_model_side_import_no_heavy_library() -> None:
 
 def test_the_model_side_does_load_torch() -> None:
     # The check above would pass vacuously if it could not see torch being imported.
-    assert "torch" in heavy_after_importing(["embeddings.encoders"])
+    assert "torch" in heavy_after_importing(["ml.encoders"])
 
 
 def torch_mapped(pid: int) -> bool:

@@ -148,7 +148,7 @@ def test_api_facets(catalogue, db, client):
 def test_a_page_encodes_its_words_once(catalogue, db, client, monkeypatch):
     """Facets of a filtered vector search run the query again without filters: the page and
     the API reuse the words' vectors instead of encoding them twice."""
-    from embeddings.encoders import Encoder
+    from ml.encoders import Encoder
 
     calls: list[tuple] = []
     original = Encoder.encode_text_signals

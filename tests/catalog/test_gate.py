@@ -8,7 +8,7 @@ from django.core.management import call_command
 from catalog.gate import baseline_weights, decide, fall_back, run_gate
 from catalog.models import Product
 from catalog.search import PHOTO_WORDS_METHODS, photo_words_method, search
-from embeddings.transforms import open_image
+from ml.transforms import open_image
 from embeddings.models import EmbeddingModel, ProductVector
 from embeddings.registry import register_checkpoint, start_activation
 

@@ -10,7 +10,7 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from catalog.images import THUMBNAIL_MIN, THUMBNAIL_SIZE, sha256, store_product_image, thumbnail_bytes
-from embeddings.transforms import ImageError
+from ml.transforms import ImageError
 
 
 def test_a_large_photo_shrinks_to_fit_and_keeps_its_shape():

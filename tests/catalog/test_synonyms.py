@@ -12,7 +12,7 @@ from catalog.models import Product, Synonym
 from catalog.search import search
 from catalog.suggest import correct_query
 from catalog.synonyms import enabled, expansions, groups, phrases, refresh, without_synonyms
-from embeddings import wordnet
+from ml import wordnet
 from tests.catalog.test_search import catalogue  # noqa: F401  (module fixture)
 
 pytestmark = pytest.mark.skipif(not wordnet.wordnet_available(), reason="needs Debian wordnet-base")

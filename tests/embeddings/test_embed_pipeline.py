@@ -39,7 +39,7 @@ def test_stored_vectors_are_the_encoders_on_the_same_decode(db, settings, tmp_pa
     from catalog.models import ImportJob, Product
     from embeddings.models import ProductVector
     from embeddings.registry import encoder_for, ensure_active_model
-    from embeddings.transforms import open_image
+    from ml.transforms import open_image
 
     settings.EMBED_JPEG_DRAFT = draft
     model = ensure_active_model()

@@ -81,7 +81,7 @@ def test_a_joint_model_reads_the_stored_pretrained_vectors(trained):
     from catalog.models import Product
     from embeddings.registry import encoder_for
     from embeddings.tasks import stored_pretrained
-    from embeddings.transforms import open_image
+    from ml.transforms import open_image
 
     products = list(Product.objects.order_by("pk")[:8])
     encoder = encoder_for(trained)
@@ -102,10 +102,10 @@ def test_a_joint_model_reads_the_stored_pretrained_vectors(trained):
 def test_training_reuses_the_active_models_stored_features_as_its_plain_view(small_catalogue, tmp_path):
     import numpy as np
 
-    from embeddings.config import ImageTowerCfg
-    from embeddings.towers import ImageTower
+    from ml.config import ImageTowerCfg
+    from ml.towers import ImageTower
     from embeddings.train_jobs import active_features, catalogue_records
-    from embeddings.training import extract_features
+    from ml.training import extract_features
 
     known = active_features()
     active = EmbeddingModel.active()

@@ -139,7 +139,7 @@ def test_map_json_places_image_and_text_points_by_category(client, small_catalog
 def test_map_of_a_joint_model_is_one_picture(small_catalogue):
     import numpy as np
 
-    from embeddings.maps import MapInput, build_map
+    from ml.maps import MapInput, build_map
 
     rng = np.random.default_rng(0)
     items = [{"id": i, "title": f"p{i}", "category": "ab"[i % 2], "url": "/", "thumb": ""} for i in range(30)]

@@ -1,7 +1,7 @@
-"""Probe queries made from held-out products (embeddings/probes.py): pure Python, no services."""
+"""Probe queries made from held-out products (ml/probes.py): pure Python, no services."""
 from __future__ import annotations
 
-from embeddings.probes import KINDS, PHOTO_WORDS_MAX_RELEVANT, ProbeItem, build_probes, split_halves
+from ml.probes import KINDS, PHOTO_WORDS_MAX_RELEVANT, ProbeItem, build_probes, split_halves
 
 TITLES = {
     "Shoes": ["red leather boot", "red canvas sneaker", "blue leather boot", "green sandal", "blue suede shoe"],

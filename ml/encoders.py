@@ -188,7 +188,7 @@ class BaselineEncoder(Encoder):
 
 
 class CheckpointEncoder(Encoder):
-    """A trained joint model saved by ``embeddings.training.train``."""
+    """A trained joint model saved by ``ml.training.train``."""
 
     joint = True
 

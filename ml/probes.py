@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from embeddings import wordnet
+from ml import wordnet
 
 KINDS = ("keyword", "paraphrase", "nodesc", "photo", "photo_similar", "photo_words")
 METRIC = {"keyword": "map@10", "paraphrase": "map@10", "nodesc": "map@10", "photo": "r@1", "photo_similar": "map@10",

@@ -84,7 +84,7 @@ def extract_features(
     """Pooled backbone features, (N_ok, views, feat_dim), and the indices of usable records.
 
     View 0 is the centre crop, then (with ``flip``) its mirror image, then perturbed copies
-    (embeddings/perturb.py: crop, rotation, brightness, JPEG; seeded by the image's hash,
+    (ml/perturb.py: crop, rotation, brightness, JPEG; seeded by the image's hash,
     so a view is the same on every run). Cached per (backbone, image size, image content
     hash) so retraining is cheap.
     """

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from embeddings import wordnet
-from embeddings.wordnet import alternatives, distillation_corpus, paraphrase, wordnet_available
+from ml import wordnet
+from ml.wordnet import alternatives, distillation_corpus, paraphrase, wordnet_available
 
 pytestmark = pytest.mark.skipif(
     not wordnet_available(),
@@ -98,7 +98,7 @@ def test_distillation_corpus_sized_mixed_and_deterministic() -> None:
 
 
 def test_same_order_under_any_hash_seed() -> None:
-    code = "from embeddings.wordnet import alternatives as a; print(a('neon'), a('pink'))"
+    code = "from ml.wordnet import alternatives as a; print(a('neon'), a('pink'))"
     outs = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout
             for seed in ("1", "2")}

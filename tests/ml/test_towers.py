@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from embeddings.backbones import backbone_spec, build_backbone, efficientnet_lite_classifier
-from embeddings.config import ImageTowerCfg, TextTowerCfg
-from embeddings.glove import load_glove
-from embeddings.tokenizer import UNK, Vocabulary, tokenize
-from embeddings.towers import GRUTextTower, ImageTower
-from embeddings.transforms import open_image, to_model_input
+from ml.backbones import backbone_spec, build_backbone, efficientnet_lite_classifier
+from ml.config import ImageTowerCfg, TextTowerCfg
+from ml.glove import load_glove
+from ml.tokenizer import UNK, Vocabulary, tokenize
+from ml.towers import GRUTextTower, ImageTower
+from ml.transforms import open_image, to_model_input
 
 MPL_SAMPLE = Path(__import__("matplotlib").get_data_path()) / "sample_data" / "grace_hopper.jpg"
 PENGUIN = Path("/usr/share/openclipart/png/animals/emperor_penguin_ralf_ste_01.png")

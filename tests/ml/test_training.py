@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from embeddings.config import ImageTowerCfg, TextTowerCfg, TrainCfg
-from embeddings.data import Record, read_catalogue_csv, split_by_product
-from embeddings.encoders import clear_encoder_cache, load_encoder
-from embeddings.metrics import rank_by_similarity, recall_at_k
-from embeddings.training import TrainResult, train
+from ml.config import ImageTowerCfg, TextTowerCfg, TrainCfg
+from ml.data import Record, read_catalogue_csv, split_by_product
+from ml.encoders import clear_encoder_cache, load_encoder
+from ml.metrics import rank_by_similarity, recall_at_k
+from ml.training import TrainResult, train
 
 COLOURS = {
     "red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220), "yellow": (235, 210, 20),
@@ -150,8 +150,8 @@ def test_split_by_product_is_deterministic_and_keeps_groups_together() -> None:
 
 
 def test_known_plain_view_features_spare_that_backbone_pass(tmp_path) -> None:
-    from embeddings.towers import ImageTower
-    from embeddings.training import KnownFeatures, extract_features
+    from ml.towers import ImageTower
+    from ml.training import KnownFeatures, extract_features
 
     records = shape_catalogue()[:6]
     tower = ImageTower(ImageTowerCfg(backbone="efficientnet_lite0", image_size=96))

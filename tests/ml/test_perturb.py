@@ -4,7 +4,7 @@ import random
 
 from PIL import Image, ImageChops, ImageDraw
 
-from embeddings.perturb import border_colour, perturb
+from ml.perturb import border_colour, perturb
 
 
 def product_photo() -> Image.Image:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from embeddings.config import ImageTowerCfg, TextTowerCfg, TrainCfg
-from embeddings.encoders import CheckpointEncoder, clear_encoder_cache, encoder_info, load_encoder
-from embeddings.towers import GRUTextTower, ImageTower
-from embeddings.training import save_checkpoint
+from ml.config import ImageTowerCfg, TextTowerCfg, TrainCfg
+from ml.encoders import CheckpointEncoder, clear_encoder_cache, encoder_info, load_encoder
+from ml.towers import GRUTextTower, ImageTower
+from ml.training import save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def _get_reader() -> WordNetCorpusReader | None:
             # Lazy: importing nltk costs 3.2 s and ~130 MB resident; catalog/gate.py imports this
             # module in every process (its receiver is connected at start-up), and only the
             # processes that make probes or train ever read WordNet.
-            from embeddings.wordnet_nltk import open_debian_wordnet
+            from ml.wordnet_nltk import open_debian_wordnet
 
             _reader = open_debian_wordnet(root)
     return _reader

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from embeddings.tokenizer import tokenize
+from ml.tokenizer import tokenize
 
 P_FULL, P_TITLE, P_CATEGORY = 0.4, 0.2, 0.1  # the rest: a window of 1-4 words
 P_SWAP = 0.1  # per word, swap for a GloVe neighbour

@@ -4,7 +4,7 @@ A GRU trained only on one shop's texts knows only that shop's words: "jeans", "p
 "flip flops" mean nothing to it when no product uses them. MiniLM knows them. So before
 (and while) the GRU learns the catalogue, a small linear head on its pooled states is
 trained to reproduce MiniLM's sentence vectors of a general corpus — WordNet lemmas and
-glosses (embeddings/wordnet.py) plus the catalogue's own texts — so words land near their
+glosses (ml/wordnet.py) plus the catalogue's own texts — so words land near their
 meaning although the catalogue never uses them. During joint training the same loss keeps
 running beside the triplet loss, so the catalogue does not wash the meaning out.
 

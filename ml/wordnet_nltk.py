@@ -1,6 +1,6 @@
-"""nltk's WordNet reader pointed at Debian's ``wordnet-base`` folder (embeddings/wordnet.py).
+"""nltk's WordNet reader pointed at Debian's ``wordnet-base`` folder (ml/wordnet.py).
 
-Kept apart so that importing embeddings.wordnet does not import nltk (3.2 s, ~130 MB).
+Kept apart so that importing ml.wordnet does not import nltk (3.2 s, ~130 MB).
 """
 from __future__ import annotations
 

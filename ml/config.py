@@ -71,7 +71,7 @@ class TrainCfg(_Cfg):
     perturbed_views: int = 1  # also cache features of this many perturbed copies (crop, rotation, JPEG...)
     image_pair_weight: float = 0.5  # image<->image triplet term between two views of one photo; 0 = off
     query_views: bool = True  # GRU: also train on short query-like views of the texts (query_views.py)
-    # GRU only: distil MiniLM sentence vectors into the tower (embeddings/distill.py) on WordNet
+    # GRU only: distil MiniLM sentence vectors into the tower (ml/distill.py) on WordNet
     # lemmas/glosses + catalogue texts, first alone, then beside the triplet loss.
     distill: bool = True
     distill_corpus: int = 20_000  # WordNet texts (the catalogue's are added)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
-from embeddings.losses import CrossModalTripletLoss
-from embeddings.query_views import TextViews
+from ml.losses import CrossModalTripletLoss
+from ml.query_views import TextViews
 
 
 def views_of(texts, titles, categories) -> TextViews:

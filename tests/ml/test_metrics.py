@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embeddings.metrics import (
+from ml.metrics import (
     average_precision_at_k,
     mrr_at_k,
     precision_at_k,

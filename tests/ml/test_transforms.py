@@ -6,7 +6,7 @@ import random
 import pytest
 from PIL import Image
 
-from embeddings.transforms import ImageError, open_image, to_model_input, to_train_input
+from ml.transforms import ImageError, open_image, to_model_input, to_train_input
 
 
 def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:

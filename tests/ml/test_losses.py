@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from embeddings.losses import CrossModalTripletLoss, pairwise_distance, select_negatives
+from ml.losses import CrossModalTripletLoss, pairwise_distance, select_negatives
 
 
 def unit(deg: float) -> list[float]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embeddings.config import TextTowerCfg
-from embeddings.distill import Distiller, teacher_vectors
-from embeddings.towers import GRUTextTower
+from ml.config import TextTowerCfg
+from ml.distill import Distiller, teacher_vectors
+from ml.towers import GRUTextTower
 
 TEXTS = [
     "blue jeans", "denim trousers", "flip flops", "beach sandals", "parka", "winter coat",
