@@ -19,7 +19,7 @@ from ml.data import Record
 from embeddings.models import EmbeddingModel, ProductVector, TrainingJob, fallback_note
 
 if TYPE_CHECKING:
-    from ml.training import KnownFeatures
+    from ml.features import KnownFeatures
 
 # The documented training defaults: the ones TrainCfg holds, plus the towers' choice.
 DEFAULTS = {
@@ -54,7 +54,7 @@ def active_features() -> KnownFeatures | None:
     (a first training after the demo import skips a third of its backbone passes); read only
     for the products the feature cache lacks. None when the active model has none."""
     from embeddings.registry import encoder_for
-    from ml.training import KnownFeatures
+    from ml.features import KnownFeatures
 
     model = EmbeddingModel.active()
     if model is None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T", bound="_Cfg")
 
-# The "format" of a joint model's checkpoint (training.save_checkpoint writes it, the encoders
+# What training reports as it goes ({"phase": "features" | "distill" | "train", "done", "total", ...}):
+# the training job stores it for the model pages.
+Progress = Callable[[dict[str, Any]], None]
+
+# The "format" of a joint model's checkpoint (checkpoints.save_checkpoint writes it, the encoders
 # check it): here, so that serving a model never imports the trainer.
 CHECKPOINT_FORMAT = "vitrine-joint-v1"
 

@@ -15,8 +15,10 @@ training-only head does the distilling.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import Progress, TrainCfg
 from .data import length_order
 from .tokenizer import PAD, UNK
-from .towers import GRUTextTower
+from .towers import GRUTextTower, MiniLM
+from .wordnet import distillation_corpus, wordnet_available
+
+logger = logging.getLogger(__name__)
 
 
 def teacher_vectors(
@@ -107,3 +113,32 @@ class Distiller(nn.Module):
             if progress:
                 progress({"phase": "distill", "done": epoch, "total": epochs, "loss": history[-1]})
         return history
+
+
+def _minilm_vectors(teacher: MiniLM, device: torch.device, batch: list[str]) -> np.ndarray:
+    with torch.no_grad():
+        tokens = teacher.tokenize(batch)
+        return teacher(**{k: v.to(device) for k, v in tokens.items()}).float().cpu().numpy()
+
+
+def build_distiller(
+    tower: GRUTextTower,
+    catalogue_texts: Sequence[str],
+    train_cfg: TrainCfg,
+    cache_dir: Path,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> Distiller:
+    """A Distiller over WordNet + the catalogue's texts, pre-trained for ``distill_epochs``."""
+    corpus = distillation_corpus(train_cfg.distill_corpus, train_cfg.seed) if wordnet_available() else []
+    if not corpus:
+        logger.warning("WordNet is not installed (Debian wordnet-base): distilling on catalogue texts only")
+    texts = list(dict.fromkeys([*corpus, *catalogue_texts]))
+    if progress:
+        progress({"phase": "distill", "done": 0, "total": train_cfg.distill_epochs, "texts": len(texts)})
+    # The teacher lives only while its targets are computed (or read from the cache).
+    targets = teacher_vectors(texts, partial(_minilm_vectors, MiniLM().to(device).eval(), device), cache_dir)
+    distiller = Distiller(tower, texts, targets, train_cfg.seed).to(device)
+    losses = distiller.pretrain(train_cfg.distill_epochs, progress=progress)
+    logger.info("distilled MiniLM into the GRU on %d texts: loss %s", len(texts), [round(x, 4) for x in losses])
+    return distiller

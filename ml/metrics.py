@@ -82,3 +82,18 @@ def score_ranking(ranked: Ranked, relevant: Relevant, metric: str) -> float:
     if metric == "r@1":
         return hit_at_k(ranked, relevant, 1)
     raise ValueError(f"unknown metric {metric!r}")
+
+
+def evaluate(image_emb: np.ndarray, text_emb: np.ndarray, groups: Sequence[int], k: int = 10) -> dict[str, float]:
+    """text->image and image->text retrieval among the given products.
+
+    Products sharing a group (category + title) count as relevant to each other.
+    """
+    ids = list(range(len(groups)))
+    relevant = [{j for j in ids if groups[j] == groups[i]} for i in ids]
+    out: dict[str, float] = {}
+    for prefix, queries, items in (("t2i", text_emb, image_emb), ("i2t", image_emb, text_emb)):
+        ranked = rank_by_similarity(queries, items, ids, k)
+        for name, value in retrieval_metrics(ranked, relevant, ks=(1, 5, k)).items():
+            out[f"{prefix}_{name}"] = value
+    return out

@@ -31,8 +31,8 @@ HEAVY = ("torch", "torchvision", "timm", "transformers", "nltk", "sklearn", "mat
 # training and model registration import, always through embeddings.registry.load_model
 # (or, for nltk, ml.wordnet).
 MODEL_SIDE = {
-    "ml.backbones", "ml.distill", "ml.encoders", "ml.losses",
-    "ml.query_views", "ml.tokenizer", "ml.towers", "ml.training", "ml.wordnet_nltk",
+    "ml.backbones", "ml.checkpoints", "ml.distill", "ml.encoders", "ml.features", "ml.losses",
+    "ml.query_views", "ml.text_inputs", "ml.tokenizer", "ml.towers", "ml.training", "ml.wordnet_nltk",
     "searchsite.wsgi",  # the web process: loads the active model before serving (embeddings/warm.py)
 }
 PACKAGES = ("searchsite", "catalog", "embeddings", "ops", "ml")

@@ -105,7 +105,7 @@ def test_training_reuses_the_active_models_stored_features_as_its_plain_view(sma
     from ml.config import ImageTowerCfg
     from ml.towers import ImageTower
     from embeddings.train_jobs import active_features, catalogue_records
-    from ml.training import extract_features
+    from ml.features import extract_features
 
     known = active_features()
     active = EmbeddingModel.active()

@@ -10,7 +10,7 @@ from PIL import Image
 from ml.config import ImageTowerCfg, TextTowerCfg, TrainCfg
 from ml.encoders import CheckpointEncoder, clear_encoder_cache, encoder_info, load_encoder
 from ml.towers import GRUTextTower, ImageTower
-from ml.training import save_checkpoint
+from ml.checkpoints import save_checkpoint
 
 
 @pytest.fixture(scope="module")

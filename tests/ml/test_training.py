@@ -151,7 +151,7 @@ def test_split_by_product_is_deterministic_and_keeps_groups_together() -> None:
 
 def test_known_plain_view_features_spare_that_backbone_pass(tmp_path) -> None:
     from ml.towers import ImageTower
-    from ml.training import KnownFeatures, extract_features
+    from ml.features import KnownFeatures, extract_features
 
     records = shape_catalogue()[:6]
     tower = ImageTower(ImageTowerCfg(backbone="efficientnet_lite0", image_size=96))
