@@ -18,6 +18,7 @@ from catalog.jobs import job_state
 from catalog.models import ApiToken, ImportJob, PopularQuery, Product, ProductPopularity, SearchLog, Synonym, term_key
 from catalog.tokens import create_token, revoke
 from catalog.uploads import UploadRefused, check_upload, queue_import
+from embeddings.dispatch import queue_embedding
 
 
 @admin.register(Product)
@@ -55,8 +56,6 @@ class ProductAdmin(admin.ModelAdmin):
         return format_html("<div>{}</div>", cells)
 
     def save_model(self, request: HttpRequest, obj: Product, form: forms.ModelForm, change: bool) -> None:
-        from embeddings.dispatch import queue_embedding
-
         if "image" in form.changed_data and obj.image:
             obj.image.seek(0)
             data = obj.image.read()

@@ -4,8 +4,12 @@ Fields may be added (mode, page, has_next, total_candidates, per-result sources)
 renamed or removed. docs/search.md and /api/openapi.json describe the parameters."""
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
@@ -15,7 +19,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.analytics import ClickRefused, log_search, record_click
-from catalog.examples import Examples, ExamplesRefused
+from catalog import search_cache
+from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused
 from catalog.jobs import job_state
 from catalog.models import ImportJob, Product
 from catalog.tokens import token_required
@@ -37,11 +42,13 @@ from catalog.search import (
     category_counts,
     image_query_vectors,
     reuse_query_vectors,
+    search,
 )
-from catalog.search_cache import cached_search, reports_cache_use
+from catalog.search_cache import reports_cache_use
 from catalog.ratelimit import rate_limit
 from catalog.serializers import hit_json
 from catalog.suggest import MAX_PREFIX_CHARS, suggest
+from embeddings.models import EmbeddingModel
 from searchsite.db_router import reads_search_database
 
 __all__ = ["BadRequest", "parse_k", "parse_query", "MAX_K", "MAX_QUERY_CHARS"]
@@ -49,6 +56,34 @@ __all__ = ["BadRequest", "parse_k", "parse_query", "MAX_K", "MAX_QUERY_CHARS"]
 
 class BadRequest(ValueError):
     pass
+
+
+_active: dict[int, Any] = {}  # catalogue version -> the active model then (a switch bumps it)
+
+
+def cached_search(q: str | None = None, *, image_vector: dict[str, np.ndarray] | None = None,
+                  examples: Any = None, **options: Any) -> Any:
+    """catalog.search.search() through the result-page cache: the same page of the same query
+    under the same catalogue version and model is served from memory. Searches with examples,
+    or run inside a transaction, are not cached. Options must be hashable (Filters is)."""
+    examples = examples or NO_EXAMPLES
+    version = search_cache.catalogue_version() if search_cache.result_pages_enabled() and not examples else None
+    if version is None:
+        return search(q, image_vector=image_vector, examples=examples, **options)
+    started = time.perf_counter()
+    if version not in _active:
+        _active.clear()
+        _active[version] = EmbeddingModel.active()
+    model = _active[version]
+    key = (version, search_cache.model_key(model) if model is not None else None, q,
+           search_cache.vectors_digest(image_vector) if image_vector is not None else None,
+           tuple(sorted(options.items())), settings.SEARCH_POPULARITY_WEIGHT, settings.SEARCH_DEFAULT_MODE)
+    cached = search_cache.result_pages.get(key)
+    if cached is not None:
+        return replace(cached, took_ms=(time.perf_counter() - started) * 1000)
+    result = search(q, image_vector=image_vector, examples=examples, model=model, **options)
+    search_cache.result_pages.put(key, result)
+    return result
 
 
 def error(message: str, status: int = 400) -> JsonResponse:

@@ -8,6 +8,7 @@ class CatalogConfig(AppConfig):
     def ready(self) -> None:
         # The catalogue judges trained models through its own search pipeline; the
         # embeddings layer below only announces that a model is ready to be judged.
+        # Imported here, not at the top: both import models, which load after this module.
         from catalog.gate import on_model_ready
         from embeddings.registry import model_ready_for_gate
 

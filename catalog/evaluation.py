@@ -21,6 +21,7 @@ from catalog.keyword import keyword_search
 from catalog.models import Product
 from ml.metrics import average_precision_at_k, mrr_at_k, precision_at_k, recall_at_k
 from embeddings.models import EmbeddingModel, EvaluationRun, ProductVector
+from embeddings.registry import encoder_for
 from ml.transforms import open_image
 
 logger = logging.getLogger(__name__)
@@ -85,8 +86,6 @@ class Catalogue:
             text = np.stack([np.asarray(by_id[i][1], dtype=np.float32) for i in self.ids])
             return image, text
         logger.info("encoding the catalogue with %s for evaluation (no stored vectors)", model.name)
-        from embeddings.registry import encoder_for
-
         encoder = encoder_for(model)
         products = Product.objects.in_bulk(self.ids)
         image_parts, text_parts = [], []
@@ -135,8 +134,6 @@ def evaluate(queries_path: Path, models: list[EmbeddingModel]) -> EvaluationRun:
         add("keyword (Postgres full-text)", "-", "text→image", [catalogue.skus_of(r) for r in keyword_lists], text_rel)
     images = [open_image(q.image.read_bytes()) for q in image_q if q.image]
     for model in models:
-        from embeddings.registry import encoder_for
-
         encoder = encoder_for(model)
         image_vecs, text_vecs = catalogue.vectors(model)
         if text_q:

@@ -35,10 +35,14 @@ from django.utils import timezone
 from catalog.fetch import FetchError, is_url, read_local, read_url
 from catalog.images import sha256, store_product_image
 from catalog.models import SKU_MAX_LENGTH, ImportJob, Product, ProductPhoto
+from embeddings.dispatch import queue_embedding
 from ops.beat import beating
 from ops.models import JobHeartbeat
+from searchsite.celery import app
 
 logger = logging.getLogger(__name__)
+
+REFRESH_SYNONYMS = "catalog.tasks.refresh_synonyms"
 
 COLUMNS = ("sku", "title", "description", "category", "price", "image")
 OPTIONAL_COLUMNS = ("images",)  # further photos: paths or URLs separated by "|"
@@ -488,8 +492,6 @@ def run_import(
 
 
 def _run_import(job: ImportJob, progress: Progress | None, queue_embeddings: bool, start_row: int) -> ImportJob:
-    from embeddings.dispatch import queue_embedding
-
     path = Path(job.csv_path)
     job.status = ImportJob.Status.RUNNING
     job.save()
@@ -552,9 +554,8 @@ def _run_import(job: ImportJob, progress: Progress | None, queue_embeddings: boo
     job.finished_at = timezone.now()
     job.save()
     if changed_ids:
-        from catalog.tasks import refresh_synonyms  # catalog.tasks imports this module
-
-        transaction.on_commit(refresh_synonyms.delay)  # the new words' synonyms (catalog/synonyms.py)
+        # The new words' synonyms (catalog/synonyms.py); sent by name, as catalog.tasks imports this module.
+        transaction.on_commit(app.signature(REFRESH_SYNONYMS).delay)
     if progress:
         progress(job)
     return job

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from catalog.models import ImportJob
+from embeddings.models import EmbeddingModel, ProductVector
 
 
 def embedded_count(job: ImportJob) -> int:
-    from embeddings.models import EmbeddingModel, ProductVector
-
     model = EmbeddingModel.active()
     if model is None or not job.product_ids:
         return 0

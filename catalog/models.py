@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import connection, models
 from django.db.models.fields.files import FieldFile
 from django.urls import reverse
 
@@ -338,8 +338,6 @@ class SynonymLookup(models.Model):
 
 def term_key(term: str) -> str:
     """A term's lookup key: Postgres' English stems of its words, sorted ("" for stop words only)."""
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute("SELECT catalog_term_key(%s)", [term])
         return cursor.fetchone()[0] or ""

@@ -16,6 +16,7 @@ from django.utils import timezone
 from PIL import Image
 
 from catalog.models import QueryImage
+from catalog.search import image_query_vectors
 from embeddings.models import EmbeddingModel
 from ml.transforms import open_image
 
@@ -91,8 +92,6 @@ def _rounded(vectors: dict[str, np.ndarray]) -> dict[str, list[float]]:
 
 def query_vector(stored: QueryImage, model: EmbeddingModel) -> dict[str, np.ndarray]:
     """The stored photo's query vectors under `model`, re-encoded once if the model changed."""
-    from catalog.search import image_query_vectors
-
     if stored.model_id == model.pk and isinstance(stored.vector, dict) and stored.vector:
         return {column: np.asarray(v, dtype=np.float32) for column, v in stored.vector.items()}
     vectors = image_query_vectors(model, open_image(bytes(stored.photo)))

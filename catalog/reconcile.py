@@ -23,15 +23,17 @@ from django.utils import timezone
 
 from catalog.jobs import job_state
 from catalog.models import ImportJob
-from catalog.tasks import import_catalogue, resume_import
 from embeddings.reconcile import TrainingReport, VectorReport, reconcile_trainings, reconcile_vectors
 from ops import beat, broker
 from ops.models import JobHeartbeat
+from searchsite.celery import app
 
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = 0x76697472  # "vitr": any constant shared by all reconcilers of this database
-IMPORT_TASKS = ("catalog.tasks.import_catalogue", "catalog.tasks.resume_import")
+# Sent by name: catalog/tasks.py defines them and imports this module.
+IMPORT_CATALOGUE, RESUME_IMPORT = "catalog.tasks.import_catalogue", "catalog.tasks.resume_import"
+IMPORT_TASKS = (IMPORT_CATALOGUE, RESUME_IMPORT)
 
 
 @dataclass
@@ -100,10 +102,10 @@ def reconcile_imports(now: datetime | None = None, messages: list[broker.Message
             defaults={"beat_at": now, "owner": "reconciler", "resumes": resumes + 1},
         )
         if job.status == ImportJob.Status.QUEUED:
-            transaction.on_commit(lambda j=job: import_catalogue.delay(j.pk, j.csv_path))
+            transaction.on_commit(lambda j=job: app.signature(IMPORT_CATALOGUE, args=(j.pk, j.csv_path)).delay())
             report.requeued.append(job.pk)
         else:
-            transaction.on_commit(lambda j=job: resume_import.delay(j.pk))
+            transaction.on_commit(lambda j=job: app.signature(RESUME_IMPORT, args=(j.pk,)).delay())
             report.resumed.append(job.pk)
         logger.warning("reconcile: import #%d stopped at %s with no live process; %s", job.pk, reached,
                        "queued again" if job.status == ImportJob.Status.QUEUED else "resuming")

@@ -16,17 +16,19 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import prefetch_related_objects
+from django.db.models import Count, prefetch_related_objects
 from PIL import Image
 
 from catalog import search_cache
 from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused, QueryVectors, has_exclusions, split_negations
 from catalog.filters import NO_FILTERS, Filters
 from catalog.hybrid import rrf
+from catalog.keyword import keyword_search
 from catalog.models import Photo, Product
 from catalog.popularity import product_popularity
 from catalog.suggest import Correction, correct_query
 from embeddings.models import EmbeddingModel
+from embeddings.registry import encoder_for
 from embeddings.vector_index import PHOTO_COLUMNS, PHOTO_TABLE, TABLE, nearest_params, nearest_sql
 from searchsite.db_router import search_connection
 
@@ -302,8 +304,6 @@ def reuse_query_vectors() -> Iterator[None]:
 
 
 def text_query_vectors(model: EmbeddingModel, query: str, columns: Iterable[str]) -> QueryVectors:
-    from embeddings.registry import encoder_for
-
     columns = sorted(set(columns) - {""})
     if not columns:
         return {}
@@ -325,8 +325,6 @@ def text_query_vectors(model: EmbeddingModel, query: str, columns: Iterable[str]
 def image_query_vectors(model: EmbeddingModel, image: Image.Image) -> QueryVectors:
     """Every photo signal's query vector for `image` (one backbone pass; none for pixels the
     worker encoded before under this model)."""
-    from embeddings.registry import encoder_for
-
     key = (search_cache.model_key(model), search_cache.image_digest(image))
     vectors = search_cache.photo_vectors.get(key)
     if vectors is None:
@@ -375,8 +373,6 @@ def signal_rankings(
     photo: QueryVectors | None = None,
 ) -> dict[str, Ranking]:
     """The ranked list of each named signal for words `q` and/or a photo's query vectors."""
-    from catalog.keyword import keyword_search
-
     names = list(names)
     rankings: dict[str, Ranking] = {}
     if KEYWORD.name in names and q:
@@ -827,7 +823,5 @@ def similar_products(product: Product, k: int = 8, by: str = "image") -> list[Hi
 
 
 def category_counts() -> list[tuple[str, int]]:
-    from django.db.models import Count
-
     rows = Product.objects.values("category").annotate(n=Count("id")).order_by("category")
     return [(r["category"], r["n"]) for r in rows]

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import replace
+from functools import wraps
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -141,43 +141,9 @@ def result_pages_enabled() -> bool:
     return settings.SEARCH_RESULT_CACHE_SIZE > 0
 
 
-_active: dict[int, Any] = {}  # catalogue version -> the active model then (a switch bumps it)
-
-
-def cached_search(q: str | None = None, *, image_vector: dict[str, np.ndarray] | None = None,
-                  examples: Any = None, **options: Any) -> Any:
-    """catalog.search.search() through the result-page cache: the same page of the same query
-    under the same catalogue version and model is served from memory. Searches with examples,
-    or run inside a transaction, are not cached. Options must be hashable (Filters is)."""
-    from catalog.examples import NO_EXAMPLES
-    from catalog.search import search
-    from embeddings.models import EmbeddingModel
-
-    examples = examples or NO_EXAMPLES
-    version = catalogue_version() if result_pages_enabled() and not examples else None
-    if version is None:
-        return search(q, image_vector=image_vector, examples=examples, **options)
-    started = time.perf_counter()
-    if version not in _active:
-        _active.clear()
-        _active[version] = EmbeddingModel.active()
-    model = _active[version]
-    key = (version, model_key(model) if model is not None else None, q,
-           vectors_digest(image_vector) if image_vector is not None else None,
-           tuple(sorted(options.items())), settings.SEARCH_POPULARITY_WEIGHT, settings.SEARCH_DEFAULT_MODE)
-    cached = result_pages.get(key)
-    if cached is not None:
-        return replace(cached, took_ms=(time.perf_counter() - started) * 1000)
-    result = search(q, image_vector=image_vector, examples=examples, model=model, **options)
-    result_pages.put(key, result)
-    return result
-
-
 def reports_cache_use(view: Callable[..., Any]) -> Callable[..., Any]:
     """A search view whose response says which caches answered it: header X-Search-Cache,
     e.g. "result_pages=hit" or "text_vectors=hit, result_pages=miss" ("none": no cache asked)."""
-    from functools import wraps
-
     @wraps(view)
     def wrapped(request: Any, *args: Any, **kwargs: Any) -> Any:
         before = stats()

@@ -15,6 +15,7 @@ scores the photo_words queries for each of a grid of text_weight values
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import random
@@ -293,8 +294,6 @@ def grid_table(results: list[CatalogueResult]) -> str:
 
 def first_products(folder: Path, limit: int) -> Path:
     """A copy of the catalogue's first `limit` rows beside it (so image paths still resolve)."""
-    import csv
-
     out = folder / f"catalogue-first{limit}.csv"
     with (folder / "catalogue.csv").open(newline="", encoding="utf-8") as src, out.open("w", newline="", encoding="utf-8") as dst:
         reader, writer = csv.reader(src), csv.writer(dst)

@@ -29,6 +29,7 @@ from contextvars import ContextVar
 from django.conf import settings
 from django.db import connection, transaction
 
+from ml import wordnet
 from searchsite.db_router import search_connection
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ MAX_PHRASE_WORDS = 2  # query phrases looked up: single words and pairs ("gym sh
 def refresh(batch: int = REFRESH_BATCH) -> int:
     """Add the WordNet synonyms of the vocabulary words not yet looked up; returns the rows
     added. Without WordNet (wordnet-base not installed) it adds none and says so once."""
-    from ml import wordnet
-
     if not wordnet.wordnet_available():
         logger.warning("synonyms: WordNet is not installed (apt-get install wordnet-base); keyword search "
                        "matches the catalogue's own words only")

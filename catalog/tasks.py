@@ -1,20 +1,21 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from celery import shared_task
+from django.utils import timezone
 
 from catalog.analytics import prune
-from catalog.popularity import refresh
 from catalog.ingest import ImportFileError, prepare_upload, run_import
 from catalog.models import ImportJob
+from catalog.popularity import refresh
+from catalog.reconcile import reconcile as run_reconcile
+from catalog.synonyms import refresh as refresh_synonyms_now
 
 
 @shared_task(acks_late=True)
 def import_catalogue(job_id: int, upload_path: str) -> str:
     """Run an admin-uploaded import on a 'prepare' worker."""
-    from pathlib import Path
-
-    from django.utils import timezone
-
     job = ImportJob.objects.get(pk=job_id)
     if job.status not in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
         return job.status  # already ran: a redelivered message changes nothing
@@ -39,9 +40,7 @@ def resume_import(job_id: int) -> str:
 @shared_task(acks_late=True)
 def reconcile() -> dict:
     """Queue again what a crash lost; resume or end stuck jobs (catalog/reconcile.py)."""
-    from catalog.reconcile import reconcile as run
-
-    return run().as_dict()
+    return run_reconcile().as_dict()
 
 
 @shared_task
@@ -54,8 +53,6 @@ def refresh_popularity() -> tuple[int, int]:
 def refresh_synonyms() -> int:
     """Add the WordNet synonyms of new vocabulary words (catalog/synonyms.py): after each
     import and from Celery beat. Routed to the embed queue, whose worker reads WordNet anyway."""
-    from catalog.synonyms import refresh as refresh_synonyms_now
-
     return refresh_synonyms_now()
 
 

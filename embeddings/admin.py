@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from embeddings.models import EmbeddingModel, EvaluationRun, TrainingJob
+from embeddings.tasks import activate_model, train_model
 from embeddings.train_jobs import DEFAULTS
 
 
@@ -36,8 +37,6 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Activate (re-embed the catalogue, then switch)")
     def activate_selected(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
-        from embeddings.tasks import activate_model
-
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model to activate.", messages.ERROR)
             return
@@ -99,8 +98,6 @@ class TrainingJobAdmin(admin.ModelAdmin):
         ] + super().get_urls()
 
     def train_view(self, request: HttpRequest) -> HttpResponse:
-        from embeddings.tasks import train_model
-
         form = TrainForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = dict(form.cleaned_data)

@@ -1,4 +1,8 @@
-"""Queueing embedding work: batches of product ids, sent once the rows are committed."""
+"""Queueing embedding work: batches of product ids, sent once the rows are committed, and
+starting an activation (which queues the catalogue's re-embedding under the new model).
+
+The tasks are sent by name: embeddings/tasks.py defines them and imports this module.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -6,7 +10,12 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.db import transaction
 
-from embeddings.models import EmbeddingModel, ProductVector
+from embeddings.models import EmbeddingModel, ProductVector, atomic_switch
+from embeddings.registry import finish_activation_if_complete, target_models
+from embeddings.vector_index import create_indexes
+from searchsite.celery import app
+
+EMBED_PRODUCTS = "embeddings.tasks.embed_products"
 
 
 def _batches(ids: list[int], size: int) -> Iterable[list[int]]:
@@ -16,16 +25,13 @@ def _batches(ids: list[int], size: int) -> Iterable[list[int]]:
 
 def queue_embedding(product_ids: list[int], models: list[EmbeddingModel] | None = None) -> int:
     """Queue embed_products for these products under every target model; return batch count."""
-    from embeddings.registry import target_models
-    from embeddings.tasks import embed_products
-
     if not product_ids:
         return 0
     sent = 0
     for model in models or target_models():
         for batch in _batches(sorted(product_ids), settings.EMBED_BATCH_SIZE):
             transaction.on_commit(
-                lambda b=batch, m=model.pk: embed_products.delay(b, m)  # type: ignore[misc]
+                lambda b=batch, m=model.pk: app.signature(EMBED_PRODUCTS, args=(b, m)).delay()  # type: ignore[misc]
             )
             sent += 1
     return sent
@@ -37,3 +43,23 @@ def missing_ids(model: EmbeddingModel) -> list[int]:
 
 def queue_missing(model: EmbeddingModel) -> int:
     return queue_embedding(missing_ids(model), [model])
+
+
+def start_activation(model: EmbeddingModel, gate: bool = False) -> None:
+    """Begin re-embedding the catalogue with `model`; search stays on the current model.
+
+    With ``gate``, the model becomes active only if the activation gate (a receiver of
+    ``registry.model_ready_for_gate``, catalog/gate.py) finds it no worse than the active model.
+    """
+    if model.status == EmbeddingModel.Status.ACTIVE:
+        return
+    if EmbeddingModel.active() is None:
+        atomic_switch(model)
+        queue_missing(model)
+        return
+    create_indexes(model.pk, model.column_dims())
+    model.status = EmbeddingModel.Status.ACTIVATING
+    model.gate = {"required": True, "decision": "pending"} if gate else {**(model.gate or {}), "required": False}
+    model.save(update_fields=["status", "gate"])
+    if queue_missing(model) == 0:
+        finish_activation_if_complete(model.pk)

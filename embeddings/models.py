@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from django.db import models, transaction
+from django.utils import timezone
 from pgvector.django import VectorField
+
+if TYPE_CHECKING:
+    from catalog.models import Product, ProductPhoto  # type only: catalog sits above this app
 
 
 class EmbeddingModel(models.Model):
@@ -119,7 +125,7 @@ class ProductVector(models.Model):
     @classmethod
     def missing_product_ids(cls, model: EmbeddingModel) -> models.QuerySet:
         """Ids of the products with no current vector under `model`: what is left to embed."""
-        products = cls._meta.get_field("product").related_model._default_manager  # catalog.Product
+        products = product_model()._default_manager
         return products.exclude(pk__in=cls.current(model).values("product_id")).values_list("pk", flat=True)
 
 
@@ -146,10 +152,18 @@ class PhotoVector(models.Model):
         constraints = [models.UniqueConstraint(fields=["photo", "model"], name="one_photo_vector_per_model")]
 
 
+# The catalogue's models, which the vectors belong to. The catalog app sits above this one and
+# imports it, so this side reaches them through its foreign keys, never by importing catalog.
+def product_model() -> type[Product]:
+    return cast("type[Product]", ProductVector._meta.get_field("product").related_model)
+
+
+def photo_model() -> type[ProductPhoto]:
+    return cast("type[ProductPhoto]", PhotoVector._meta.get_field("photo").related_model)
+
+
 def atomic_switch(new: EmbeddingModel) -> EmbeddingModel | None:
     """Make `new` the active model in one transaction; return the model it replaced."""
-    from django.utils import timezone
-
     with transaction.atomic():
         old = EmbeddingModel.objects.select_for_update().filter(status=EmbeddingModel.Status.ACTIVE).first()
         if old and old.pk == new.pk:

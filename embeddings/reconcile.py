@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from embeddings.dispatch import missing_ids, queue_embedding
-from embeddings.models import EmbeddingModel, ProductVector, TrainingJob
+from embeddings.models import EmbeddingModel, ProductVector, TrainingJob, product_model
 from embeddings.registry import restart_stalled_gate
 from embeddings.tasks import embed_products, train_model
 from ops import beat, broker
@@ -70,8 +70,6 @@ def reconcile_vectors(
     now: datetime | None = None, messages: list[broker.Message] | None = None, saving_since: datetime | None = None
 ) -> VectorReport:
     """saving_since: a live import started then; what it saved is queued by it at the end of each chunk."""
-    from catalog.models import Product
-
     now = now or timezone.now()
     report = VectorReport()
     lease_start = now - timedelta(seconds=settings.RECONCILE_LEASE_SECONDS)
@@ -83,7 +81,7 @@ def reconcile_vectors(
     recent = now - timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
     if saving_since is not None:
         recent = min(recent, saving_since)
-    just_saved = set(Product.objects.filter(updated_at__gte=recent).values_list("pk", flat=True))
+    just_saved = set(product_model().objects.filter(updated_at__gte=recent).values_list("pk", flat=True))
     for model in models:
         if restart_stalled_gate(model, settings.GATE_STALE_SECONDS):
             model.refresh_from_db()

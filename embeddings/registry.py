@@ -3,7 +3,8 @@
 Switching never mixes models: search always reads the vectors of the one ACTIVE model.
 Activating another model marks it ACTIVATING and fans its re-embedding out to the
 workers; when the last batch lands, one transaction makes it ACTIVE, and only then are
-the old model's vectors and indexes dropped.
+the old model's vectors and indexes dropped. Queueing that work, and so starting an
+activation, is embeddings/dispatch.py's: nothing here queues.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from embeddings.vector_index import create_indexes, drop_indexes
 from ops.beat import live_workers
 
 if TYPE_CHECKING:
-    from ml.encoders import Encoder
+    from ml.encoders import Encoder  # type only: importing ml.encoders loads torch (load_model)
 
 logger = logging.getLogger(__name__)
 
@@ -137,28 +138,6 @@ def target_models() -> list[EmbeddingModel]:
             ]
         )
     )
-
-
-def start_activation(model: EmbeddingModel, gate: bool = False) -> None:
-    """Begin re-embedding the catalogue with `model`; search stays on the current model.
-
-    With ``gate``, the model becomes active only if the activation gate (a receiver of
-    ``model_ready_for_gate``, catalog/gate.py) finds it no worse than the active model.
-    """
-    from embeddings.dispatch import queue_missing
-
-    if model.status == EmbeddingModel.Status.ACTIVE:
-        return
-    if EmbeddingModel.active() is None:
-        atomic_switch(model)
-        queue_missing(model)
-        return
-    create_indexes(model.pk, model.column_dims())
-    model.status = EmbeddingModel.Status.ACTIVATING
-    model.gate = {"required": True, "decision": "pending"} if gate else {**(model.gate or {}), "required": False}
-    model.save(update_fields=["status", "gate"])
-    if queue_missing(model) == 0:
-        finish_activation_if_complete(model.pk)
 
 
 def missing_count(model: EmbeddingModel) -> int:

@@ -10,11 +10,16 @@ from celery import shared_task
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.utils import timezone
 
-from embeddings.models import EmbeddingModel, PhotoVector, ProductVector
+from embeddings.dispatch import queue_missing, start_activation
+from embeddings.models import EmbeddingModel, PhotoVector, ProductVector, TrainingJob, photo_model, product_model
+from embeddings.registry import encoder_for, ensure_active_model, finish_activation_if_complete
+from embeddings.train_jobs import run_training
+from ml.transforms import open_image
 
 if TYPE_CHECKING:
-    from ml.encoders import Encoder
+    from ml.encoders import Encoder  # type only: importing ml.encoders loads torch (registry.load_model)
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +28,6 @@ def pretrained_donor(model: EmbeddingModel, encoder: Encoder) -> tuple[Embedding
     """Another model (usually the active one) with the same backbone and preprocessing whose
     stored vectors hold `model`'s pretrained signals: (it, its backbone-feature column, its
     sentence column); None if there is none or `model` cannot use them."""
-    from embeddings.registry import encoder_for
-
     if not (model.joint and model.image_feat_dim and hasattr(encoder, "signals_from_pretrained")):
         return None
     donors = EmbeddingModel.objects.filter(
@@ -81,8 +84,6 @@ def image_input(names: list[str], encoder: Encoder) -> np.ndarray:
     """The stored photos `names`, read, decoded and prepared as the image tower's input. With
     EMBED_JPEG_DRAFT a JPEG decodes at the smallest scale still covering the tower's input
     size (PIL draft: several times faster for large photos)."""
-    from ml.transforms import open_image
-
     draft = encoder.image_size if settings.EMBED_JPEG_DRAFT else None
     images = []
     for name in names:
@@ -98,9 +99,7 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
     A photo keeps its vectors while it exists (they depend on its content only), so a
     product whose words changed re-encodes its main photo and text, not its other photos.
     """
-    from catalog.models import Product, ProductPhoto
-    from embeddings.registry import encoder_for
-
+    Product, ProductPhoto = product_model(), photo_model()
     current = dict(
         ProductVector.objects.filter(model=model, product_id__in=product_ids).values_list(
             "product_id", "content_hash"
@@ -194,8 +193,6 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def embed_products(product_ids: list[int], model_id: int) -> int:
-    from embeddings.registry import finish_activation_if_complete
-
     model = EmbeddingModel.objects.filter(pk=model_id).first()
     if model is None or model.status in (EmbeddingModel.Status.RETIRED, EmbeddingModel.Status.FAILED):
         return 0  # the model was dropped while this batch waited
@@ -209,27 +206,17 @@ def embed_products(product_ids: list[int], model_id: int) -> int:
 @shared_task(acks_late=True)
 def embed_missing(model_id: int | None = None) -> int:
     """Queue batches for every product lacking a current vector (the active model by default)."""
-    from embeddings.dispatch import queue_missing
-    from embeddings.registry import ensure_active_model
-
     model = EmbeddingModel.objects.get(pk=model_id) if model_id else ensure_active_model()
     return queue_missing(model)
 
 
 @shared_task(acks_late=True)
 def activate_model(model_id: int) -> None:
-    from embeddings.registry import start_activation
-
     start_activation(EmbeddingModel.objects.get(pk=model_id))
 
 
 @shared_task(acks_late=False)  # a training run is not safely repeatable mid-way: no redelivery
 def train_model(job_id: int) -> int | None:
-    from django.utils import timezone
-
-    from embeddings.models import TrainingJob
-    from embeddings.train_jobs import run_training
-
     job = TrainingJob.objects.get(pk=job_id)
     if job.status != TrainingJob.Status.QUEUED:
         return None

@@ -7,19 +7,16 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from embeddings.dispatch import start_activation
+from embeddings.models import EmbeddingModel, ProductVector, TrainingJob, fallback_note, product_model
+from embeddings.registry import encoder_for, register_checkpoint
 from ml.config import ImageTowerCfg, TextTowerCfg, TrainCfg
-from ml.data import Record
-from embeddings.models import EmbeddingModel, ProductVector, TrainingJob, fallback_note
-
-if TYPE_CHECKING:
-    from ml.features import KnownFeatures
+from ml.data import KnownFeatures, Record
 
 # The documented training defaults: the ones TrainCfg holds, plus the towers' choice.
 DEFAULTS = {
@@ -34,8 +31,6 @@ DEFAULTS = {
 
 
 def catalogue_records() -> list[Record]:
-    from catalog.models import Product
-
     return [
         Record(
             sku=p.sku,
@@ -45,7 +40,7 @@ def catalogue_records() -> list[Record]:
             price=float(p.price),
             image_path=Path(default_storage.path(p.image.name)),
         )
-        for p in Product.objects.order_by("sku").iterator(chunk_size=2000)
+        for p in product_model().objects.order_by("sku").iterator(chunk_size=2000)
     ]
 
 
@@ -53,9 +48,6 @@ def active_features() -> KnownFeatures | None:
     """The active model's stored backbone features, for training to reuse as its plain view
     (a first training after the demo import skips a third of its backbone passes); read only
     for the products the feature cache lacks. None when the active model has none."""
-    from embeddings.registry import encoder_for
-    from ml.features import KnownFeatures
-
     model = EmbeddingModel.active()
     if model is None:
         return None
@@ -95,8 +87,7 @@ def resolved_params(params: dict) -> dict:
 
 def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -> EmbeddingModel:
     """Train with job.params on the current catalogue; register (and maybe activate) the model."""
-    from embeddings.registry import register_checkpoint, start_activation
-    from ml.training import train
+    from ml.training import train  # lazy: torch (~1 s, ~600 MB), for the process that trains only
 
     params = resolved_params(job.params)
     job.params, job.status = params, TrainingJob.Status.RUNNING

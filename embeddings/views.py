@@ -10,9 +10,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from catalog.models import Product
+from embeddings.models import EmbeddingModel, EvaluationRun, ProductVector, TrainingJob, fallback_note, product_model
 from ml import maps
-from embeddings.models import EmbeddingModel, EvaluationRun, ProductVector, TrainingJob, fallback_note
 
 METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MRR@10", "mAP@10", "P@10")
 TASK_ORDER = ("text→image", "image→image")
@@ -48,7 +47,7 @@ def _training_metrics(metrics: dict) -> dict:
 
 @require_GET
 def registry(request: HttpRequest) -> HttpResponse:
-    products = Product.objects.count()
+    products = product_model().objects.count()
     done = dict(_current_vectors().values_list("model").annotate(n=Count("id")).values_list("model", "n"))
     rows = []
     for model in EmbeddingModel.objects.all():
@@ -208,6 +207,7 @@ def _load_map_input(model: EmbeddingModel) -> maps.MapInput:
     rows = list(_map_rows(model).values_list(
         "product_id", "content_hash", "image_vec", "text_vec",
         "product__sku", "product__title", "product__category", "product__thumbnail", "product__image"))
+    Product = product_model()
     storage = Product._meta.get_field("image").storage
     items, hashes, image, text = [], [], [], []
     for pid, chash, ivec, tvec, sku, title, category, thumb, photo in rows:

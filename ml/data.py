@@ -1,13 +1,16 @@
-"""Catalogue records from an exported CSV, product texts and the train/val split."""
+"""Catalogue records from an exported CSV, product texts, the train/val split, and the backbone
+features a training run may be handed (KnownFeatures)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 REQUIRED_COLUMNS = ("sku", "title", "description", "category", "price", "image")
 
@@ -108,3 +111,15 @@ def split_by_product(
 
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class KnownFeatures:
+    """Backbone features of the plain view (view 0) computed before, e.g. the active model's
+    stored vectors. Used when the backbone and input size match: one backbone pass per
+    product fewer (the head normalises features, so unit-length ones do). ``fetch`` is asked
+    once, for the skus the feature cache lacks, and returns those it has."""
+
+    backbone: str
+    image_size: int
+    fetch: Callable[[list[str]], dict[str, np.ndarray]]

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,24 +15,12 @@ import torch
 
 from .backbones import autocast, backbone_spec, bf16_supported
 from .config import Progress
-from .data import Record, content_hash
+from .data import KnownFeatures, Record, content_hash
 from .perturb import perturb
 from .towers import ImageTower
 from .transforms import ImageError, open_image, to_model_input
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class KnownFeatures:
-    """Backbone features of the plain view (view 0) computed before, e.g. the active model's
-    stored vectors. Used when the backbone and input size match: one backbone pass per
-    product fewer (the head normalises features, so unit-length ones do). ``fetch`` is asked
-    once, for the skus the feature cache lacks, and returns those it has."""
-
-    backbone: str
-    image_size: int
-    fetch: Callable[[list[str]], dict[str, np.ndarray]]
 
 
 def extract_features(

@@ -51,6 +51,7 @@ def sample(n: int, max_points: int, seed: int = 0) -> np.ndarray:
 
 def tsne_2d(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
     """(n, d) vectors -> (n, 2) coordinates scaled into [0, 1]."""
+    # Lazy: sklearn (~0.6 s, ~100 MB) only in the process that draws a map.
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 

@@ -11,7 +11,7 @@ def save_curve(history: Sequence[dict[str, float]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # headless workers
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy, as matplotlib above (after choosing the headless backend)
 
     epochs = [h["epoch"] for h in history]
     fig, ax1 = plt.subplots(figsize=(6, 3.5), dpi=100)

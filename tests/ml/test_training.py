@@ -9,9 +9,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from ml.config import ImageTowerCfg, TextTowerCfg, TrainCfg
-from ml.data import Record, read_catalogue_csv, split_by_product
+from ml.data import KnownFeatures, Record, read_catalogue_csv, split_by_product
 from ml.encoders import clear_encoder_cache, load_encoder
+from ml.features import extract_features
 from ml.metrics import rank_by_similarity, recall_at_k
+from ml.towers import ImageTower
 from ml.training import TrainResult, train
 
 COLOURS = {
@@ -150,9 +152,6 @@ def test_split_by_product_is_deterministic_and_keeps_groups_together() -> None:
 
 
 def test_known_plain_view_features_spare_that_backbone_pass(tmp_path) -> None:
-    from ml.towers import ImageTower
-    from ml.features import KnownFeatures, extract_features
-
     records = shape_catalogue()[:6]
     tower = ImageTower(ImageTowerCfg(backbone="efficientnet_lite0", image_size=96))
     computed, ok = extract_features(records, tower, tmp_path / "a", views=3)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.suite import choose_text_weight, default_suite_dir, grid_table, popularity_table, run_catalogue, table
+from searchsite.celery import app
 
 
 class Command(BaseCommand):
@@ -30,8 +31,6 @@ class Command(BaseCommand):
         parser.add_argument("--wipe", action="store_true", help="confirm: empty this database's catalogue first")
 
     def handle(self, *args: object, **opts: object) -> None:
-        from searchsite.celery import app
-
         if not opts["wipe"]:
             raise CommandError("eval_suite empties the catalogue and the models: pass --wipe (make eval does, on its own data dir)")
         suite = Path(opts["suite"] or default_suite_dir())  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from tqdm import tqdm
 from catalog.ingest import ImportFileError, prepare_upload, run_import
 from catalog.jobs import job_state
 from catalog.models import ImportJob
+from embeddings.registry import ensure_active_model
 
 
 class Command(BaseCommand):
@@ -23,8 +24,6 @@ class Command(BaseCommand):
         parser.add_argument("--quiet-errors", action="store_true", help="do not list bad rows")
 
     def handle(self, *args: object, path: Path, wait: bool, timeout: float, quiet_errors: bool, **options: object) -> None:
-        from embeddings.registry import ensure_active_model
-
         if not path.is_file():
             raise CommandError(f"{path} does not exist or is not a file")
         ensure_active_model()

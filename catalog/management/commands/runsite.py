@@ -9,9 +9,14 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
 
+from catalog.models import Product
+from embeddings.models import EmbeddingModel, TrainingJob
+from embeddings.tasks import train_model
 from searchsite.supervisor import WEB_WORKERS, WORKER_CONCURRENCY, Supervisor, celery_worker_argv, gunicorn_argv
 
 DEMO_CSV = Path(settings.BASE_DIR) / "demo" / "catalogue.csv"
@@ -50,8 +55,6 @@ class Command(BaseCommand):
             )
             supervisor.watch()
             self.stdout.write(f"workers and beat started under supervision; logs in {log_dir}")
-            from catalog.models import Product
-
             if not opts["no_demo"] and not Product.objects.exists() and DEMO_CSV.exists():
                 self.stdout.write(f"loading the demo catalogue from {DEMO_CSV} ...")
                 # In a child process: on a fresh site the import registers the first model, which
@@ -88,11 +91,6 @@ class Command(BaseCommand):
 
         Search keeps serving the baseline model meanwhile; progress is on /admin/ and /models/.
         """
-        from django.db import transaction
-
-        from embeddings.models import EmbeddingModel, TrainingJob
-        from embeddings.tasks import train_model
-
         if EmbeddingModel.objects.filter(kind=EmbeddingModel.Kind.JOINT).exists() or TrainingJob.objects.exists():
             return
         job = TrainingJob.objects.create(params={}, activate=True)
@@ -104,8 +102,6 @@ class Command(BaseCommand):
         )
 
     def _ensure_admin(self) -> None:
-        from django.contrib.auth import get_user_model
-
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             return

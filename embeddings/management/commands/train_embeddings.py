@@ -5,7 +5,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from embeddings.models import EmbeddingModel, TrainingJob
+from embeddings.models import EmbeddingModel, TrainingJob, product_model
+from embeddings.registry import missing_count
 from embeddings.train_jobs import DEFAULTS, run_training
 from ops.beat import beating
 from ops.models import JobHeartbeat
@@ -62,8 +63,6 @@ class Command(BaseCommand):
             self._wait_active(model)
 
     def _wait_active(self, model: EmbeddingModel, timeout: float = 3600) -> None:
-        from embeddings.registry import missing_count
-
         bar = tqdm(desc="re-embedding catalogue", unit="product")
         deadline = time.monotonic() + timeout
         while True:
@@ -77,9 +76,7 @@ class Command(BaseCommand):
                     "Search keeps the current model; see /models/ for the comparison."
                 ))
                 return
-            from catalog.models import Product
-
-            bar.total = Product.objects.count()
+            bar.total = product_model().objects.count()
             bar.n = bar.total - missing_count(model)
             bar.refresh()
             if time.monotonic() > deadline:

@@ -4,7 +4,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from catalog.evaluation import evaluate
 from embeddings.models import EmbeddingModel
+from embeddings.registry import register_baseline
 
 COLUMNS = ("R@1", "R@5", "R@10", "MRR@10", "mAP@10", "P@10")
 
@@ -18,9 +20,6 @@ class Command(BaseCommand):
         parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
 
     def handle(self, *args: object, queries: Path, model: list[str] | None, markdown: bool, **opts: object) -> None:
-        from catalog.evaluation import evaluate
-        from embeddings.registry import register_baseline
-
         if not queries.is_file():
             raise CommandError(f"{queries} does not exist")
         usable = EmbeddingModel.objects.exclude(status=EmbeddingModel.Status.FAILED)
