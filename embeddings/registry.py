@@ -49,7 +49,8 @@ def load_model(spec: dict[str, Any]) -> Encoder:
     """
     from ml.encoders import load_encoder  # lazy: the measured heavy load above
 
-    return load_encoder(spec, device=settings.EMBEDDINGS_DEVICE)
+    return load_encoder(spec, device=settings.EMBEDDINGS_DEVICE, batch_size=settings.ENCODER_BATCH_SIZE,
+                        torch_compile=settings.EMBEDDINGS_COMPILE)
 
 
 def encoder_for(model: EmbeddingModel) -> Encoder:

@@ -1,15 +1,15 @@
 """The encoder API used by the site: images/texts -> L2-normalised float32 vectors.
 
-``load_encoder(spec)`` returns one cached ``Encoder`` per (spec, device) per
-process, loaded once behind a lock (as immich's InferenceModel does), so web
-workers and Celery tasks share it.
+``load_encoder(spec)`` returns one cached ``Encoder`` per (spec, device, batch
+size, compile) per process, loaded once behind a lock (as immich's InferenceModel
+does), so web workers and Celery tasks share it. It reads no environment: the
+site passes its settings (embeddings/registry.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,15 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | None = None) -> torch.device:
-    name = device or os.environ.get("EMBEDDINGS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -59,13 +51,16 @@ class Encoder:
     backbone: str  # backbone actually used (after any fallback)
     text_kind: str  # "gru" or "minilm"
 
-    def __init__(self, device: torch.device, bf16: bool | None = None) -> None:
+    def __init__(
+        self, device: torch.device, bf16: bool | None = None, batch_size: int = 64, torch_compile: bool = False
+    ) -> None:
         self.device = device
         self.bf16 = bf16_supported(device) if bf16 is None else bf16
         # On CPU, bf16 autocast made text encoding slower for both the GRU (~1.6x) and
         # MiniLM (bench/encoder_throughput); it pays off for the image backbones only.
         self.text_bf16 = self.bf16 and self.device.type != "cpu"
-        self.batch_size = max(1, _env_int("EMBEDDINGS_BATCH_SIZE", 64))
+        self.batch_size = max(1, batch_size)  # images or texts per forward pass
+        self.torch_compile = torch_compile
         self.image_size = 224
         self.mean: tuple[float, ...] = (0.5, 0.5, 0.5)
         self.std: tuple[float, ...] = (0.5, 0.5, 0.5)
@@ -76,8 +71,8 @@ class Encoder:
     def _prepare(self, module: nn.Module, image: bool) -> nn.Module:
         module = module.to(self.device).eval()
         if image:
-            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        if os.environ.get("EMBEDDINGS_COMPILE") == "1":
+            module = module.to(memory_format=torch.channels_last)
+        if self.torch_compile:
             module = torch.compile(module)  # type: ignore[assignment]
         return module
 
@@ -167,8 +162,10 @@ class BaselineEncoder(Encoder):
         weights_path: str | None = None,
         device: torch.device | None = None,
         bf16: bool | None = None,
+        batch_size: int = 64,
+        torch_compile: bool = False,
     ) -> None:
-        super().__init__(device or resolve_device(), bf16)
+        super().__init__(device or resolve_device(), bf16, batch_size, torch_compile)
         model, self.image_dim, self.backbone = build_backbone(backbone, weights_path)
         spec = backbone_spec(self.backbone)
         self.image_size, self.mean, self.std = spec.input_size, spec.mean, spec.std
@@ -192,8 +189,15 @@ class CheckpointEncoder(Encoder):
 
     joint = True
 
-    def __init__(self, path: str | Path, device: torch.device | None = None, bf16: bool | None = None) -> None:
-        super().__init__(device or resolve_device(), bf16)
+    def __init__(
+        self,
+        path: str | Path,
+        device: torch.device | None = None,
+        bf16: bool | None = None,
+        batch_size: int = 64,
+        torch_compile: bool = False,
+    ) -> None:
+        super().__init__(device or resolve_device(), bf16, batch_size, torch_compile)
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
@@ -281,19 +285,23 @@ class CheckpointEncoder(Encoder):
         return out
 
 
-_cache: dict[tuple[str, str], Encoder] = {}
+_cache: dict[tuple[str, str, int, bool], Encoder] = {}
 _cache_lock = threading.Lock()
 
 
-def load_encoder(spec: dict[str, Any], device: str | None = None) -> Encoder:
+def load_encoder(
+    spec: dict[str, Any], device: str | None = None, batch_size: int = 64, torch_compile: bool = False
+) -> Encoder:
     """Return the process-wide encoder for ``spec``, loading it on first use.
 
     ``{"kind": "baseline", "backbone": "resnet50", "weights_path": None, "text": "minilm"}``
-    or ``{"kind": "checkpoint", "path": "/path/model.pt"}``. Device: ``device``
-    argument, else env EMBEDDINGS_DEVICE, else CUDA when available, else CPU.
+    or ``{"kind": "checkpoint", "path": "/path/model.pt"}``. Device: ``device``, else CUDA
+    when available, else CPU. ``batch_size``: images or texts per forward pass;
+    ``torch_compile``: run the towers through torch.compile. The site passes its settings
+    (embeddings/registry.py).
     """
     dev = resolve_device(device)
-    key = (json.dumps(spec, sort_keys=True, default=str), str(dev))
+    key = (json.dumps(spec, sort_keys=True, default=str), str(dev), batch_size, torch_compile)
     # Loaded already: no lock, so a search on the serving model never waits behind another
     # model being loaded (embeddings/warm.py loads the next one while search goes on).
     enc = _cache.get(key)
@@ -306,9 +314,10 @@ def load_encoder(spec: dict[str, Any], device: str | None = None) -> Encoder:
             if kind == "baseline":
                 if spec.get("text", "minilm") != "minilm":
                     raise ValueError("baseline text encoder must be 'minilm'")
-                enc = BaselineEncoder(spec.get("backbone", "resnet50"), spec.get("weights_path"), dev)
+                enc = BaselineEncoder(spec.get("backbone", "resnet50"), spec.get("weights_path"), dev,
+                                      batch_size=batch_size, torch_compile=torch_compile)
             elif kind == "checkpoint":
-                enc = CheckpointEncoder(spec["path"], dev)
+                enc = CheckpointEncoder(spec["path"], dev, batch_size=batch_size, torch_compile=torch_compile)
             else:
                 raise ValueError(f"unknown encoder kind {kind!r}")
             logger.info("loaded encoder %s on %s", enc.name, dev)

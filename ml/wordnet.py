@@ -43,6 +43,8 @@ _pools: tuple[list[str], list[str]] | None = None
 
 
 def wordnet_dir() -> Path:
+    # From the environment, not Django's settings: this module runs without Django too
+    # (training, scripts/build_eval_suite.py).
     return Path(os.environ.get("WORDNET_DIR") or DEFAULT_WORDNET_DIR)
 
 

@@ -210,6 +210,7 @@ INGEST_ALLOWED_PRIVATE_NETWORKS = [
     ipaddress.ip_network(n.strip(), strict=False) for n in envstr("INGEST_ALLOWED_PRIVATE_NETWORKS").split(",") if n.strip()
 ]
 INGEST_URL_TIMEOUT = envfloat("INGEST_URL_TIMEOUT", 15.0)
+# Products per embedding task (one Celery message; the towers then run ENCODER_BATCH_SIZE at a time).
 EMBED_BATCH_SIZE = envint("EMBED_BATCH_SIZE", 64)
 # The embed worker decodes a JPEG product photo at the smallest scale that still covers the
 # image tower's input (PIL draft): 2-3x faster for large photos; the vectors differ slightly
@@ -222,6 +223,9 @@ EMBEDDINGS_IMAGE_BACKBONE = envstr("EMBEDDINGS_IMAGE_BACKBONE", "resnet50")
 RESNET50_WEIGHTS = envstr("RESNET50_WEIGHTS") or None  # file path to torchvision ResNet50 weights
 EMBEDDINGS_CHECKPOINT = envstr("EMBEDDINGS_CHECKPOINT") or None  # activate this trained model
 EMBEDDINGS_DEVICE = envstr("EMBEDDINGS_DEVICE") or None  # "cuda", "cpu"; default: cuda if present
+# Images or texts per forward pass of the towers (embeddings/registry.py passes these to the encoder).
+ENCODER_BATCH_SIZE = max(1, envint("ENCODER_BATCH_SIZE", 64))
+EMBEDDINGS_COMPILE = envbool("EMBEDDINGS_COMPILE", False)  # torch.compile the towers
 MODELS_DIR = Path(envstr("MODELS_DIR", str(DATA_DIR / "models")))
 # WordNet texts the GRU text tower distils MiniLM on before training (ml/distill.py).
 EMBEDDINGS_DISTILL_CORPUS = envint("EMBEDDINGS_DISTILL_CORPUS", 20_000)
@@ -339,6 +343,14 @@ CELERY_TASK_ROUTES = {
     "embeddings.tasks.*": {"queue": "prepare"},
 }
 
+# --- `make run` (manage.py runsite) ---
+# Where runsite serves unless --host/--port say otherwise (env HOST and PORT), and the password
+# of the superuser "admin" it makes on a fresh site (unset: a random one, written to
+# DATA_DIR/admin-password.txt).
+RUNSITE_HOST = envstr("HOST", "127.0.0.1")
+RUNSITE_PORT = envint("PORT", 8000)
+VITRINE_ADMIN_PASSWORD = envstr("VITRINE_ADMIN_PASSWORD")
+
 # --- crash recovery (catalog/reconcile.py, ops/) ---
 # Workers and long jobs stamp a heartbeat row this often; a row older than the stale limit
 # means the process is gone (killed, crashed, its machine restarted).
@@ -351,6 +363,8 @@ RECONCILE_LEASE_SECONDS = envint("RECONCILE_LEASE_SECONDS", 600)
 # Products saved this recently are left to the import that saved them (it queues them itself).
 RECONCILE_GRACE_SECONDS = envint("RECONCILE_GRACE_SECONDS", 30)
 IMPORT_MAX_RESUMES = envint("IMPORT_MAX_RESUMES", 3)
+# Web workers load the active model when they start, not on a shopper's first query.
+WARM_UP_ENCODER = envbool("WARM_UP_ENCODER", True)
 # Web processes look this often for a model being activated, and load it before the switch.
 ENCODER_WARM_POLL_SECONDS = envfloat("ENCODER_WARM_POLL_SECONDS", 2.0)
 # A switch to a new model waits at most this long for every live web worker to have loaded it.

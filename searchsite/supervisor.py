@@ -37,6 +37,8 @@ def web_torch_threads() -> str:
     each would contend, every forward stalling at an OpenMP barrier whenever another process
     holds a core (docs/benchmarks.md section 7).
     """
+    # From the environment, not Django's settings: the container's command (serve_web) builds
+    # gunicorn's command line before anything loads Django.
     return os.environ.get("WEB_TORCH_THREADS") or "1"
 
 
@@ -212,6 +214,7 @@ def serve_web(args: list[str] | None = None) -> None:
     becomes gunicorn, so the container's stop signal reaches it."""
     parser = argparse.ArgumentParser(prog="python -m searchsite.supervisor", description=serve_web.__doc__)
     parser.add_argument("--bind", default="0.0.0.0:8000")
+    # the container's setting, read here: this command runs without Django (Dockerfile)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_WORKERS") or WEB_WORKERS))
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     opts = parser.parse_args(args)

@@ -1,12 +1,13 @@
 import os
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "searchsite.settings")
 application = get_wsgi_application()
 
 
-if os.environ.get("WARM_UP_ENCODER", "1") not in ("0", "false", "no"):
+if settings.WARM_UP_ENCODER:
     # Load the active model's towers now, not on a shopper's first query (seconds), and any
     # model being activated before it is switched to (embeddings/warm.py).
     from embeddings.warm import start_warm_loop  # after get_wsgi_application(): it imports models

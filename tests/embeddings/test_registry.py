@@ -8,7 +8,7 @@ from django.db import connection
 from catalog.search import search_by_image, search_by_text
 from embeddings.models import EmbeddingModel, ProductVector, TrainingJob
 from embeddings.dispatch import start_activation
-from embeddings.registry import finish_activation_if_complete, missing_count
+from embeddings.registry import finish_activation_if_complete, load_model, missing_count
 from embeddings.tasks import embed_batch
 from embeddings.vector_index import index_name
 
@@ -120,3 +120,10 @@ def test_training_reuses_the_active_models_stored_features_as_its_plain_view(sma
     stored = np.stack([by_sku[r.sku] for r in records])
     unit = computed[:, 0] / np.linalg.norm(computed[:, 0], axis=1, keepdims=True)
     assert (unit * stored).sum(axis=1).min() > 0.99
+
+
+def test_the_encoder_runs_with_the_sites_settings(settings):
+    settings.ENCODER_BATCH_SIZE = 3
+    encoder = load_model({"kind": "baseline", "backbone": "efficientnet_lite0", "text": "minilm"})
+    assert encoder.batch_size == 3 and encoder.torch_compile is False
+    assert load_model({"kind": "baseline", "backbone": "efficientnet_lite0", "text": "minilm"}) is encoder

@@ -42,10 +42,9 @@ def test_checkpoint_encoder_dims_and_norms(checkpoint: Path) -> None:
     assert checkpoint.stat().st_size < 2_000_000
 
 
-def test_batching_does_not_change_results(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batching_does_not_change_results(checkpoint: Path) -> None:
     full = CheckpointEncoder(checkpoint, torch.device("cpu"), bf16=False)
-    monkeypatch.setenv("EMBEDDINGS_BATCH_SIZE", "2")
-    small = CheckpointEncoder(checkpoint, torch.device("cpu"), bf16=False)
+    small = CheckpointEncoder(checkpoint, torch.device("cpu"), bf16=False, batch_size=2)
     assert small.batch_size == 2
     assert np.allclose(full.encode_images(images()), small.encode_images(images()), atol=1e-5)
 
@@ -91,10 +90,9 @@ def test_texts_come_back_in_their_order_whatever_their_lengths():
     assert np.allclose(together, alone, atol=1e-4)
 
 
-def test_prepared_pixels_give_the_same_signals(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prepared_pixels_give_the_same_signals(checkpoint: Path) -> None:
     # The embed worker prepares the tower's input in a thread, then encodes it (embeddings/tasks.py).
-    monkeypatch.setenv("EMBEDDINGS_BATCH_SIZE", "2")
-    enc = CheckpointEncoder(checkpoint, torch.device("cpu"), bf16=False)
+    enc = CheckpointEncoder(checkpoint, torch.device("cpu"), bf16=False, batch_size=2)
     direct = enc.encode_image_signals(images())
     prepared = enc.encode_pixel_signals(enc.image_input(images()))
     assert set(direct) == set(prepared) == {"image_vec", "image_feat"}

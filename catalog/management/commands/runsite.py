@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -26,13 +26,13 @@ class Command(BaseCommand):
     help = "Run the whole site: migrate, start Celery workers, load the demo catalogue, serve HTTP."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=settings.RUNSITE_HOST)
+        parser.add_argument("--port", type=int, default=settings.RUNSITE_PORT)
         parser.add_argument("--no-demo", action="store_true", help="do not load the demo catalogue")
         parser.add_argument("--no-train", action="store_true", help="do not train a joint model on first run")
         parser.add_argument("--web-workers", type=int, default=WEB_WORKERS)
 
-    def handle(self, *args: object, **opts: object) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self._ensure_admin()
         log_dir = settings.DATA_DIR / "logs"
@@ -105,7 +105,7 @@ class Command(BaseCommand):
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             return
-        password = os.environ.get("VITRINE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        password = settings.VITRINE_ADMIN_PASSWORD or secrets.token_urlsafe(12)
         User.objects.create_superuser("admin", "admin@localhost", password)
         secret = settings.DATA_DIR / "admin-password.txt"
         secret.write_text(password + "\n")
