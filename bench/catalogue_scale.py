@@ -45,10 +45,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.common import DEMO_CSV, ROOT, bench_env, connect, log, stats_ms, table, write_result
+
+if TYPE_CHECKING:  # Django is set up in main(), before the models are imported
+    from embeddings.models import EmbeddingModel
 
 CENTRES = 1000  # demo products whose vectors are the cluster centres
 NOISE = 0.6  # noise norm relative to a unit centre (cosine to its centre ~0.86), as hnsw_recall
@@ -342,8 +346,8 @@ def build_probe(model, column: str, storage: str, memory: str, workers: str, reb
     return {**builds[key], "reused": False}
 
 
-def measure_variant(model, column: str, storage: str, vectors: list[np.ndarray], recall_queries: np.ndarray,
-                    exact: np.ndarray) -> dict:  # type: ignore[no-untyped-def]
+def measure_variant(model: EmbeddingModel, column: str, storage: str, vectors: list[np.ndarray],
+                    recall_queries: np.ndarray, exact: np.ndarray) -> dict:
     """Raw latency (c=1, the text queries' vectors) and recall@10 of vector_search under `storage`."""
     from django.conf import settings
     from django.test import override_settings
@@ -447,7 +451,7 @@ def run_raw(conn, kind: str, column: str, dim: int, model_id: int, vec: np.ndarr
     return seconds
 
 
-def concurrently(clients: int, jobs: list, fn: Callable) -> list:  # type: ignore[type-arg]
+def concurrently(clients: int, jobs: list, fn: Callable[[int, Any], Any]) -> list:
     """Run fn(client_index, job) over jobs with `clients` threads; results in job order."""
     out: list = [None] * len(jobs)
     errors: list[BaseException] = []
@@ -622,9 +626,10 @@ def main() -> None:
         results.setdefault("variant_builds", {})[f"{storage}:{column}"] = build_index(
             model, column, storage, args.rebuild_index, builds_file)
     if args.build_settings:
-        results["build_settings"] = [build_probe(model, args.build_column, args.build_storage or index_storage(), *spec.split(":"),
-                                                 args.rebuild_index, builds_file)
-                                     for spec in args.build_settings.split(",")]
+        probes = [spec.split(":") for spec in args.build_settings.split(",")]  # memory:workers
+        results["build_settings"] = [build_probe(model, args.build_column, args.build_storage or index_storage(), memory,
+                                                 workers, args.rebuild_index, builds_file)
+                                     for memory, workers in probes]
     if args.stop_after == "index":
         return
     # Queries: the demo's wordings, and demo photos (centres' photos: what a shopper would upload).
@@ -650,7 +655,7 @@ def main() -> None:
     sampler.watch("this client", os.getpid(), False)
     sampler.watch("postgres", postgres_pid(), True)
     sampler.start()
-    web = start_web(port, WEB_WORKERS)
+    web = start_web(port, WEB_WORKERS, {})
     sampler.watch("gunicorn", web.pid, True)
     api: dict = {}
     concurrency = [int(c) for c in args.clients.split(",")]

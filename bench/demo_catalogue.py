@@ -1,7 +1,12 @@
 """Load the demo catalogue (2,500 products) into the benchmark database, with vectors."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bench.common import DEMO_CSV, log
+
+if TYPE_CHECKING:
+    from embeddings.models import EmbeddingModel
 
 
 def ensure_demo_catalogue(embed: bool = True) -> int:
@@ -29,7 +34,7 @@ def ensure_demo_catalogue(embed: bool = True) -> int:
     return Product.objects.count()
 
 
-def run_setup_subprocess(embed: bool):  # -> EmbeddingModel (Django is set up by the caller)
+def run_setup_subprocess(embed: bool) -> EmbeddingModel:  # Django is set up by the caller
     """Run the setup in a child interpreter so this process never loads a model; return
     the active model it registered.
 

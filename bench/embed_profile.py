@@ -20,7 +20,6 @@ from bench.common import bench_env, log, setup_django, table, write_result
 
 def profile_batch(product_ids: list[int], model_id: int, repeats: int) -> dict:
     import torch
-    from django.core.files.storage import default_storage
 
     from catalog.models import Product
     from embeddings.models import EmbeddingModel, ProductVector
@@ -43,7 +42,7 @@ def profile_batch(product_ids: list[int], model_id: int, repeats: int) -> dict:
         t = time.perf_counter()
         images = []
         for p in products:
-            with default_storage.open(p.image.name, "rb") as handle:
+            with p.image.open("rb") as handle:
                 images.append(open_image(handle.read()))
         r["read_decode"] = time.perf_counter() - t
         t = time.perf_counter()

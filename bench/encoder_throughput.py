@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ def bench_backbone(name: str, size: int, batch: int, compile_: bool) -> list[dic
 
     model = _backbone(name)
     x = _pixels(batch, size)
-    rows = []
+    rows: list[dict[str, Any]] = []
     with torch.inference_mode():
         ref = model(x)
         s = _time(lambda: model(x))
@@ -168,11 +169,12 @@ def bench_jpeg(n: int = 40) -> tuple[list[dict], dict]:
     """Decode + resize + centre-crop to 224 of a ~1600 px product-size JPEG, with and without draft()."""
     import torch
     from PIL import Image
+    from sklearn import datasets  # only for its sample photo
 
     from ml.backbones import backbone_spec
     from ml.transforms import _resize_center_crop, open_image, to_model_input
 
-    src = Image.open(Path(__import__("sklearn.datasets", fromlist=["x"]).__file__).parent / "images" / "china.jpg")
+    src = Image.open(Path(datasets.__file__).parent / "images" / "china.jpg")
     big = src.convert("RGB").resize((1600, 1067), Image.Resampling.BICUBIC)
     buf = io.BytesIO()
     big.save(buf, "JPEG", quality=90)

@@ -21,10 +21,14 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.common import ROOT, bench_env, log, post_search_image, setup_django, stats_ms, table, write_result
+
+if TYPE_CHECKING:  # Django is set up in main(), before the models are imported
+    from embeddings.models import EmbeddingModel
 
 K = 24
 
@@ -94,7 +98,7 @@ def raw_pgvector(vectors: list[np.ndarray], column: str, dim: int, model_id: int
     return times
 
 
-def stages(kind: str, inputs: list, model) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
+def stages(kind: str, inputs: list, model: EmbeddingModel) -> dict[str, Any]:
     """Time each stage of the search path in this process (same code the view runs)."""
     from django.http import JsonResponse
     from django.test import RequestFactory
@@ -156,7 +160,7 @@ def main() -> None:
     queries = [d["query"] for d in lines if isinstance(d.get("query"), str)]
     texts = [queries[i % len(queries)] for i in range(args.text_queries)]
     products = list(Product.objects.order_by("?")[: args.image_queries])
-    images = [(Path(p.image.name).name, Path(settings.MEDIA_ROOT, p.image.name).read_bytes()) for p in products]
+    images = [(Path(p.image.path).name, Path(p.image.path).read_bytes()) for p in products]
 
     port = free_port()
     log(f"starting gunicorn on :{port}")
@@ -188,12 +192,13 @@ def main() -> None:
     st_image = stages("image", images, model)
 
     log("raw pgvector queries (same vectors, same k)")
-    text_col, text_dim = st_text["_vectors"][0][0], (model.image_dim if st_text["_vectors"][0][0] == "image_vec" else model.text_dim)  # type: ignore[index]
-    raw_text = raw_pgvector([v for _, v in st_text["_vectors"]], text_col, text_dim, model.pk, settings.HNSW_EF_SEARCH)  # type: ignore[misc]
-    raw_image = raw_pgvector([v for _, v in st_image["_vectors"]], "image_vec", model.image_dim, model.pk, settings.HNSW_EF_SEARCH)  # type: ignore[misc]
+    text_col, text_dim = st_text["_vectors"][0][0], (model.image_dim if st_text["_vectors"][0][0] == "image_vec" else model.text_dim)
+    raw_text = raw_pgvector([v for _, v in st_text["_vectors"]], text_col, text_dim, model.pk, settings.HNSW_EF_SEARCH)
+    raw_image = raw_pgvector([v for _, v in st_image["_vectors"]], "image_vec", model.image_dim, model.pk, settings.HNSW_EF_SEARCH)
 
-    rows, results = [], {"k": K, "model": model.name, "backbone": model.backbone, "vectors": model.vector_count(),
-                         "ef_search": settings.HNSW_EF_SEARCH, "gunicorn_workers": 1}
+    rows: list[dict[str, Any]] = []
+    results: dict[str, Any] = {"k": K, "model": model.name, "backbone": model.backbone, "vectors": model.vector_count(),
+                               "ef_search": settings.HNSW_EF_SEARCH, "gunicorn_workers": 1}
     for kind, http_t, st, raw in (("text", http_text, st_text, raw_text), ("image", http_image, st_image, raw_image)):
         h, r = stats_ms(http_t), stats_ms(raw)
         results[kind] = {"http": h, "raw_pgvector": r, "stages": {k: stats_ms(v) for k, v in st.items() if not k.startswith("_")},

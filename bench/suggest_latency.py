@@ -28,6 +28,7 @@ import csv
 import random
 import time
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
@@ -213,7 +214,7 @@ def main() -> None:
         facets_s.append(t2 - t1)
         matched.append(facets.matched)
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"operation": "GET /api/suggest (typing, 2+ letters)", **stats_ms(suggest_s),
          "answered": f"{answered}/{len(prefixes)} ({with_past} with past queries)"},
         {"operation": "correct_query (one misspelt word)", **stats_ms(correct_s),

@@ -23,10 +23,14 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.common import DEMO_CSV, ROOT, log, stats_ms, table, write_result
 from bench.search_latency import free_port, http_post_image
 from searchsite.supervisor import WEB_WORKERS, gunicorn_argv
+
+if TYPE_CHECKING:  # Django is set up in main(), before the models are imported
+    from embeddings.models import EmbeddingModel
 
 # ENCODER_WARM_POLL_SECONDS of the web workers (cold: never polls again after start-up), and
 # ENCODER_WARM_WAIT_SECONDS of the switch (cold: it does not wait for the web workers).
@@ -76,7 +80,7 @@ def prepare_catalogue(products: int) -> list[Path]:
     return photos
 
 
-def begin_activation(backbone: str):
+def begin_activation(backbone: str) -> EmbeddingModel:
     from embeddings.models import EmbeddingModel
     from embeddings.registry import register_baseline
     from embeddings.vector_index import create_indexes
@@ -88,7 +92,7 @@ def begin_activation(backbone: str):
     return new
 
 
-def reembed_and_switch(new) -> tuple[float, float]:
+def reembed_and_switch(new: EmbeddingModel) -> tuple[float, float]:
     """Re-embed the catalogue under `new`, then switch as the embed task does after the last
     batch (registry.finish_activation_if_complete: waits for the web workers, switches, retires
     the old model); return the seconds of each."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -175,8 +176,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
             kwargs["form"] = ApiTokenForm
         return super().get_form(request, obj, change, **kwargs)
 
-    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
-        return ["user", "name"] if obj is None else ["name", "user", *self.readonly_fields]
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> tuple[str, ...]:
+        return ("user", "name") if obj is None else ("name", "user", *self.readonly_fields)
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
         # a token belongs to one user for its whole life: to move it, revoke it and make another
@@ -271,8 +272,9 @@ class SynonymForm(forms.ModelForm):
         model = Synonym
         fields = ("term", "word")
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         term, word = (data.get("term") or "").strip().lower(), (data.get("word") or "").strip().lower()
         if term and word:
             key = term_key(term)

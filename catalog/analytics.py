@@ -12,11 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Avg, Count, Exists, F, FloatField, OuterRef, Q
+from django.db.models import Avg, Count, Exists, F, FloatField, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast, TruncDate
 from django.http import HttpRequest
 from django.utils import timezone
@@ -56,13 +58,14 @@ def log_search(result: SearchResult, *, text: str, kind: str, source: str, page:
     if earlier and SearchLog.objects.filter(pk=earlier, text=text, kind=kind,
                                             created_at__gte=timezone.now() - PAGE_REUSE).exists():
         return earlier
-    fields = {"created_at": timezone.now(), "kind": kind, "text": text, "mode": result.mode, "page": page,
+    now = timezone.now()
+    fields = {"created_at": now, "kind": kind, "text": text, "mode": result.mode, "page": page,
               "results": result.total_candidates, "took_ms": round(result.took_ms, 2), "source": source,
               "corrected": result.correction is not None,
               "visitor": visitor_hash(request) if request is not None else ""}
     typed = _as_uuid(replaces)
     if typed and SearchLog.objects.filter(
-        pk=typed, created_at__gte=fields["created_at"] - timedelta(seconds=REPLACE_SECONDS),
+        pk=typed, created_at__gte=now - timedelta(seconds=REPLACE_SECONDS),
     ).exclude(Exists(SearchClick.objects.filter(search=OuterRef("pk")))).update(**fields):
         return typed
     return SearchLog.objects.create(id=uuid.uuid4(), **fields).pk
@@ -82,7 +85,7 @@ def record_click(search_id: str | None, sku: str | None, rank: str | None) -> No
         raise ClickRefused("query_id must be the query_id a search answered with")
     if not sku:
         raise ClickRefused("sku is required")
-    if not (rank or "").isascii() or not (rank or "").isdigit() or not 1 <= int(rank) <= 100_000:  # type: ignore[union-attr]
+    if rank is None or not rank.isascii() or not rank.isdigit() or not 1 <= int(rank) <= 100_000:
         raise ClickRefused("rank must be a whole number from 1 (the first result)")
     product = Product.objects.filter(sku=sku).values_list("pk", flat=True).first()
     if product is None or not SearchLog.objects.filter(pk=search).exists():
@@ -141,18 +144,18 @@ def _window(start: date, end: date) -> Q:
     return Q(created_at__gte=first, created_at__lt=first + timedelta(days=(end - start).days + 1))
 
 
-def _searches(start: date, end: date):  # type: ignore[no-untyped-def]
+def _searches(start: date, end: date) -> QuerySet[SearchLog]:
     return SearchLog.objects.filter(_window(start, end)).annotate(
         clicked=Exists(SearchClick.objects.filter(search=OuterRef("pk"))))
 
 
 def days(start: date, end: date) -> list[Day]:
     """Per day from start to end (every day, searched or not), newest first."""
-    per_day = {row["day"]: row for row in _searches(start, end).annotate(day=TruncDate("created_at"))
+    per_day: dict[date, Mapping[str, Any]] = {row["day"]: row for row in _searches(start, end).annotate(day=TruncDate("created_at"))
                .values("day").order_by().annotate(
                    searches=Count("pk"), zero=Count("pk", filter=Q(results=0)),
                    clicked_count=Count("pk", filter=Q(clicked=True)))}
-    clicks = {row["day"]: row for row in SearchClick.objects.filter(
+    clicks: dict[date, Mapping[str, Any]] = {row["day"]: row for row in SearchClick.objects.filter(
         search__in=SearchLog.objects.filter(_window(start, end))).annotate(day=TruncDate("search__created_at"))
         .values("day").order_by().annotate(n=Count("pk"), rank=Avg(Cast(F("rank"), FloatField())))}
     out = []

@@ -94,9 +94,9 @@ def parse_k(raw: str | None, default: int = 24, maximum: int = MAX_K) -> int:
     if raw in (None, ""):
         return default
     try:
-        k = int(raw)  # type: ignore[arg-type]
+        k = int(raw)
     except ValueError as exc:
-        raise BadRequest(f"k must be a whole number from 1 to {maximum}, got {raw[:20]!r}") from exc  # type: ignore[index]
+        raise BadRequest(f"k must be a whole number from 1 to {maximum}, got {raw[:20]!r}") from exc
     if not 1 <= k <= maximum:
         raise BadRequest(f"k must be from 1 to {maximum}, got {k}")
     return k
@@ -114,12 +114,12 @@ def parse_query(raw: str | None) -> str:
 def parse_flag(raw: str | None, name: str, default: bool) -> bool:
     if raw in (None, ""):
         return default
-    value = raw.strip().lower()  # type: ignore[union-attr]
+    value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise BadRequest(f"{name} must be true or false (or 1 or 0), got {raw[:20]!r}")  # type: ignore[index]
+    raise BadRequest(f"{name} must be true or false (or 1 or 0), got {raw[:20]!r}")
 
 
 def form_examples(form: SearchForm) -> Examples:
@@ -353,7 +353,7 @@ def imports(request: HttpRequest) -> JsonResponse:
     length = request.META.get("CONTENT_LENGTH") or "0"
     if length.isdigit() and int(length) > settings.MAX_IMPORT_BYTES + MULTIPART_SLACK:
         return error(f"request is {int(length):,} bytes; imports up to {settings.MAX_IMPORT_BYTES:,}", 413)
-    if not request.content_type.startswith("multipart/form-data"):
+    if not (request.content_type or "").startswith("multipart/form-data"):
         return error("send the file as multipart/form-data, in the field 'file'")
     try:
         upload = request.FILES.get("file")

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from django.core.files.storage import default_storage
 
 from catalog.hybrid import rrf
 from catalog.keyword import keyword_search
@@ -93,7 +92,7 @@ class Catalogue:
             batch = [products[i] for i in self.ids[start : start + 256]]
             images = []
             for p in batch:
-                with default_storage.open(p.image.name, "rb") as handle:
+                with p.image.open("rb") as handle:
                     images.append(open_image(handle.read()))
             image_parts.append(encoder.encode_images(images))
             text_parts.append(encoder.encode_texts([p.text_for_embedding for p in batch]))

@@ -20,7 +20,7 @@ import ssl
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import quote, urljoin, urlparse
+from urllib.parse import ParseResult, quote, urljoin, urlparse
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -130,15 +130,16 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to a fixed, already checked address; SNI and certificate checked for the URL's host."""
 
     def __init__(self, host: str, port: int, address: Address, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.ssl_context = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.ssl_context)
         self.pinned = address
 
     def connect(self) -> None:
         sock = socket.create_connection((str(self.pinned), self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
 
 
-def _request_target(parsed) -> str:  # type: ignore[no-untyped-def]
+def _request_target(parsed: ParseResult) -> str:
     target = parsed.path or "/"
     if parsed.query:
         target += "?" + parsed.query

@@ -13,7 +13,8 @@ class Filters:
 
     def sql(self, alias: str) -> tuple[str, list]:
         """The SQL conditions (each after " AND ") and parameters on the product table `alias`."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[str | Decimal] = []
         if self.category:
             clauses.append(f"{alias}.category = %s")
             params.append(self.category)

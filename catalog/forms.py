@@ -92,7 +92,8 @@ class SearchForm(forms.Form):
         return " ".join(self.cleaned_data["q"].split())
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         low, high = data.get("min_price"), data.get("max_price")
         if low is not None and high is not None and low > high:
             raise forms.ValidationError(f"min_price ({low}) is above max_price ({high})")

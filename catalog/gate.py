@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.files.storage import default_storage
 from PIL import Image
 
 from catalog.hybrid import FitQuery, fit_weights
@@ -97,7 +96,7 @@ def heldout_skus(model: EmbeddingModel, items: Sequence[ProbeItem]) -> list[str]
 
 def probe_photo(probe: Probe) -> Image.Image:
     product = Product.objects.get(sku=probe.sku)
-    with default_storage.open(product.image.name, "rb") as handle:
+    with product.image.open("rb") as handle:
         image = open_image(handle.read())
     return perturb(image, random.Random(probe.seed))
 

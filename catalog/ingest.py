@@ -183,7 +183,7 @@ def read_image_bytes(ref: str, base_dir: Path) -> bytes:
 
 
 def _decode_whole(path: Path, codec: str) -> None:
-    """Raise UnicodeError unless the whole file decodes as `codec` (read in 1 MB pieces)."""
+    """Raise UnicodeDecodeError unless the whole file decodes as `codec` (read in 1 MB pieces)."""
     with open(path, encoding=codec, errors="strict", newline="") as handle:
         while handle.read(1 << 20):
             pass
@@ -201,7 +201,7 @@ def _check_encoding(path: Path) -> tuple[str, list[str]]:
         if head.startswith(bom):  # utf-16: Excel's "Unicode text" export
             try:
                 _decode_whole(path, codec)
-            except UnicodeError as exc:
+            except UnicodeDecodeError as exc:
                 raise ImportFileError(
                     f"{path.name} starts with a {codec.upper()} byte-order mark but is not valid {codec.upper()} "
                     f"({exc.reason}). Save it as \"CSV UTF-8\" and upload that."

@@ -4,6 +4,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -323,7 +324,7 @@ class Synonym(models.Model):
     def __str__(self) -> str:
         return f"{self.term} -> {self.word}"
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.term, self.word = self.term.strip().lower(), self.word.strip().lower()
         self.term_key = term_key(self.term)
         super().save(*args, **kwargs)

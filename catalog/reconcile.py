@@ -102,10 +102,10 @@ def reconcile_imports(now: datetime | None = None, messages: list[broker.Message
             defaults={"beat_at": now, "owner": "reconciler", "resumes": resumes + 1},
         )
         if job.status == ImportJob.Status.QUEUED:
-            transaction.on_commit(lambda j=job: app.signature(IMPORT_CATALOGUE, args=(j.pk, j.csv_path)).delay())
+            transaction.on_commit(app.signature(IMPORT_CATALOGUE, args=(job.pk, job.csv_path)).delay)
             report.requeued.append(job.pk)
         else:
-            transaction.on_commit(lambda j=job: app.signature(RESUME_IMPORT, args=(j.pk,)).delay())
+            transaction.on_commit(app.signature(RESUME_IMPORT, args=(job.pk,)).delay)
             report.resumed.append(job.pk)
         logger.warning("reconcile: import #%d stopped at %s with no live process; %s", job.pk, reached,
                        "queued again" if job.status == ImportJob.Status.QUEUED else "resuming")

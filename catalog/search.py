@@ -615,6 +615,8 @@ def explain(hits: list[Hit], rankings: dict[str, Ranking], weights: dict[str, fl
     weights = weights or {}
     wanted = {h.product.pk for h in hits}
     places: dict[str, dict[int, tuple[int, float]]] = {}
+    rank: int | None  # a hit's place in one list, None where that list does not hold it
+    score: float | None
     for name, ranking in rankings.items():
         found: dict[int, tuple[int, float]] = {}
         for rank, (pid, score) in enumerate(ranking, start=1):

@@ -125,7 +125,7 @@ def _ranked(model: EmbeddingModel | None, query: SuiteQuery, method: str, image:
 
 def score_model(model: EmbeddingModel | None, queries: list[SuiteQuery], label: str) -> list[dict[str, Any]]:
     """Rows (kind, mode, metric, method label, score, queries) for one model (None = keyword)."""
-    images = {q.image: open_image(q.image.read_bytes()) for q in queries if q.image is not None}
+    images: dict[Path | None, Image.Image] = {q.image: open_image(q.image.read_bytes()) for q in queries if q.image is not None}
     plans: list[tuple[str, str, list[SuiteQuery]]] = []
     text = {kind: [q for q in queries if q.kind == kind] for kind in ("keyword", "paraphrase")}
     if model is None:
@@ -274,6 +274,7 @@ def grid_table(results: list[CatalogueResult]) -> str:
     header = ["catalogue", "model", "mode", "queries", *[f"{w:g}" for w in weights]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     totals: dict[float, list[float]] = {w: [] for w in weights}
+    row: dict[str, Any] | None
     for r in results:
         cells: dict[tuple[str, str], dict[float, dict]] = {}
         for row in r.grid:
@@ -325,7 +326,9 @@ def run_catalogue(
     result.rows += score_model(None, queries, "keyword")
     result.rows += score_model(EmbeddingModel.active(), queries, "baseline")
     if text_weights:
-        result.grid += text_weight_grid(EmbeddingModel.active(), queries, "baseline", text_weights)
+        baseline = EmbeddingModel.active()
+        assert baseline is not None  # the catalogue's import registered and activated it
+        result.grid += text_weight_grid(baseline, queries, "baseline", text_weights)
     for tower in towers:
         echo(f"[{folder.name}] training the {tower} model (gated)")
         params: dict[str, Any] = {"text": tower, "name": f"suite-{folder.name}-{tower}"}

@@ -13,7 +13,7 @@ import secrets
 from datetime import timedelta
 from typing import Any, Callable
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -32,7 +32,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+def create_token(user: User, name: str) -> tuple[ApiToken, str]:
     """Make a token for `user`; return the stored row and the token itself (never stored)."""
     token = PREFIX + secrets.token_urlsafe(32)
     row = ApiToken.objects.create(user=user, name=name, key_hash=hash_token(token), prefix=token[:10])

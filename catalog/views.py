@@ -95,7 +95,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
             context["query_kind"] = "browse"
         else:
             result = None
-        if context.get("query_kind") in ("text", "photo", "photo+text") and request.method == "GET":
+        if result is not None and context.get("query_kind") in ("text", "photo", "photo+text") and request.method == "GET":
             # query_id: a later page of the same search (the page's script sends it when paging);
             # replaces: the search the shopper was still typing
             context["query_id"] = log_search(

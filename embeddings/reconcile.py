@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -101,7 +102,7 @@ def reconcile_vectors(
         elif not missing and model.status == EmbeddingModel.Status.ACTIVATING and not pending.get(model.pk):
             # Every vector landed but the batch that should have finished the switch died
             # first: an empty batch runs the task's completion step again.
-            transaction.on_commit(lambda m=model.pk: embed_products.delay([], m))
+            transaction.on_commit(partial(embed_products.delay, [], model.pk))
             report.nudged.append(model.name)
     return report
 
@@ -149,7 +150,7 @@ def reconcile_trainings(now: datetime | None = None, messages: list[broker.Messa
                 continue
             heartbeat.beat_at, heartbeat.owner, heartbeat.resumes = now, "reconciler", heartbeat.resumes + 1
             heartbeat.save()
-        transaction.on_commit(lambda j=job.pk: train_model.delay(j))
+        transaction.on_commit(partial(train_model.delay, job.pk))
         report.requeued.append(job.pk)
     return report
 

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 from celery import shared_task
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from embeddings.dispatch import queue_missing, start_activation
@@ -80,14 +81,14 @@ def stored_photo_features(model: EmbeddingModel, encoder: Encoder, photos: list)
     return {photo_id: np.asarray(image, np.float32) for photo_id, image in rows}
 
 
-def image_input(names: list[str], encoder: Encoder) -> np.ndarray:
-    """The stored photos `names`, read, decoded and prepared as the image tower's input. With
+def image_input(files: Sequence[FieldFile], encoder: Encoder) -> np.ndarray:
+    """The stored photos `files`, read, decoded and prepared as the image tower's input. With
     EMBED_JPEG_DRAFT a JPEG decodes at the smallest scale still covering the tower's input
     size (PIL draft: several times faster for large photos)."""
     draft = encoder.image_size if settings.EMBED_JPEG_DRAFT else None
     images = []
-    for name in names:
-        with default_storage.open(name, "rb") as handle:
+    for file in files:
+        with file.open("rb") as handle:
             images.append(open_image(handle.read(), draft_size=draft))
     return encoder.image_input(images)
 
@@ -138,9 +139,9 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
         # The further photos share the main photos' backbone batches: one image pass for all.
         # A thread reads, decodes and prepares the photos while the text tower runs (PIL and
         # numpy release the GIL), so the image tower starts on ready input.
-        names = [p.image.name for p in rest] + [ph.image.name for ph in unknown]
+        files = [p.image for p in rest] + [ph.image for ph in unknown]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-decode") as pool:
-            pixels = pool.submit(image_input, names, encoder)
+            pixels = pool.submit(image_input, files, encoder)
             text_signals = encoder.encode_text_signals([p.text_for_embedding for p in rest]) if rest else {}
             image_signals = encoder.encode_pixel_signals(pixels.result())
         for column, vectors in image_signals.items():

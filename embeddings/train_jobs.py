@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 import numpy as np
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from embeddings.dispatch import start_activation
@@ -38,7 +37,7 @@ def catalogue_records() -> list[Record]:
             description=p.description,
             category=p.category,
             price=float(p.price),
-            image_path=Path(default_storage.path(p.image.name)),
+            image_path=Path(p.image.path),
         )
         for p in product_model().objects.order_by("sku").iterator(chunk_size=2000)
     ]

@@ -61,6 +61,8 @@ def teacher_vectors(
 class Distiller(nn.Module):
     """Cosine distillation of sentence vectors into a GRU tower's pooled states."""
 
+    targets: torch.Tensor  # a buffer: the sentence vectors, moved with the module
+
     def __init__(self, tower: GRUTextTower, texts: Sequence[str], targets: np.ndarray, seed: int = 0) -> None:
         super().__init__()
         if len(texts) != len(targets):

@@ -49,7 +49,7 @@ def extract_features(
     cache.mkdir(parents=True, exist_ok=True)
     device = next(tower.backbone.parameters()).device
     use_bf16 = bf16_supported(device)
-    backbone = tower.backbone.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    backbone = tower.backbone.eval().to(memory_format=torch.channels_last)
 
     feats: dict[int, np.ndarray] = {}
     todo: list[tuple[int, Path, bytes]] = []

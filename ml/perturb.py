@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import random
 import statistics
+from typing import cast
 
 from PIL import Image, ImageEnhance
 
@@ -20,8 +21,10 @@ def border_colour(image: Image.Image) -> tuple[int, int, int]:
     rgb = image.convert("RGB")
     w, h = rgb.size
     px = rgb.load()
-    edge = [px[x, y] for x in range(w) for y in (0, h - 1)]
-    edge += [px[x, y] for y in range(1, h - 1) for x in (0, w - 1)]
+    assert px is not None  # None only for an image without pixel data
+    # Pillow types a pixel for every mode (a number or a tuple); in RGB it is (r, g, b).
+    edge = cast(list[tuple[int, int, int]], [px[x, y] for x in range(w) for y in (0, h - 1)])
+    edge += cast(list[tuple[int, int, int]], [px[x, y] for y in range(1, h - 1) for x in (0, w - 1)])
     r, g, b = (int(statistics.median_low(p[c] for p in edge)) for c in range(3))
     return r, g, b
 
@@ -48,7 +51,7 @@ def perturb(image: Image.Image, rng: random.Random) -> Image.Image:
     top = rng.randint(0, h - ch)
     img = img.crop((left, top, left + cw, top + ch))
     angle = rng.uniform(-MAX_ROTATION, MAX_ROTATION)
-    img = img.rotate(angle, resample=Image.BICUBIC, expand=False, fillcolor=fill)
+    img = img.rotate(angle, resample=Image.Resampling.BICUBIC, expand=False, fillcolor=fill)
     img = ImageEnhance.Brightness(img).enhance(rng.uniform(*BRIGHTNESS))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=rng.randint(*JPEG_QUALITY))

@@ -24,7 +24,7 @@ def save_curve(history: Sequence[dict[str, float]], path: Path) -> None:
     ax2.set_ylabel("recall@10")
     ax2.set_ylim(0, 1)
     lines = ax1.get_lines() + ax2.get_lines()
-    ax1.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=8)
+    ax1.legend(lines, [str(ln.get_label()) for ln in lines], loc="center right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

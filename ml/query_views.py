@@ -12,12 +12,13 @@ as negatives for it instead of being pushed away.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ml.tokenizer import tokenize
+from ml.towers import GRUTextTower
 
 P_FULL, P_TITLE, P_CATEGORY = 0.4, 0.2, 0.1  # the rest: a window of 1-4 words
 P_SWAP = 0.1  # per word, swap for a GloVe neighbour
@@ -25,22 +26,22 @@ NEIGHBOURS, MIN_COSINE = 8, 0.6
 
 
 class TextViews:
-    def __init__(self, tower: torch.nn.Module | None, titles: Sequence[str], categories: Sequence[str], texts: Sequence[str], seed: int = 0) -> None:
-        self.vocab = getattr(tower, "vocab", None)
+    def __init__(self, tower: GRUTextTower | None, titles: Sequence[str], categories: Sequence[str], texts: Sequence[str], seed: int = 0) -> None:
+        self.vocab = tower.vocab if tower is not None else None
         self.max_len = tower.cfg.max_len if tower is not None else 64
         self.rng = random.Random(seed)
         self.full = [tokenize(t)[: self.max_len] for t in texts]
         self.title = [tokenize(t) for t in titles]
         self.category = [tokenize(c) for c in categories]
         self.words = [set(f) | set(c) for f, c in zip(self.full, self.category)]
-        self.neighbours = self._neighbours(tower) if self.vocab is not None else {}
+        self.neighbours = self._neighbours(tower) if tower is not None else {}
 
-    def _neighbours(self, tower: torch.nn.Module) -> dict[int, list[int]]:
-        table = getattr(tower.embed, "pretrained", None)
-        if table is None or not len(table):
+    def _neighbours(self, tower: GRUTextTower) -> dict[int, list[int]]:
+        table = tower.embed.pretrained
+        if not len(table):
             return {}
-        offset = self.vocab.n_trainable
-        used = sorted({i for words in self.full for i in (self.vocab._index.get(w, 0) for w in words) if i >= offset})
+        offset = tower.vocab.n_trainable
+        used = sorted({i for words in self.full for i in (tower.vocab._index.get(w, 0) for w in words) if i >= offset})
         if not used:
             return {}
         unit = F.normalize(table.float(), dim=1)
@@ -83,6 +84,7 @@ class TextViews:
 
     def sample(self, index: Sequence[int]) -> tuple[list[list[int]], torch.Tensor]:
         """GRU: token ids of one view per product (some words swapped), and the mask."""
+        assert self.vocab is not None, "word views need the GRU tower's vocabulary"
         views = [self.view(i) for i in index]
         rows = []
         for view in views:
@@ -96,7 +98,7 @@ class SentenceViewBank:
     """Frozen sentence encoders (MiniLM) cannot encode a fresh view every step cheaply,
     so each product gets a fixed bank of views encoded once; training samples from it."""
 
-    def __init__(self, views: TextViews, encode, n_views: int = 4) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, views: TextViews, encode: Callable[[list[str]], torch.Tensor], n_views: int = 4) -> None:
         self.views = views
         n = len(views.full)
         self.words: list[list[list[str]]] = []

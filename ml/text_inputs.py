@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from .data import length_order
 from .tokenizer import PAD
@@ -16,7 +15,7 @@ from .towers import GRUTextTower, MiniLMTextTower
 class TextInputs:
     """Pre-tokenised (GRU) or pre-encoded (frozen MiniLM) texts, batched by index."""
 
-    def __init__(self, tower: nn.Module, texts: Sequence[str], device: torch.device) -> None:
+    def __init__(self, tower: GRUTextTower | MiniLMTextTower, texts: Sequence[str], device: torch.device) -> None:
         self.tower, self.device = tower, device
         if isinstance(tower, MiniLMTextTower):
             self.sentences = self.encode_sentences(texts)
@@ -25,6 +24,7 @@ class TextInputs:
             self.rows = [tower.vocab.ids(t, tower.cfg.max_len) for t in texts]
 
     def encode_sentences(self, texts: Sequence[str]) -> torch.Tensor:
+        assert isinstance(self.tower, MiniLMTextTower)
         chunks = []
         order = length_order(texts)
         with torch.no_grad():

@@ -64,6 +64,9 @@ class ImageTower(nn.Module):
 class WordEmbedding(nn.Module):
     """Frozen pretrained table + trainable linear correction + trainable extra words."""
 
+    pretrained: torch.Tensor  # a buffer: the frozen table, empty without one
+    correction: nn.Linear | None
+
     def __init__(self, vocab: Vocabulary, word_dim: int, pretrained: np.ndarray | None) -> None:
         super().__init__()
         self.n_trainable = vocab.n_trainable

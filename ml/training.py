@@ -29,7 +29,7 @@ from .metrics import evaluate
 from .plots import save_curve
 from .query_views import SentenceViewBank, TextViews
 from .text_inputs import TextInputs
-from .towers import GRUTextTower, ImageTower, build_text_tower
+from .towers import GRUTextTower, ImageTower, MiniLMTextTower, build_text_tower
 from .transforms import open_image, to_train_input
 
 logger = logging.getLogger(__name__)
@@ -110,9 +110,9 @@ def train(
     image_tower = ImageTower(cfg).to(device)
     backbone = image_tower.backbone_name
     cache_dir = Path(train_cfg.cache_dir) if train_cfg.cache_dir else out_dir / "feature_cache"
-    views = (2 if train_cfg.flip_augment else 1) + train_cfg.perturbed_views
+    image_views = (2 if train_cfg.flip_augment else 1) + train_cfg.perturbed_views
     feats_np, ok = extract_features(
-        records, image_tower, cache_dir, views, train_cfg.feature_batch_size, progress, flip=train_cfg.flip_augment,
+        records, image_tower, cache_dir, image_views, train_cfg.feature_batch_size, progress, flip=train_cfg.flip_augment,
         known=known,
     )
     usable = [records[i] for i in ok]
@@ -132,13 +132,12 @@ def train(
     # The vocabulary sees training texts only, so validation measures unseen words too.
     text_tower = build_text_tower(text_cfg, texts=[texts[i] for i in train_idx]).to(device)
     text_inputs = TextInputs(text_tower, texts, device)
-    views = bank = None
+    views: TextViews | None = None
+    bank: SentenceViewBank | None = None
     if train_cfg.query_views:
-        is_gru = isinstance(text_tower, GRUTextTower)
-        views = TextViews(
-            text_tower if is_gru else None, [r.title for r in usable], [r.category for r in usable], texts, train_cfg.seed
-        )
-        if not is_gru:
+        gru = text_tower if isinstance(text_tower, GRUTextTower) else None
+        views = TextViews(gru, [r.title for r in usable], [r.category for r in usable], texts, train_cfg.seed)
+        if gru is None:
             bank = SentenceViewBank(views, text_inputs.encode_sentences)
 
     distiller = None
@@ -192,6 +191,7 @@ def train(
         losses, active = [], []
         for index in _batches(train_idx, train_cfg.batch_size, rng):
             if bank is not None:
+                assert isinstance(text_tower, MiniLMTextTower)  # the bank is made for MiniLM only
                 sentences, also_described = bank.sample(index)
                 text_emb = text_tower.forward_features(sentences.to(device))
             elif views is not None:

@@ -40,7 +40,7 @@ def open_image(
         with warnings.catch_warnings():
             # Pillow's own bomb check warns at ~89 MP; we apply our own limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(fp)
+            img: Image.Image = Image.open(fp)
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         if isinstance(exc, Image.DecompressionBombError):
             raise ImageError(f"image too large ({exc})") from exc

@@ -40,7 +40,7 @@ def _decode(envelope: dict, queue: str, unacked: bool = False) -> Message | None
         return None  # not a Celery task message (or another protocol): not ours to read
 
 
-def _redis():
+def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
 
 

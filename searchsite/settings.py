@@ -9,6 +9,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from searchsite.embedded_pg import database_settings, embedded_database_uri
 from searchsite.secret_key import load_or_create_secret_key
@@ -308,6 +309,7 @@ SEARCH_POPULARITY_WEIGHT = max(0.0, envfloat("SEARCH_POPULARITY_WEIGHT", 0.0))
 # transport under DATA_DIR/broker: no extra server, but no redelivery of a killed worker's task.
 REDIS_URL = envstr("REDIS_URL")
 BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any]
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -3,9 +3,11 @@
 import django.db.models.deletion
 import pgvector.django.vector
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 
-def index_existing_models(apps, schema_editor):
+def index_existing_models(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Models registered before further photos existed get their PhotoVector HNSW indexes
     (new ones get them from embeddings.registry, like ProductVector's)."""
     from embeddings.vector_index import PHOTO_COLUMNS, create_indexes

@@ -1,7 +1,9 @@
 from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 
-def index_live_models(apps, schema_editor):
+def index_live_models(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Live models get their indexes of the configured HNSW_STORAGE (halfvec by default; before
     the setting every index stored 4-byte floats), and lose those of the other storages. On a
     large catalogue this builds HNSW indexes: docs/benchmarks.md section 10 says how long."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -30,10 +31,10 @@ class Command(BaseCommand):
                             "the photo_words queries for each, and say which the rule picks (SEARCH_TEXT_WEIGHT)")
         parser.add_argument("--wipe", action="store_true", help="confirm: empty this database's catalogue first")
 
-    def handle(self, *args: object, **opts: object) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         if not opts["wipe"]:
             raise CommandError("eval_suite empties the catalogue and the models: pass --wipe (make eval does, on its own data dir)")
-        suite = Path(opts["suite"] or default_suite_dir())  # type: ignore[arg-type]
+        suite = Path(opts["suite"] or default_suite_dir())
         names = [n for n in str(opts["catalogues"]).split(",") if n]
         folders = [suite / n for n in names] if names else sorted(p.parent for p in suite.glob("*/queries.jsonl"))
         missing = [str(f) for f in folders if not (f / "catalogue.csv").is_file() or not (f / "queries.jsonl").is_file()]
@@ -56,7 +57,7 @@ class Command(BaseCommand):
             raise CommandError("--text-weights: each must be from 0 to 1")
         results = []
         for folder in folders:
-            results.append(run_catalogue(  # type: ignore[arg-type]
+            results.append(run_catalogue(
                 folder, opts["epochs"], towers, echo=lambda s: self.stdout.write(s), limit=opts["max_products"],
                 popularity=popularity, text_weights=weights,
             ))
@@ -69,4 +70,4 @@ class Command(BaseCommand):
             out += f"\n\nChosen: {why}"
         self.stdout.write(out)
         if opts["markdown"]:
-            Path(opts["markdown"]).write_text(out + "\n")  # type: ignore[arg-type]
+            Path(opts["markdown"]).write_text(out + "\n")
