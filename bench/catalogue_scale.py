@@ -48,8 +48,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import psutil
+import psycopg
 
-from bench.common import DEMO_CSV, ROOT, bench_env, connect, log, stats_ms, table, write_result
+from bench.common import DEMO_CSV, ROOT, bench_env, connect, log, scalar, stats_ms, table, write_result
 
 if TYPE_CHECKING:  # Django is set up in main(), before the models are imported
     from embeddings.models import EmbeddingModel
@@ -115,7 +117,7 @@ def around(centres: np.ndarray, labels: np.ndarray, rng: np.random.Generator) ->
     return x
 
 
-def chunk_rows(start: int, n: int, image_c: np.ndarray, text_c: np.ndarray):  # type: ignore[no-untyped-def]
+def chunk_rows(start: int, n: int, image_c: np.ndarray, text_c: np.ndarray) -> tuple[np.ndarray, ...]:
     """Products start..start+n-1 (0-based): deterministic per chunk, so exact search can
     regenerate them instead of holding 1M x 1,664 floats."""
     rng = np.random.default_rng([17, start])
@@ -141,8 +143,8 @@ def load_catalogue(products: int, model_id: int, image_c: np.ndarray, text_c: np
     vocab, _, _ = demo_vocabulary()
     now = dt.datetime.now(dt.timezone.utc)
     conn = connect()
-    have = conn.execute("SELECT count(*) FROM catalog_product").fetchone()[0]
-    if have == products and conn.execute("SELECT count(*) FROM embeddings_productvector").fetchone()[0] == products:
+    have = scalar(conn, "SELECT count(*) FROM catalog_product")
+    if have == products and scalar(conn, "SELECT count(*) FROM embeddings_productvector") == products:
         log(f"reusing {products:,} products and vectors")
         return {"reused": True}
     if have:
@@ -211,8 +213,6 @@ class RssSampler:
         return self
 
     def _sample(self) -> None:
-        import psutil
-
         for group, (pid, children) in list(self.roots.items()):
             try:
                 root = psutil.Process(pid)
@@ -256,7 +256,7 @@ class RssSampler:
                 for (g, name), v in sorted(by_role.items())]
 
 
-def _pg_role(p) -> str:  # type: ignore[no-untyped-def]
+def _pg_role(p: psutil.Process) -> str:
     cmd = " ".join(p.cmdline())
     if "postgres:" not in cmd:
         return "postmaster"
@@ -267,7 +267,7 @@ def _pg_role(p) -> str:  # type: ignore[no-untyped-def]
 
 # --- index build ---------------------------------------------------------------------------
 
-def build_index(model, column: str, storage: str, rebuild: bool, builds_file: Path) -> dict:  # type: ignore[no-untyped-def]
+def build_index(model: EmbeddingModel, column: str, storage: str, rebuild: bool, builds_file: Path) -> dict:
     """Build one of the model's HNSW indexes with the site's code (embeddings.vector_index)
     under `storage`, timed, with the building backends' peak RSS; an index already built is
     reused and reported with the figures of its build (kept in `builds_file`)."""
@@ -282,7 +282,7 @@ def build_index(model, column: str, storage: str, rebuild: bool, builds_file: Pa
     dim = model.column_dims()[column]
     with override_settings(HNSW_STORAGE=storage):
         name = index_name(column, model.pk)
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [name]).fetchone()[0]
+        exists = scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", [name])
         if exists and not rebuild and name in builds:
             return {**builds[name], "reused": True}
         conn.execute(f"DROP INDEX IF EXISTS {name}")
@@ -296,7 +296,7 @@ def build_index(model, column: str, storage: str, rebuild: bool, builds_file: Pa
         create_indexes(model.pk, {column: dim})
         seconds = time.perf_counter() - t
         rss = sampler.stop()
-    size = conn.execute("SELECT pg_relation_size(%s::regclass)", [name]).fetchone()[0]
+    size = scalar(conn, "SELECT pg_relation_size(%s::regclass)", [name])
     info = {"index": name, "column": column, "dim": dim, "storage": storage, "build_s": round(seconds, 1),
             "size_mib": round(size / 2**20, 1), "maintenance_work_mem": settings.HNSW_BUILD_MEMORY,
             "parallel_workers": settings.HNSW_BUILD_WORKERS, "load_avg_at_start": [round(x, 2) for x in load],
@@ -309,7 +309,7 @@ def build_index(model, column: str, storage: str, rebuild: bool, builds_file: Pa
     return {**info, "reused": False}
 
 
-def build_probe(model, column: str, storage: str, memory: str, workers: str, rebuild: bool,  # type: ignore[no-untyped-def]
+def build_probe(model: EmbeddingModel, column: str, storage: str, memory: str, workers: str, rebuild: bool,
                 builds_file: Path) -> dict:
     """Time one build of the model's `column` index under these build settings, as a scratch
     index (same expression as the site's), then drop it; kept in `builds_file` like the
@@ -333,7 +333,7 @@ def build_probe(model, column: str, storage: str, memory: str, workers: str, reb
     conn.execute(f"CREATE INDEX {name} ON {TABLE} USING hnsw ({index_expr(column, dim, storage)}) "
                  f"WITH (m = 16, ef_construction = 64) WHERE model_id = {int(model.pk)}")
     seconds = time.perf_counter() - t
-    size = conn.execute("SELECT pg_relation_size(%s::regclass)", [name]).fetchone()[0]
+    size = scalar(conn, "SELECT pg_relation_size(%s::regclass)", [name])
     conn.execute(f"DROP INDEX {name}")
     conn.close()
     log(f"build probe: {seconds:.1f} s")
@@ -433,7 +433,8 @@ KEYWORD_SQL = ("SELECT id FROM catalog_product WHERE search_doc @@ websearch_to_
                "ORDER BY ts_rank_cd(search_doc, websearch_to_tsquery('english', %s)) DESC LIMIT 24")
 
 
-def run_raw(conn, kind: str, column: str, dim: int, model_id: int, vec: np.ndarray, text: str) -> float:  # type: ignore[no-untyped-def]
+def run_raw(conn: psycopg.Connection, kind: str, column: str, dim: int, model_id: int, vec: np.ndarray,
+            text: str) -> float:
     from django.conf import settings
 
     sql, params, ef = raw_query(kind, column, dim, model_id, vec)
@@ -497,7 +498,7 @@ def exact_top(queries: np.ndarray, column: str, products: int, image_c: np.ndarr
     return best_i
 
 
-def recall(model, products: int, image_c: np.ndarray, text_c: np.ndarray, queries: int) -> dict:  # type: ignore[no-untyped-def]
+def recall(model: EmbeddingModel, products: int, image_c: np.ndarray, text_c: np.ndarray, queries: int) -> dict:
     """recall@10 of catalog.search.vector_search (the site's query: shipped ef_search and
     storage) against exact search, queries drawn around the centres like the products."""
     from catalog.search import vector_search
@@ -518,7 +519,7 @@ def recall(model, products: int, image_c: np.ndarray, text_c: np.ndarray, querie
     return out
 
 
-def query_vectors(model, texts: list[str], jobs: dict) -> tuple[dict[str, dict], dict]:  # type: ignore[no-untyped-def]
+def query_vectors(model: EmbeddingModel, texts: list[str], jobs: dict) -> tuple[dict[str, dict], dict]:
     """The query vectors of every job (words and photos), and the encoder's time for them."""
     import io
 
@@ -544,8 +545,9 @@ def query_vectors(model, texts: list[str], jobs: dict) -> tuple[dict[str, dict],
     return vectors, {"text": stats_ms(encode_text), "photo": stats_ms(encode_photo)}
 
 
-def measure_variants(model, choices: list[tuple[str, str]], results: dict, products: int, recall_queries: int,  # type: ignore[no-untyped-def]
-                     image_c: np.ndarray, text_c: np.ndarray, vectors: dict[str, dict]) -> list[dict]:
+def measure_variants(model: EmbeddingModel, choices: list[tuple[str, str]], results: dict, products: int,
+                     recall_queries: int, image_c: np.ndarray, text_c: np.ndarray,
+                     vectors: dict[str, dict]) -> list[dict]:
     log("index variants: raw latency and recall@10")
     rows_v = []
     for storage, column in choices:
@@ -619,8 +621,7 @@ def main() -> None:
                         "columns": {c: build_index(model, c, index_storage(), args.rebuild_index, builds_file)
                                     for c in model.column_dims()}}
     with connect() as conn:
-        results["heap_and_toast_mib"] = round(conn.execute(
-            "SELECT pg_table_size('embeddings_productvector')").fetchone()[0] / 2**20, 1)
+        results["heap_and_toast_mib"] = round(scalar(conn, "SELECT pg_table_size('embeddings_productvector')") / 2**20, 1)
     variants = [tuple(v.split(":")) for v in args.variants.split(",") if v]
     for storage, column in variants:
         results.setdefault("variant_builds", {})[f"{storage}:{column}"] = build_index(
@@ -690,7 +691,7 @@ def main() -> None:
     raw: dict = {}
     conns = [connect() for _ in range(max(int(c) for c in args.clients.split(",")))]
     try:
-        def one(i: int, kj) -> tuple[str, float]:  # type: ignore[no-untyped-def]
+        def one(i: int, kj: tuple[str, Any]) -> tuple[str, float]:
             kind, (q, (name, _)) = kj
             column = "image_vec" if kind == "photo" else "text_vec"
             vec = vectors["photo"][name] if kind == "photo" else vectors["text"][q]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -186,10 +187,9 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def connect():  # type: ignore[no-untyped-def]
+def connect() -> psycopg.Connection:
     """A plain psycopg connection (autocommit, pgvector types) to the site's database: for raw
     queries next to the site's own (setup_django() first)."""
-    import psycopg
     from django.db import connection
     from pgvector.psycopg import register_vector
 
@@ -199,6 +199,13 @@ def connect():  # type: ignore[no-untyped-def]
     conn = psycopg.connect(**params, autocommit=True)
     register_vector(conn)
     return conn
+
+
+def scalar(conn: psycopg.Connection, sql: str, params: Sequence[object] = ()) -> Any:
+    """The one value a query returns (a count, a size, a flag)."""
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None, sql
+    return row[0]
 
 
 def post_search_image(port: int, data: bytes, filename: str, k: int) -> tuple[int, bytes, dict[str, str]]:

@@ -14,6 +14,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from bench.common import bench_env, log, setup_django, table, write_result
 
@@ -75,7 +77,7 @@ def profile_batch(product_ids: list[int], model_id: int, repeats: int) -> dict:
     return out
 
 
-def in_forked_child(fn, *args, timeout: float = 120):  # type: ignore[no-untyped-def]
+def in_forked_child(fn: Callable[..., Any], *args: Any, timeout: float = 120) -> Any:
     """Run fn in a fork of this process (as billiard's prefork pool does); return its JSON result.
 
     A child that produces nothing within `timeout` seconds is killed and reported as hung.

@@ -13,12 +13,17 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.common import DEMO_CSV, ROOT, bench_env, log, table, write_result
+
+if TYPE_CHECKING:  # each benchmark imports torch itself
+    import torch
+    from torch import nn
 
 BACKBONES = [  # (name, input size, pretrained weights?)
     ("efficientnet_lite0", 224, True),
@@ -28,7 +33,7 @@ BACKBONES = [  # (name, input size, pretrained weights?)
 COMPILE_TIMEOUT_S = 180
 
 
-def _backbone(name: str):  # type: ignore[no-untyped-def]
+def _backbone(name: str) -> nn.Module:
     import torch
     from torch import nn
 
@@ -44,7 +49,7 @@ def _backbone(name: str):  # type: ignore[no-untyped-def]
     return build_backbone(name)[0]
 
 
-def _pixels(batch: int, size: int):  # type: ignore[no-untyped-def]
+def _pixels(batch: int, size: int) -> torch.Tensor:
     # Real pixels (demo photos) rather than noise, so cosine checks compare meaningful features.
     import torch
     from PIL import Image
@@ -62,7 +67,7 @@ def _demo_rows(n: int) -> list[dict]:
         return [row for _, row in zip(range(n), csv.DictReader(f))]
 
 
-def _time(fn, min_iters: int = 3, min_seconds: float = 3.0) -> float:  # type: ignore[no-untyped-def]
+def _time(fn: Callable[[], object], min_iters: int = 3, min_seconds: float = 3.0) -> float:
     """Seconds per call (median), after one warm-up call."""
     fn()
     times: list[float] = []
@@ -74,12 +79,12 @@ def _time(fn, min_iters: int = 3, min_seconds: float = 3.0) -> float:  # type: i
     return float(np.median(times))
 
 
-def _cos_min(a, b) -> float:  # type: ignore[no-untyped-def]
-    a = a.float().numpy()
-    b = b.float().numpy()
-    a /= np.linalg.norm(a, axis=1, keepdims=True)
-    b /= np.linalg.norm(b, axis=1, keepdims=True)
-    return float((a * b).sum(1).min())
+def _cos_min(a: torch.Tensor, b: torch.Tensor) -> float:
+    x = a.float().numpy()
+    y = b.float().numpy()
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    return float((x * y).sum(1).min())
 
 
 def bench_backbone(name: str, size: int, batch: int, compile_: bool) -> list[dict]:
@@ -108,7 +113,7 @@ def bench_backbone(name: str, size: int, batch: int, compile_: bool) -> list[dic
     return rows
 
 
-def _compile_in_subprocess(name: str, size: int, batch: int, ref) -> dict:  # type: ignore[no-untyped-def]
+def _compile_in_subprocess(name: str, size: int, batch: int, ref: torch.Tensor) -> dict:
     # A separate process so a compile that runs past COMPILE_TIMEOUT_S can be abandoned.
     ref_path = Path(bench_env()["VITRINE_DATA_DIR"]) / f"compile-ref-{name}.npy"
     ref_path.parent.mkdir(parents=True, exist_ok=True)

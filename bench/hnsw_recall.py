@@ -14,8 +14,9 @@ import argparse
 import time
 
 import numpy as np
+import psycopg
 
-from bench.common import bench_env, connect, log, setup_django, stats_ms, table, write_result
+from bench.common import bench_env, connect, log, scalar, setup_django, stats_ms, table, write_result
 
 DIM = 256
 CLUSTERS = 1000
@@ -33,11 +34,11 @@ def make_vectors(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, labels
 
 
-def build(conn, n: int, x: np.ndarray, categories: np.ndarray, rebuild: bool) -> dict:  # type: ignore[no-untyped-def]
+def build(conn: psycopg.Connection, n: int, x: np.ndarray, categories: np.ndarray, rebuild: bool) -> dict:
     table_name = f"bench_hnsw_{n}"
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [table_name]).fetchone()[0]
+    exists = scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", [table_name])
     if exists and not rebuild:
-        count = conn.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0]
+        count = scalar(conn, f"SELECT count(*) FROM {table_name}")
         if count == n:
             log(f"{table_name}: reusing (pass --rebuild to time the build)")
             return {"reused": True}
@@ -60,18 +61,18 @@ def build(conn, n: int, x: np.ndarray, categories: np.ndarray, rebuild: bool) ->
     build_s = time.perf_counter() - t
     conn.execute(f"CREATE INDEX {table_name}_cat ON {table_name} (category)")
     conn.execute(f"VACUUM ANALYZE {table_name}")
-    size = conn.execute("SELECT pg_size_pretty(pg_relation_size(%s))", [f"{table_name}_hnsw"]).fetchone()[0]
+    size = scalar(conn, "SELECT pg_size_pretty(pg_relation_size(%s))", [f"{table_name}_hnsw"])
     log(f"{table_name}: HNSW built in {build_s:.1f} s ({size})")
     return {"reused": False, "copy_s": round(load_s, 1), "hnsw_build_s": round(build_s, 1), "index_size": size}
 
 
-def knn(conn, table_name: str, q: np.ndarray, where: str = "") -> list[int]:  # type: ignore[no-untyped-def]
+def knn(conn: psycopg.Connection, table_name: str, q: np.ndarray, where: str = "") -> list[int]:
     return [r[0] for r in conn.execute(
         f"SELECT id FROM {table_name} {where} ORDER BY embedding <=> %s LIMIT {K}", [q]
     ).fetchall()]
 
 
-def run_size(conn, n: int, queries: int, rebuild: bool) -> tuple[list[dict], list[dict], dict]:  # type: ignore[no-untyped-def]
+def run_size(conn: psycopg.Connection, n: int, queries: int, rebuild: bool) -> tuple[list[dict], list[dict], dict]:
     x, labels = make_vectors(n, seed=n)
     rng = np.random.default_rng(1)
     categories = (labels % 100) + 1
@@ -151,7 +152,7 @@ def main() -> None:
     bench_env()
     setup_django()
     conn = connect()
-    log(conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0] + " pgvector")
+    log(scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'vector'") + " pgvector")
     all_rows, all_filter, builds = [], [], {}
     for n in (int(s) for s in args.sizes.split(",")):
         rows, frows, info = run_size(conn, n, args.queries, args.rebuild)

@@ -29,8 +29,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.common import DEMO_CSV, ROOT, bench_env, log, table, write_result
+
+if TYPE_CHECKING:  # Django is set up in main(), before the models are imported
+    from embeddings.models import EmbeddingModel
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 
@@ -160,7 +164,7 @@ def write_csv(path: Path, rows: list[dict], n: int, prefix: str) -> None:
             writer.writerow(row)
 
 
-def raw_encoder(model, csv_path: Path, n: int, batch: int) -> dict:  # type: ignore[no-untyped-def]
+def raw_encoder(model: EmbeddingModel, csv_path: Path, n: int, batch: int) -> dict:
     """The encoder alone on the first n rows of `csv_path`, one step after the other: read and
     decode the photos as the embed worker does (EMBED_JPEG_DRAFT included) and prepare the
     image tower's input, then encode_pixel_signals, then encode_texts."""
@@ -288,8 +292,9 @@ def main() -> None:
         setup_django()
         from embeddings.models import EmbeddingModel
 
-        print(json.dumps(raw_encoder(EmbeddingModel.active(), Path(args.raw_csv), args.raw_only,
-                                     dj_settings.EMBED_BATCH_SIZE)))
+        model = EmbeddingModel.active()
+        assert model is not None, "no active model: the demo import registers one"
+        print(json.dumps(raw_encoder(model, Path(args.raw_csv), args.raw_only, dj_settings.EMBED_BATCH_SIZE)))
         return
     choose_broker()
     from bench.common import setup_django

@@ -168,7 +168,7 @@ def client_loop(port: int, w: Workload, c: Client, deadline: float) -> None:
         if photo and outcome == "200":
             c.photo_key = json.loads(body)["query"]["image_id"]
         elif outcome != "200":
-            log(f"error {outcome} on {kind} {path or photo[0]}: {body[:200]!r}")  # type: ignore[index]
+            log(f"error {outcome} on {kind} {photo[0] if photo else path}: {body[:200]!r}")
 
 
 def cpu_seconds(groups: dict[str, tuple[int, bool]]) -> dict[str, float]:

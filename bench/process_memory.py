@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import DEMO_CSV, ROOT, bench_env, log, table, write_result
@@ -88,7 +89,7 @@ def stop(process: subprocess.Popen) -> None:
             os.killpg(process.pid, 9)
 
 
-def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

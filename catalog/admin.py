@@ -6,10 +6,13 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -76,7 +79,7 @@ class ImportForm(forms.Form):
         "or a ZIP holding that CSV and the images it names."
     )
 
-    def clean_file(self):  # type: ignore[no-untyped-def]
+    def clean_file(self) -> UploadedFile:
         upload = self.cleaned_data["file"]
         try:
             check_upload(upload)
@@ -111,7 +114,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         )
         return format_html("<table><tr><th>row</th><th>sku</th><th>problem</th></tr>{}</table>", format_html(rows))
 
-    def get_urls(self):  # type: ignore[no-untyped-def]
+    def get_urls(self) -> list[URLPattern]:
         extra = [
             path("upload/", self.admin_site.admin_view(self.upload_view), name="catalog_importjob_upload"),
             path("<int:job_id>/progress/", self.admin_site.admin_view(self.progress_view), name="catalog_importjob_progress"),
@@ -142,7 +145,7 @@ class ApiTokenForm(forms.ModelForm):
         model = ApiToken
         fields = ["user", "name"]
 
-    def clean_user(self):  # type: ignore[no-untyped-def]
+    def clean_user(self) -> User:
         user = self.cleaned_data["user"]
         if not user.is_staff:
             raise forms.ValidationError("Only staff users may use the bulk API: make the user staff first.")
@@ -153,10 +156,10 @@ class TokenStateFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("active", "active"), ("revoked", "revoked")]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> QuerySet[ApiToken]:
         if self.value() in ("active", "revoked"):
             return queryset.filter(revoked_at__isnull=self.value() == "active")
         return queryset
@@ -171,7 +174,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
     readonly_fields = ["prefix_shown", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke_tokens"]
 
-    def get_form(self, request, obj=None, change=False, **kwargs):  # type: ignore[no-untyped-def]
+    def get_form(
+        self, request: HttpRequest, obj: ApiToken | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
         if obj is None:
             kwargs["form"] = ApiTokenForm
         return super().get_form(request, obj, change, **kwargs)
@@ -203,7 +208,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             obj.user.get_username(), token))
 
     @admin.action(description="Revoke the selected tokens")
-    def revoke_tokens(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         count = revoke(queryset)
         messages.info(request, f"{count} token(s) revoked.")
 
@@ -221,7 +226,7 @@ class SearchLogAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: SearchLog | None = None) -> bool:
         return False
 
-    def get_urls(self):  # type: ignore[no-untyped-def]
+    def get_urls(self) -> list[URLPattern]:
         extra = [path("export.csv", self.admin_site.admin_view(self.export_view), name="catalog_searchlog_export")]
         return extra + super().get_urls()
 

@@ -125,9 +125,8 @@ def parse_row(number: int, raw: dict) -> Row:
     problems = []
     if not values["sku"]:
         problems.append("sku is empty")
-    elif CONTROL_RE.search(values["sku"]):
-        bad = CONTROL_RE.search(values["sku"]).group()  # type: ignore[union-attr]
-        problems.append(f"sku {values['sku'][:70]!r} contains a control character (U+{ord(bad):04X})")
+    elif control := CONTROL_RE.search(values["sku"]):
+        problems.append(f"sku {values['sku'][:70]!r} contains a control character (U+{ord(control.group()):04X})")
     elif len(values["sku"]) > SKU_MAX_LENGTH:
         problems.append(f"sku is longer than {SKU_MAX_LENGTH} characters ({len(values['sku'])})")
     for name, limit in (("title", 300), ("category", 120)):
@@ -165,9 +164,9 @@ def parse_row(number: int, raw: dict) -> Row:
         problems.append(f"price {values['price'][:30]!r} is not a number")
     if not values["image"]:
         problems.append("image is empty")
-    if problems:
+    if problems or price is None:  # no price is one of the problems
         raise ValueError("; ".join(problems))
-    return Row(number, values["sku"], values["title"], values["description"], values["category"], price, values["image"], images)  # type: ignore[arg-type]
+    return Row(number, values["sku"], values["title"], values["description"], values["category"], price, values["image"], images)
 
 
 def read_image_bytes(ref: str, base_dir: Path) -> bytes:

@@ -30,7 +30,9 @@ View = Callable[..., HttpResponse]
 
 def describe(rate: str) -> str:
     """'120/m' -> '120 per minute'; '10/5m' -> '10 per 5 minutes'."""
-    count, multiple, period = RATE_RE.match(rate).groups()  # type: ignore[union-attr]
+    match = RATE_RE.match(rate)
+    assert match is not None, rate  # the settings refuse any other form (envrate)
+    count, multiple, period = match.groups()
     word = PERIOD_WORDS[period]
     return f"{count} per {multiple} {word}s" if multiple and multiple != "1" else f"{count} per {word}"
 

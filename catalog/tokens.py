@@ -90,6 +90,7 @@ def token_required(view: View) -> View:
             if exc.status == 401:
                 response["WWW-Authenticate"] = 'Bearer realm="vitrine"'
             return response
+        # marks the request for the view, as Django's auth middleware sets request.user
         request.api_token = token  # type: ignore[attr-defined]
         request.user = token.user
         return view(request, *args, **kwargs)

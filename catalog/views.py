@@ -271,7 +271,7 @@ def _url_with(request: HttpRequest, **changes: object) -> str:
 
 
 def _is_local(url: str | None) -> bool:
-    return bool(url) and url.startswith("/") and not url.startswith("//")  # type: ignore[union-attr]
+    return url is not None and url.startswith("/") and not url.startswith("//")
 
 
 def openapi_schema(request: HttpRequest) -> JsonResponse:

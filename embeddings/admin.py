@@ -4,10 +4,11 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from embeddings.models import EmbeddingModel, EvaluationRun, TrainingJob
@@ -36,17 +37,17 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
         return obj.vector_count()
 
     @admin.action(description="Activate (re-embed the catalogue, then switch)")
-    def activate_selected(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+    def activate_selected(self, request: HttpRequest, queryset: QuerySet[EmbeddingModel]) -> TemplateResponse | None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model to activate.", messages.ERROR)
-            return
+            return None
         model = queryset.get()
         if model.status == EmbeddingModel.Status.ACTIVE:
             self.message_user(request, f"{model.name} is already active.", messages.WARNING)
-            return
+            return None
         if model.gate_rejected and request.POST.get("confirm") != "yes":
             # The gate measured it worse (or no better) than the active model: say so first.
-            return TemplateResponse(  # type: ignore[return-value]
+            return TemplateResponse(
                 request,
                 "admin/embeddings/embeddingmodel/confirm_activate.html",
                 {**self.admin_site.each_context(request), "model": model, "opts": self.model._meta,
@@ -57,6 +58,7 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
             request,
             f"Re-embedding the catalogue with {model.name}; search keeps using the current model until it is done.",
         )
+        return None
 
 
 class TrainForm(forms.Form):
@@ -90,7 +92,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     def progress_link(self, obj: TrainingJob) -> str:
         return format_html('<a href="{}">live</a>', reverse("admin:embeddings_trainingjob_live", args=[obj.pk]))
 
-    def get_urls(self):  # type: ignore[no-untyped-def]
+    def get_urls(self) -> list[URLPattern]:
         return [
             path("train/", self.admin_site.admin_view(self.train_view), name="embeddings_trainingjob_train"),
             path("<int:job_id>/live/", self.admin_site.admin_view(self.live_view), name="embeddings_trainingjob_live"),

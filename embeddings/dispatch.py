@@ -30,9 +30,7 @@ def queue_embedding(product_ids: list[int], models: list[EmbeddingModel] | None 
     sent = 0
     for model in models or target_models():
         for batch in _batches(sorted(product_ids), settings.EMBED_BATCH_SIZE):
-            transaction.on_commit(
-                lambda b=batch, m=model.pk: app.signature(EMBED_PRODUCTS, args=(b, m)).delay()  # type: ignore[misc]
-            )
+            transaction.on_commit(app.signature(EMBED_PRODUCTS, args=(batch, model.pk)).delay)
             sent += 1
     return sent
 

@@ -117,7 +117,7 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
     if reuse:
         # A joint model on the same backbone: its heads read the stored pretrained vectors.
         fast = [p for p in products if p.pk in reuse]
-        computed = encoder.signals_from_pretrained(  # type: ignore[attr-defined]
+        computed = encoder.signals_from_pretrained(
             np.stack([reuse[p.pk][0] for p in fast]), np.stack([reuse[p.pk][1] for p in fast]),
             [p.text_for_embedding for p in fast],
         )
@@ -130,7 +130,7 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
     photo_feats = stored_photo_features(model, encoder, photos)
     if photo_feats:  # as for the main photos: the heads read the stored backbone features
         known = [ph for ph in photos if ph.pk in photo_feats]
-        from_feats = encoder.image_signals_from_features(  # type: ignore[attr-defined]
+        from_feats = encoder.image_signals_from_features(
             np.stack([photo_feats[ph.pk] for ph in known]))
         for column, vectors in from_feats.items():
             photo_signals.setdefault(column, {}).update({ph.pk: v for ph, v in zip(known, vectors, strict=True)})

@@ -126,15 +126,18 @@ def build_backbone(name: str, weights_path: str | None = None) -> tuple[nn.Modul
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             name, weights_path = FALLBACK_BACKBONE, None
     model = efficientnet_lite_classifier(name, weights_path)
-    model.reset_classifier(0)  # type: ignore[operator]  # timm: pooled features out
+    # timm: pooled features out (an EfficientNet method; timm.create_model is typed as nn.Module)
+    model.reset_classifier(0)  # type: ignore[operator]
     return model.eval(), SPECS[name].feat_dim, name
 
 
 def last_stage(model: nn.Module, name: str) -> list[nn.Module]:
     """Modules unfrozen when fine-tuning the last backbone stage."""
     if name == "resnet50":
-        return [model.layer4]  # type: ignore[list-item]
-    return [model.blocks[-1], model.conv_head, model.bn2]  # type: ignore[index,list-item]
+        return [model.get_submodule("layer4")]
+    blocks = model.get_submodule("blocks")
+    assert isinstance(blocks, nn.Sequential)
+    return [blocks[-1], model.get_submodule("conv_head"), model.get_submodule("bn2")]
 
 
 # --- running backbones fast -------------------------------------------------

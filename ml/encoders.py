@@ -73,6 +73,7 @@ class Encoder:
         if image:
             module = module.to(memory_format=torch.channels_last)
         if self.torch_compile:
+            # an OptimizedModule (an nn.Module) at run time; torch types it as any callable
             module = torch.compile(module)  # type: ignore[assignment]
         return module
 
@@ -84,6 +85,16 @@ class Encoder:
         raise NotImplementedError
 
     def _text_signals(self, texts: Sequence[str], columns: Sequence[str]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # A joint model's heads over stored pretrained vectors, with no backbone or MiniLM pass
+    # (CheckpointEncoder; embeddings/tasks.py asks only when stored_pretrained found some).
+    def signals_from_pretrained(
+        self, image_feat: np.ndarray, text_feat: np.ndarray, texts: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def image_signals_from_features(self, image_feat: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
     def column_dims(self) -> dict[str, int]:

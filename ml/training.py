@@ -149,7 +149,8 @@ def train(
         params += [p for p in distiller.head.parameters() if not any(p is q for q in params)]
     if finetune:
         # GPU only: unfreeze the last stage and train on augmented pixels.
-        for module in last_stage(image_tower.backbone, backbone):  # type: ignore[arg-type]
+        assert image_tower.backbone is not None  # ImageTower(cfg) builds its backbone
+        for module in last_stage(image_tower.backbone, backbone):
             for p in module.parameters():
                 p.requires_grad_(True)
                 params.append(p)
@@ -186,7 +187,8 @@ def train(
         image_tower.head.train()
         text_tower.train()
         if finetune:
-            image_tower.backbone.train()  # type: ignore[union-attr]
+            assert image_tower.backbone is not None
+            image_tower.backbone.train()
         mining = "semi-hard" if epoch <= train_cfg.warmup_epochs else train_cfg.mining
         losses, active = [], []
         for index in _batches(train_idx, train_cfg.batch_size, rng):

@@ -29,6 +29,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger(__name__)
@@ -153,13 +154,13 @@ def reads_search_database(view: Callable[..., HttpResponse]) -> Callable[..., Ht
 class SearchReplicaRouter:
     """Django database router (settings.DATABASE_ROUTERS)."""
 
-    def db_for_read(self, model: type, **hints: Any) -> str | None:
+    def db_for_read(self, model: type[Model], **hints: Any) -> str | None:
         alias = _search_alias.get()
-        if alias and model._meta.label_lower in SEARCH_MODELS:  # type: ignore[attr-defined]
+        if alias and model._meta.label_lower in SEARCH_MODELS:
             return alias
         return None  # the primary
 
-    def db_for_write(self, model: type, **hints: Any) -> str:
+    def db_for_write(self, model: type[Model], **hints: Any) -> str:
         return DEFAULT_DB_ALIAS  # never the replica (it is read-only: a write there would fail)
 
     def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool:
