@@ -304,12 +304,13 @@ class ProductPopularity(models.Model):
 class Synonym(models.Model):
     """A word shoppers may use and a catalogue word it stands for, for keyword search
     (catalog/synonyms.py): "overgarment" -> "coat". WordNet rows are made from the
-    catalogue's vocabulary and apply only to words no product contains; an admin's rows
-    apply always, and no refresh touches them."""
+    catalogue's vocabulary and apply only to words no product contains (related ones only
+    to a term with no nearer row); an admin's rows apply always, and no refresh touches them."""
 
     class Source(models.TextChoices):
         ADMIN = "admin", "admin"
         WORDNET = "wordnet", "WordNet"
+        RELATED = "related", "WordNet, further (two levels up or down)"
 
     term = models.CharField(max_length=100, help_text="what a shopper types: a word or a short phrase")
     word = models.CharField(max_length=100, help_text="what the catalogue says instead: a word or a short phrase")

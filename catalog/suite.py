@@ -34,7 +34,9 @@ from django.utils import timezone
 from PIL import Image
 
 from catalog.ingest import run_import
-from catalog.models import ImportJob, Product, ProductPopularity, QueryImage, SearchClick, SearchLog
+from catalog.models import (
+    ImportJob, Product, ProductPopularity, QueryImage, SearchClick, SearchLog, Synonym, SynonymLookup,
+)
 from catalog.popularity import refresh
 from catalog.search import QueryVectors, image_query_vectors, reuse_query_vectors, search
 from ml.metrics import score_ranking
@@ -98,6 +100,9 @@ def wipe() -> None:
     ImportJob.objects.all().delete()
     QueryImage.objects.all().delete()
     Product.objects.all().delete()
+    # WordNet synonyms are made from the catalogue's words: the next catalogue makes its own.
+    Synonym.objects.exclude(source=Synonym.Source.ADMIN).delete()
+    SynonymLookup.objects.all().delete()
 
 
 def import_catalogue(csv_path: Path) -> int:

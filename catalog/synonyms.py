@@ -11,6 +11,11 @@ sells "trousers". Table catalog_synonym holds (term, word) pairs:
   vocabulary word that lists it, so a broader term ("garment") finds all the narrower ones
   the shop uses. They apply only to a query word that no product contains: a word the shop
   uses means what the shop means by it.
+- **Related** rows (source "related"), made the same way from words further away
+  (ml.wordnet.related_terms): broader terms two levels up ("footwear" for "sneaker") and
+  narrower terms two levels down ("jeans", "chinos" for "trousers"). A term uses them only
+  when it has no WordNet or admin row: a near synonym, when there is one, is what the
+  shopper meant, and further words beside it would only dilute it.
 - **Admin** rows (Django admin, "Synonyms"), which apply always ("tee" -> "t-shirt").
 
 refresh() adds the WordNet rows of vocabulary words not yet looked up; it runs after each
@@ -62,14 +67,18 @@ def refresh(batch: int = REFRESH_BATCH) -> int:
             words = [w for (w,) in cursor.fetchall()]
             if not words:
                 return added
-            pairs = [(alt, word) for word in words for alt in wordnet.alternatives(word) if len(alt) <= 100]
-            if pairs:
+            # Near words first: a (term, word) pair that is both keeps the nearer source.
+            rows = [(alt, word, "wordnet") for word in words for alt in wordnet.alternatives(word)]
+            rows += [(alt, word, "related") for word in words for alt in wordnet.related_terms(word)]
+            rows = [row for row in rows if len(row[0]) <= 100]
+            if rows:
                 cursor.execute(
                     """INSERT INTO catalog_synonym (term, word, term_key, source)
-                       SELECT t, w, catalog_term_key(t), 'wordnet' FROM unnest(%s::text[], %s::text[]) AS x(t, w)
-                       WHERE catalog_term_key(t) <> ''
+                       SELECT t, w, catalog_term_key(t), s
+                       FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS x(t, w, s, n)
+                       WHERE catalog_term_key(t) <> '' ORDER BY n
                        ON CONFLICT (term_key, word) DO NOTHING""",
-                    [[t for t, _ in pairs], [w for _, w in pairs]],
+                    [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
                 )
                 added += max(cursor.rowcount, 0)
             cursor.execute("INSERT INTO catalog_synonymlookup (word) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
@@ -103,7 +112,8 @@ def phrases(query: str) -> list[str]:
 
 def expansions(query: str) -> dict[str, list[str]]:
     """Word or phrase of `query` -> the catalogue words it stands for (admin synonyms, and
-    WordNet ones for words no product contains). Empty when nothing expands."""
+    WordNet ones for words no product contains; related ones for a term with neither).
+    Empty when nothing expands."""
     looked_up = phrases(query)
     if not looked_up:
         return {}
@@ -112,8 +122,10 @@ def expansions(query: str) -> dict[str, list[str]]:
             """SELECT q.t, array_agg(DISTINCT s.word ORDER BY s.word)
                FROM unnest(%s::text[]) AS q(t)
                JOIN catalog_synonym s ON s.term_key = catalog_term_key(q.t)
-               WHERE s.source = 'admin' OR NOT EXISTS (
-                   SELECT 1 FROM catalog_product p WHERE p.search_doc @@ plainto_tsquery('english', q.t))
+               WHERE (s.source = 'admin' OR NOT EXISTS (
+                   SELECT 1 FROM catalog_product p WHERE p.search_doc @@ plainto_tsquery('english', q.t)))
+                 AND (s.source <> 'related' OR NOT EXISTS (
+                   SELECT 1 FROM catalog_synonym near WHERE near.term_key = s.term_key AND near.source <> 'related'))
                GROUP BY q.t""",
             [looked_up],
         )

@@ -98,38 +98,94 @@ def _is_inflection(reader: WordNetCorpusReader, candidate: str, forms: set[str])
     return bool(_base_forms(reader, candidate) & forms)
 
 
-def alternatives(word: str) -> list[str]:
-    """Other words for ``word``: lemmas of its first noun and adjective sense, then the
-    lemmas of its first noun sense's direct hypernyms (later senses are mostly rare ones:
-    "flag" -> "masthead"). Lower-case, spaces for "_",
-    in a fixed order; never the word itself or an inflection of it."""
-    reader = _require()
+def _key(reader: WordNetCorpusReader, word: str) -> str:
     key = word.strip().lower().replace(" ", "_")
-    if not key or key in STOPWORDS:
-        return []
-    if not reader.synsets(key) and reader.synsets(key.replace("_", "-")):
+    if key and not reader.synsets(key) and reader.synsets(key.replace("_", "-")):
         key = key.replace("_", "-")  # WordNet spells some compounds with "-": "flip-flop"
+    return key
+
+
+def _by_offset(synsets: list) -> list:
+    # nltk keeps a synset's pointers in a set: sort them, or the order follows the hash seed.
+    return sorted(synsets, key=lambda s: s.offset())
+
+
+def _other_words(reader: WordNetCorpusReader, key: str, synsets: list) -> list[str]:
+    """The lemmas of `synsets` in order, lower-case, spaces for "_": never the word `key`
+    itself, an inflection of it, or a lemma that repeats one of its words ("running game"
+    for "running")."""
     forms = _base_forms(reader, key)
     own_tokens = {t for f in forms for t in re.split(r"[_-]", f)}
-    nouns = reader.synsets(key, "n")
-    senses = nouns[:1] + reader.synsets(key, "a")[:1]
-    # nltk keeps a synset's pointers in a set: sort them, or the order follows the hash seed.
-    hypernyms = sorted(nouns[0].hypernyms() + nouns[0].instance_hypernyms(),
-                       key=lambda s: s.offset()) if nouns else []
     out: list[str] = []
     seen: set[str] = set()
-    for synset in senses + hypernyms:
+    for synset in synsets:
         for lemma in synset.lemma_names():
             if lemma.lower() in seen:
                 continue
             seen.add(lemma.lower())
             if lemma.lower() in forms or _is_inflection(reader, lemma, forms):
                 continue
-            # "running game" for "running" would copy the word it replaces.
             if own_tokens & set(re.split(r"[_-]", lemma.lower())):
                 continue
             out.append(_clean(lemma))
     return out
+
+
+def alternatives(word: str) -> list[str]:
+    """Other words for ``word``: lemmas of its first noun and adjective sense, then the
+    lemmas of its first noun sense's direct hypernyms (later senses are mostly rare ones:
+    "flag" -> "masthead"). Lower-case, spaces for "_",
+    in a fixed order; never the word itself or an inflection of it."""
+    reader = _require()
+    key = _key(reader, word)
+    if not key or key in STOPWORDS:
+        return []
+    nouns = reader.synsets(key, "n")
+    senses = nouns[:1] + reader.synsets(key, "a")[:1]
+    hypernyms = _by_offset(nouns[0].hypernyms() + nouns[0].instance_hypernyms()) if nouns else []
+    return _other_words(reader, key, senses + hypernyms)
+
+
+def _levels(synset: object, step: str, depth: int) -> list:
+    """The synsets 1..depth steps away along `step` ("hypernyms" or "hyponyms"), nearest first."""
+    found: list = []
+    level = [synset]
+    for _ in range(depth):
+        level = _by_offset([nxt for s in level for nxt in getattr(s, step)() if nxt not in found])
+        found += level
+    return found
+
+
+MAX_RELATED = 60  # "flower" has hundreds of kinds two levels down; the nearest are kept
+
+
+def related_terms(word: str, depth: int = 2, limit: int = MAX_RELATED) -> list[str]:
+    """Words further from ``word`` than alternatives(): the broader terms of its first noun
+    sense from two up to ``depth`` levels up ("sneaker" -> footwear) and its narrower terms
+    down to ``depth`` levels ("trousers" -> jean, chino, shorts; "pullover" -> sweatshirt):
+    a shop that sells trousers answers "jeans" with them. Instances (proper names) are left
+    out, and so is a word for which this is not one of its first two meanings ("white"
+    names whites, white trousers, but means a colour first; "flannel" a fabric): these are
+    the words a shopper types for what the shop sells. Nearest first, no repeats, none of
+    alternatives(), at most ``limit``."""
+    reader = _require()
+    key = _key(reader, word)
+    if not key or key in STOPWORDS:
+        return []
+    nouns = reader.synsets(key, "n")
+    if not nouns:
+        return []
+    further = [s for s in _levels(nouns[0], "hypernyms", depth) if s not in nouns[0].hypernyms()]
+    narrower = _levels(nouns[0], "hyponyms", depth)
+    related = set(further + narrower)
+    near = set(alternatives(word))
+    found = [w for w in _other_words(reader, key, further + narrower) if w not in near]
+    return [w for w in found if related & set(_main_noun_senses(reader, w))][:limit]
+
+
+def _main_noun_senses(reader: WordNetCorpusReader, phrase: str) -> list:
+    """A word's first two noun senses ("footwear": the covering, then the clothing)."""
+    return reader.synsets(phrase.replace(" ", "_"), "n")[:2]
 
 
 def _tokens(text: str) -> list[str]:

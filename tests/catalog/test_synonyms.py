@@ -54,6 +54,27 @@ def test_a_broader_term_finds_every_narrower_word_the_shop_uses(catalogue, db):
     assert {"Trousers", "T-shirts & tops"} <= categories(keyword_search("garment", 50))
 
 
+def test_a_narrower_term_finds_the_broader_thing_the_shop_sells(catalogue, db):
+    # Jeans are a kind of trousers, a tote a kind of bag: the shop's trousers and bags answer them.
+    assert "trousers" in expansions("jeans")["jeans"]
+    assert categories(keyword_search("jeans", 50)) == {"Trousers"}
+    assert categories(keyword_search("tote", 50)) == {"Bags"}
+
+
+def test_a_term_two_levels_up_finds_the_shop_words_below_it(catalogue, db):
+    # sneaker -> shoe -> footwear
+    assert Synonym.objects.filter(term="footwear", word="sneakers", source="related").exists()
+    assert "Sneakers" in categories(keyword_search("footwear", 50))
+
+
+def test_related_words_give_way_to_a_nearer_synonym(catalogue, db):
+    # "clothing" is two levels above trousers (a related row); once a nearer row exists for
+    # the term (here an admin's), the term expands to that alone.
+    assert Synonym.objects.filter(term="clothing", source="related").exists()
+    Synonym.objects.create(term="clothing", word="bag", source="admin")
+    assert expansions("clothing")["clothing"] == ["bag"]
+
+
 def test_words_the_catalogue_uses_mean_what_the_catalogue_means(catalogue, db):
     # WordNet lists "bag" under "carryall"; the shop sells bags, so "bag" is searched as typed.
     assert Synonym.objects.filter(term="bag", source="wordnet").exists()

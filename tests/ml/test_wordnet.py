@@ -103,3 +103,24 @@ def test_same_order_under_any_hash_seed() -> None:
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout
             for seed in ("1", "2")}
     assert len(outs) == 1
+
+
+def test_related_terms_reach_two_levels_up_and_down() -> None:
+    trousers = wordnet.related_terms("trousers")
+    assert {"jean", "chino", "shorts", "clothing"} <= set(trousers)  # kinds of trousers; two levels up
+    assert not set(alternatives("trousers")) & set(trousers)
+    assert "footwear" in wordnet.related_terms("sneaker")  # sneaker -> shoe -> footwear
+    assert {"parka", "anorak"} <= set(wordnet.related_terms("jacket"))
+
+
+def test_related_terms_leave_out_words_that_mostly_mean_something_else() -> None:
+    # "whites" (white trousers) and "flannels" are kinds of trousers, but "white" is a colour
+    # and "flannel" a fabric first: a shopper typing them does not mean trousers.
+    assert not {"white", "flannel"} & set(wordnet.related_terms("trousers"))
+
+
+def test_related_terms_are_capped_and_deterministic() -> None:
+    flowers = wordnet.related_terms("flower")
+    assert len(flowers) == wordnet.MAX_RELATED
+    assert flowers == wordnet.related_terms("flower")
+    assert wordnet.related_terms("qwzxv") == [] and wordnet.related_terms("in") == []

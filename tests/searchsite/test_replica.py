@@ -8,6 +8,7 @@ streaming from the primary). Replay is paused with ``pg_wal_replay_pause()`` to 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -139,6 +140,13 @@ def api(client, path: str) -> tuple[str, dict]:  # type: ignore[no-untyped-def]
     return response["X-Search-Database"], response.json()
 
 
+def on_replica(where: str) -> bool:
+    """X-Search-Database says the replica served, within the lag limit. A caught-up replica may
+    still read "0.1s behind": each search logs itself on the primary, and the replica replays
+    that write a moment later."""
+    return re.fullmatch(r"replica; \d+\.\ds behind", where) is not None and float(where.split()[1][:-1]) <= 0.5
+
+
 def skus(body: dict) -> set[str]:
     return {hit["sku"] for hit in body["results"]}
 
@@ -158,7 +166,7 @@ def test_search_reads_the_replica_and_the_primary_while_it_lags(streaming_replic
 
     # Caught up: every search read (vectors through HNSW, full text, facets, suggest) on the replica.
     where, body = api(client, "/api/search?q=sneakers&facets=true")
-    assert where == "replica; 0.0s behind"
+    assert on_replica(where), where
     assert len(body["results"]) > 0 and body["facets"]["categories"]
     assert api(client, "/api/suggest?q=sneak")[0].startswith("replica")
     assert client.get("/").headers["X-Search-Database"].startswith("replica")
@@ -186,7 +194,7 @@ def test_search_reads_the_replica_and_the_primary_while_it_lags(streaming_replic
     execute(REPLICA, "SELECT pg_wal_replay_resume()")
     wait_until(lambda: replica_lag() == 0.0, 30, "the replica to catch up")
     where, body = api(client, "/api/search?q=quokka&mode=keyword")
-    assert where == "replica; 0.0s behind" and skus(body) == {"QK-1"}
+    assert on_replica(where) and skus(body) == {"QK-1"}, where
 
     # The replica gone: search reads the primary, no error.
     streaming_replica.stop()
