@@ -2,8 +2,9 @@
 
 Starts gunicorn with runsite's command (searchsite.supervisor.gunicorn_argv: 2 sync workers)
 on its own data dir with a slice of the demo catalogue embedded by the baseline model (EfficientNet-Lite0 + MiniLM), then
-activates another model (baseline-resnet50 + MiniLM by default: other towers to load; offline
-it falls back to Lite0 weights, still a separate model that each web process must load).
+activates another model (the baseline asking for ResNet50 + MiniLM by default: other towers to
+load; offline it falls back to Lite0 weights as baseline-efficientnet_lite0-fallback, still a
+separate model that each web process must load).
 The catalogue is re-embedded under it in this process while the site serves, the switch
 is made, and two clients (one per web worker) send photo searches for a minute:
 
@@ -116,7 +117,7 @@ def run_mode(mode: str, photos: list[Path], seconds: float) -> dict:
     from embeddings.registry import ensure_active_model
 
     poll, settings.ENCODER_WARM_WAIT_SECONDS = MODES[mode]
-    # Every mode measures the same switch: baseline-efficientnet_lite0 -> baseline-<target>.
+    # Every mode measures the same switch: baseline-efficientnet_lite0 -> the baseline of --target.
     if ensure_active_model().name != "baseline-efficientnet_lite0":
         reembed_and_switch(begin_activation("efficientnet_lite0"))
     port = free_port()

@@ -92,7 +92,12 @@ def register_baseline(backbone: str | None = None) -> EmbeddingModel:
     spec = {"kind": "baseline", "backbone": backbone, "text": "minilm"}
     if backbone == "resnet50" and settings.RESNET50_WEIGHTS:
         spec["weights_path"] = settings.RESNET50_WEIGHTS
-    return _register(f"baseline-{backbone}", EmbeddingModel.Kind.BASELINE, spec)
+    # Named after the backbone it runs (load_model loads once per spec, so _register reuses
+    # it): without ResNet50 weights, "baseline-efficientnet_lite0-fallback", a model of its
+    # own beside a baseline that asked for EfficientNet-Lite0.
+    used = load_model(spec).backbone
+    name = f"baseline-{used}" if used == backbone else f"baseline-{used}-fallback"
+    return _register(name, EmbeddingModel.Kind.BASELINE, spec)
 
 
 def register_checkpoint(

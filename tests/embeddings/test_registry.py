@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test import override_settings
 
 from catalog.search import search_by_image, search_by_text
 from embeddings.models import EmbeddingModel, ProductVector, TrainingJob
@@ -127,3 +128,20 @@ def test_the_encoder_runs_with_the_sites_settings(settings):
     encoder = load_model({"kind": "baseline", "backbone": "efficientnet_lite0", "text": "minilm"})
     assert encoder.batch_size == 3 and encoder.torch_compile is False
     assert load_model({"kind": "baseline", "backbone": "efficientnet_lite0", "text": "minilm"}) is encoder
+
+
+@pytest.mark.django_db
+def test_a_baseline_is_named_after_the_backbone_it_runs(tmp_path) -> None:
+    from embeddings.registry import register_baseline
+
+    asked = register_baseline("efficientnet_lite0")
+    assert asked.name == "baseline-efficientnet_lite0" and asked.backbone == "efficientnet_lite0"
+    # ResNet50 weights that are not there: it runs EfficientNet-Lite0, says so in its name, and
+    # is a model of its own, not the one that asked for Lite0.
+    with override_settings(RESNET50_WEIGHTS=str(tmp_path / "missing.pth")), \
+            pytest.warns(RuntimeWarning, match="resnet50 weights unavailable"):
+        fell_back = register_baseline("resnet50")
+    assert fell_back.name == "baseline-efficientnet_lite0-fallback" and fell_back.backbone == "efficientnet_lite0"
+    assert fell_back.pk != asked.pk and fell_back.spec["requested_backbone"] == "resnet50"
+    asked.refresh_from_db()
+    assert asked.spec["backbone"] == "efficientnet_lite0" and "requested_backbone" not in asked.spec
