@@ -28,6 +28,7 @@ every process (gunicorn master and workers, each Postgres process, this client).
 `--variants halfvec,binary` (issue #10 item 2) also builds the other index choices on the
 same rows and measures their build time, size, raw latency and recall beside the shipped one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,6 +79,7 @@ def default_data_dir(products: int) -> Path:
 
 # --- centres: the model's vectors of demo products (a child process runs the model) ----------
 
+
 def demo_rows() -> list[dict[str, str]]:
     with DEMO_CSV.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -98,16 +100,25 @@ def encode_centres(out: Path) -> None:
     images = [Image.open(DEMO_CSV.parent / r["image"]).convert("RGB") for r in rows]
     np.save(out / "centres_image.npy", encoder.encode_images(images).astype(np.float32))
     np.save(out / "centres_text.npy", encoder.encode_texts([r["title"] for r in rows]).astype(np.float32))
-    (out / "centres.json").write_text(json.dumps([{k: r[k] for k in ("sku", "title", "category", "image")} for r in rows]))
+    (out / "centres.json").write_text(
+        json.dumps([{k: r[k] for k in ("sku", "title", "category", "image")} for r in rows])
+    )
 
 
 def load_centres(data_dir: Path) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     if not (data_dir / "centres.json").exists():
         log("encoding the cluster centres (demo photos and titles) in a child process")
-        subprocess.run([sys.executable, "-m", "bench.catalogue_scale", "--encode-centres", str(data_dir)],
-                       cwd=ROOT, env=bench_env(), check=True)
-    return (np.load(data_dir / "centres_image.npy"), np.load(data_dir / "centres_text.npy"),
-            json.loads((data_dir / "centres.json").read_text()))
+        subprocess.run(
+            [sys.executable, "-m", "bench.catalogue_scale", "--encode-centres", str(data_dir)],
+            cwd=ROOT,
+            env=bench_env(),
+            check=True,
+        )
+    return (
+        np.load(data_dir / "centres_image.npy"),
+        np.load(data_dir / "centres_text.npy"),
+        json.loads((data_dir / "centres.json").read_text()),
+    )
 
 
 def around(centres: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -132,8 +143,10 @@ def chunk_rows(start: int, n: int, image_c: np.ndarray, text_c: np.ndarray) -> t
 
 # --- loading -------------------------------------------------------------------------------
 
-def load_catalogue(products: int, model_id: int, image_c: np.ndarray, text_c: np.ndarray,
-                   centres: list[dict[str, str]]) -> dict:
+
+def load_catalogue(
+    products: int, model_id: int, image_c: np.ndarray, text_c: np.ndarray, centres: list[dict[str, str]]
+) -> dict:
     """COPY `products` Product rows and their ProductVectors (setup: timed, not a target)."""
     from pgvector.psycopg import register_vector  # noqa: F401
 
@@ -148,8 +161,10 @@ def load_catalogue(products: int, model_id: int, image_c: np.ndarray, text_c: np
         log(f"reusing {products:,} products and vectors")
         return {"reused": True}
     if have:
-        raise SystemExit(f"{have:,} products already in {os.environ['VITRINE_DATA_DIR']}, not {products:,}: "
-                         "remove that data dir (or pass another --data-dir)")
+        raise SystemExit(
+            f"{have:,} products already in {os.environ['VITRINE_DATA_DIR']}, not {products:,}: "
+            "remove that data dir (or pass another --data-dir)"
+        )
     # Filling an HNSW index row by row is far slower than building it once afterwards.
     drop_indexes(model_id)
     started = time.perf_counter()
@@ -167,8 +182,22 @@ def load_catalogue(products: int, model_id: int, image_c: np.ndarray, text_c: np
                     c = centres[labels[i]]
                     extra = " ".join(vocab[w % len(vocab)] for w in words[i])
                     category = RARE_CATEGORY if rare[i] else c["category"]
-                    copy.write_row((start + i + 1, f"SCALE-{start + i + 1:07d}", f"{c['title']} {extra}", "",
-                                    category, f"{prices[i]:.2f}", c["image"], "", "", f"scale-{start + i + 1}", now, now))
+                    copy.write_row(
+                        (
+                            start + i + 1,
+                            f"SCALE-{start + i + 1:07d}",
+                            f"{c['title']} {extra}",
+                            "",
+                            category,
+                            f"{prices[i]:.2f}",
+                            c["image"],
+                            "",
+                            "",
+                            f"scale-{start + i + 1}",
+                            now,
+                            now,
+                        )
+                    )
         t_products += time.perf_counter() - t
         t = time.perf_counter()
         with conn.transaction():
@@ -178,9 +207,18 @@ def load_catalogue(products: int, model_id: int, image_c: np.ndarray, text_c: np
             ) as copy:
                 copy.set_types(["int8", "int8", "vector", "vector", "varchar", "varchar", "numeric", "timestamptz"])
                 for i in range(n):
-                    copy.write_row((start + i + 1, model_id, image[i], text[i], f"scale-{start + i + 1}",
-                                    RARE_CATEGORY if rare[i] else centres[labels[i]]["category"],
-                                    Decimal(f"{prices[i]:.2f}"), now))
+                    copy.write_row(
+                        (
+                            start + i + 1,
+                            model_id,
+                            image[i],
+                            text[i],
+                            f"scale-{start + i + 1}",
+                            RARE_CATEGORY if rare[i] else centres[labels[i]]["category"],
+                            Decimal(f"{prices[i]:.2f}"),
+                            now,
+                        )
+                    )
         t_vectors += time.perf_counter() - t
         log(f"loaded {start + n:,} / {products:,}")
     conn.execute("SELECT setval(pg_get_serial_sequence('catalog_product', 'id'), %s)", [products])
@@ -188,11 +226,17 @@ def load_catalogue(products: int, model_id: int, image_c: np.ndarray, text_c: np
     conn.execute("VACUUM ANALYZE catalog_product")
     conn.execute("VACUUM ANALYZE embeddings_productvector")
     conn.execute("ANALYZE catalog_searchword")
-    return {"reused": False, "copy_products_s": round(t_products, 1), "copy_vectors_s": round(t_vectors, 1),
-            "vacuum_analyze_s": round(time.perf_counter() - t, 1), "total_s": round(time.perf_counter() - started, 1)}
+    return {
+        "reused": False,
+        "copy_products_s": round(t_products, 1),
+        "copy_vectors_s": round(t_vectors, 1),
+        "vacuum_analyze_s": round(time.perf_counter() - t, 1),
+        "total_s": round(time.perf_counter() - started, 1),
+    }
 
 
 # --- peak RSS ------------------------------------------------------------------------------
+
 
 class RssSampler:
     """Peak resident memory of named processes and their children, sampled every 0.2 s
@@ -223,8 +267,11 @@ class RssSampler:
                 try:
                     rss = p.memory_info().rss
                     try:
-                        hwm = next(int(line.split()[1]) * 1024 for line in Path(f"/proc/{p.pid}/status").read_text().splitlines()
-                                   if line.startswith("VmHWM"))
+                        hwm = next(
+                            int(line.split()[1]) * 1024
+                            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines()
+                            if line.startswith("VmHWM")
+                        )
                         rss = max(rss, hwm)
                     except (OSError, StopIteration):
                         pass
@@ -252,8 +299,10 @@ class RssSampler:
         by_role: dict[tuple[str, str], list[int]] = defaultdict(list)
         for (group, _pid), (name, rss) in self.peak.items():
             by_role[(group, name)].append(rss)
-        return [{"group": g, "process": name, "count": len(v), "peak_rss_mib": round(max(v) / 2**20, 1)}
-                for (g, name), v in sorted(by_role.items())]
+        return [
+            {"group": g, "process": name, "count": len(v), "peak_rss_mib": round(max(v) / 2**20, 1)}
+            for (g, name), v in sorted(by_role.items())
+        ]
 
 
 def _pg_role(p: psutil.Process) -> str:
@@ -266,6 +315,7 @@ def _pg_role(p: psutil.Process) -> str:
 
 
 # --- index build ---------------------------------------------------------------------------
+
 
 def build_index(model: EmbeddingModel, column: str, storage: str, rebuild: bool, builds_file: Path) -> dict:
     """Build one of the model's HNSW indexes with the site's code (embeddings.vector_index)
@@ -286,8 +336,10 @@ def build_index(model: EmbeddingModel, column: str, storage: str, rebuild: bool,
         if exists and not rebuild and name in builds:
             return {**builds[name], "reused": True}
         conn.execute(f"DROP INDEX IF EXISTS {name}")
-        log(f"building {name} ({dim}-d, {storage}, maintenance_work_mem {settings.HNSW_BUILD_MEMORY}, "
-            f"{settings.HNSW_BUILD_WORKERS} parallel workers) ...")
+        log(
+            f"building {name} ({dim}-d, {storage}, maintenance_work_mem {settings.HNSW_BUILD_MEMORY}, "
+            f"{settings.HNSW_BUILD_WORKERS} parallel workers) ..."
+        )
         sampler = RssSampler()
         sampler.watch("postgres", postgres_pid(), True)
         sampler.start()
@@ -297,20 +349,29 @@ def build_index(model: EmbeddingModel, column: str, storage: str, rebuild: bool,
         seconds = time.perf_counter() - t
         rss = sampler.stop()
     size = scalar(conn, "SELECT pg_relation_size(%s::regclass)", [name])
-    info = {"index": name, "column": column, "dim": dim, "storage": storage, "build_s": round(seconds, 1),
-            "size_mib": round(size / 2**20, 1), "maintenance_work_mem": settings.HNSW_BUILD_MEMORY,
-            "parallel_workers": settings.HNSW_BUILD_WORKERS, "load_avg_at_start": [round(x, 2) for x in load],
-            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
-            "peak_backend_rss_mib": max((r["peak_rss_mib"] for r in rss if r["process"] != "postmaster"), default=None),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    info = {
+        "index": name,
+        "column": column,
+        "dim": dim,
+        "storage": storage,
+        "build_s": round(seconds, 1),
+        "size_mib": round(size / 2**20, 1),
+        "maintenance_work_mem": settings.HNSW_BUILD_MEMORY,
+        "parallel_workers": settings.HNSW_BUILD_WORKERS,
+        "load_avg_at_start": [round(x, 2) for x in load],
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "peak_backend_rss_mib": max((r["peak_rss_mib"] for r in rss if r["process"] != "postmaster"), default=None),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     log(f"{name}: {seconds:.1f} s, {size / 2**20:.0f} MiB")
     builds[name] = info
     builds_file.write_text(json.dumps(builds, indent=1))
     return {**info, "reused": False}
 
 
-def build_probe(model: EmbeddingModel, column: str, storage: str, memory: str, workers: str, rebuild: bool,
-                builds_file: Path) -> dict:
+def build_probe(
+    model: EmbeddingModel, column: str, storage: str, memory: str, workers: str, rebuild: bool, builds_file: Path
+) -> dict:
     """Time one build of the model's `column` index under these build settings, as a scratch
     index (same expression as the site's), then drop it; kept in `builds_file` like the
     indexes' builds."""
@@ -325,29 +386,47 @@ def build_probe(model: EmbeddingModel, column: str, storage: str, memory: str, w
     dim = model.column_dims()[column]
     name = f"bench_build_probe_{column}"
     conn.execute(f"DROP INDEX IF EXISTS {name}")
-    conn.execute("SELECT set_config('maintenance_work_mem', %s, false), "
-                 "set_config('max_parallel_maintenance_workers', %s, false)", [memory, workers])
+    conn.execute(
+        "SELECT set_config('maintenance_work_mem', %s, false), "
+        "set_config('max_parallel_maintenance_workers', %s, false)",
+        [memory, workers],
+    )
     log(f"build probe: {column} {storage} maintenance_work_mem {memory}, {workers} parallel workers ...")
     load = os.getloadavg()
     t = time.perf_counter()
-    conn.execute(f"CREATE INDEX {name} ON {TABLE} USING hnsw ({index_expr(column, dim, storage)}) "
-                 f"WITH (m = 16, ef_construction = 64) WHERE model_id = {int(model.pk)}")
+    conn.execute(
+        f"CREATE INDEX {name} ON {TABLE} USING hnsw ({index_expr(column, dim, storage)}) "
+        f"WITH (m = 16, ef_construction = 64) WHERE model_id = {int(model.pk)}"
+    )
     seconds = time.perf_counter() - t
     size = scalar(conn, "SELECT pg_relation_size(%s::regclass)", [name])
     conn.execute(f"DROP INDEX {name}")
     conn.close()
     log(f"build probe: {seconds:.1f} s")
-    builds[key] = {"column": column, "dim": dim, "storage": storage, "maintenance_work_mem": memory,
-                   "parallel_workers": int(workers), "build_s": round(seconds, 1), "size_mib": round(size / 2**20, 1),
-                   "load_avg_at_start": [round(x, 2) for x in load],
-                   "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
-                   "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    builds[key] = {
+        "column": column,
+        "dim": dim,
+        "storage": storage,
+        "maintenance_work_mem": memory,
+        "parallel_workers": int(workers),
+        "build_s": round(seconds, 1),
+        "size_mib": round(size / 2**20, 1),
+        "load_avg_at_start": [round(x, 2) for x in load],
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     builds_file.write_text(json.dumps(builds, indent=1))
     return {**builds[key], "reused": False}
 
 
-def measure_variant(model: EmbeddingModel, column: str, storage: str, vectors: list[np.ndarray],
-                    recall_queries: np.ndarray, exact: np.ndarray) -> dict:
+def measure_variant(
+    model: EmbeddingModel,
+    column: str,
+    storage: str,
+    vectors: list[np.ndarray],
+    recall_queries: np.ndarray,
+    exact: np.ndarray,
+) -> dict:
     """Raw latency (c=1, the text queries' vectors) and recall@10 of vector_search under `storage`."""
     from django.conf import settings
     from django.test import override_settings
@@ -365,11 +444,16 @@ def measure_variant(model: EmbeddingModel, column: str, storage: str, vectors: l
         rerank = settings.HNSW_BINARY_RERANK if storage == "binary" else None
     conn.close()
     r = [len(set(g) & set(e.tolist())) / K_RECALL for g, e in zip(got, exact)]
-    return {"raw_ms": stats_ms(times), "recall@10": round(float(np.mean(r)), 4), "uses_index": "hnsw" in plan,
-            "binary_rerank": rerank}
+    return {
+        "raw_ms": stats_ms(times),
+        "recall@10": round(float(np.mean(r)), 4),
+        "uses_index": "hnsw" in plan,
+        "binary_rerank": rerank,
+    }
 
 
 # --- the searches --------------------------------------------------------------------------
+
 
 def api_path(kind: str, query: str) -> str:
     """The GET /api/search call of `kind` (a photo is a POST instead)."""
@@ -422,19 +506,24 @@ def raw_query(kind: str, column: str, dim: int, model_id: int, vector: np.ndarra
     sql = nearest_sql(column, dim, "pv.product_id", TABLE, where)
     params = nearest_params(vector, model_id, where_params, limit)
     if kind == "price sort":
-        sql = (f"SELECT hits.product_id FROM ({sql}) AS hits JOIN catalog_product p ON p.id = hits.product_id "
-               f"ORDER BY p.price LIMIT {PER_PAGE}")
+        sql = (
+            f"SELECT hits.product_id FROM ({sql}) AS hits JOIN catalog_product p ON p.id = hits.product_id "
+            f"ORDER BY p.price LIMIT {PER_PAGE}"
+        )
     elif kind == "page 5":
         sql += f" OFFSET {PER_PAGE * 4}"
     return sql, params, ef
 
 
-KEYWORD_SQL = ("SELECT id FROM catalog_product WHERE search_doc @@ websearch_to_tsquery('english', %s) "
-               "ORDER BY ts_rank_cd(search_doc, websearch_to_tsquery('english', %s)) DESC LIMIT 24")
+KEYWORD_SQL = (
+    "SELECT id FROM catalog_product WHERE search_doc @@ websearch_to_tsquery('english', %s) "
+    "ORDER BY ts_rank_cd(search_doc, websearch_to_tsquery('english', %s)) DESC LIMIT 24"
+)
 
 
-def run_raw(conn: psycopg.Connection, kind: str, column: str, dim: int, model_id: int, vec: np.ndarray,
-            text: str) -> float:
+def run_raw(
+    conn: psycopg.Connection, kind: str, column: str, dim: int, model_id: int, vec: np.ndarray, text: str
+) -> float:
     from django.conf import settings
 
     sql, params, ef = raw_query(kind, column, dim, model_id, vec)
@@ -514,8 +603,12 @@ def recall(model: EmbeddingModel, products: int, image_c: np.ndarray, text_c: np
             got.append([pid for pid, _ in vector_search(model, column, v, K_RECALL)])
             times.append(time.perf_counter() - t)
         r = [len(set(g) & set(e.tolist())) / K_RECALL for g, e in zip(got, exact)]
-        out[column] = {"recall@10": round(float(np.mean(r)), 4), "min": min(r), "queries": queries,
-                       "vector_search_ms": stats_ms(times)}
+        out[column] = {
+            "recall@10": round(float(np.mean(r)), 4),
+            "min": min(r),
+            "queries": queries,
+            "vector_search_ms": stats_ms(times),
+        }
     return out
 
 
@@ -545,9 +638,16 @@ def query_vectors(model: EmbeddingModel, texts: list[str], jobs: dict) -> tuple[
     return vectors, {"text": stats_ms(encode_text), "photo": stats_ms(encode_photo)}
 
 
-def measure_variants(model: EmbeddingModel, choices: list[tuple[str, str]], results: dict, products: int,
-                     recall_queries: int, image_c: np.ndarray, text_c: np.ndarray,
-                     vectors: dict[str, dict]) -> list[dict]:
+def measure_variants(
+    model: EmbeddingModel,
+    choices: list[tuple[str, str]],
+    results: dict,
+    products: int,
+    recall_queries: int,
+    image_c: np.ndarray,
+    text_c: np.ndarray,
+    vectors: dict[str, dict],
+) -> list[dict]:
     log("index variants: raw latency and recall@10")
     rows_v = []
     for storage, column in choices:
@@ -558,10 +658,20 @@ def measure_variants(model: EmbeddingModel, choices: list[tuple[str, str]], resu
         vecs = list(vectors["text"].values()) if column == "text_vec" else list(vectors["photo"].values())
         m = measure_variant(model, column, storage, vecs, qv, exact)
         b = results.get("variant_builds", {}).get(f"{storage}:{column}") or results["index"]["columns"][column]
-        rows_v.append({"column": column, "storage": storage, "build_s": b["build_s"], "size_mib": b["size_mib"],
-                       "raw p50": m["raw_ms"]["p50"], "raw p99": m["raw_ms"]["p99"], "recall@10": m["recall@10"],
-                       "rerank": m["binary_rerank"] or "", "uses HNSW": m["uses_index"],
-                       "build load 1m": b["load_avg_at_start"][0]})
+        rows_v.append(
+            {
+                "column": column,
+                "storage": storage,
+                "build_s": b["build_s"],
+                "size_mib": b["size_mib"],
+                "raw p50": m["raw_ms"]["p50"],
+                "raw p99": m["raw_ms"]["p99"],
+                "recall@10": m["recall@10"],
+                "rerank": m["binary_rerank"] or "",
+                "uses HNSW": m["uses_index"],
+                "build load 1m": b["load_avg_at_start"][0],
+            }
+        )
     return rows_v
 
 
@@ -573,16 +683,25 @@ def main() -> None:
     parser.add_argument("--clients", default="1,16")
     parser.add_argument("--recall-queries", type=int, default=200)
     parser.add_argument("--rebuild-index", action="store_true", help="build the HNSW indexes again (timed)")
-    parser.add_argument("--variants", default="",
-                        help="other index choices to build and measure beside the shipped one: storage:column,... "
-                             "(e.g. vector:text_vec,binary:text_vec)")
-    parser.add_argument("--build-settings", default="",
-                        help="also time builds of one index under other maintenance_work_mem:parallel_workers "
-                             "(e.g. 64MB:1,1GB:0,1GB:1), in a scratch index dropped afterwards")
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="other index choices to build and measure beside the shipped one: storage:column,... "
+        "(e.g. vector:text_vec,binary:text_vec)",
+    )
+    parser.add_argument(
+        "--build-settings",
+        default="",
+        help="also time builds of one index under other maintenance_work_mem:parallel_workers "
+        "(e.g. 64MB:1,1GB:0,1GB:1), in a scratch index dropped afterwards",
+    )
     parser.add_argument("--build-column", default="image_vec", help="the column --build-settings builds")
     parser.add_argument("--build-storage", default="", help="the storage --build-settings builds (default: shipped)")
-    parser.add_argument("--variants-only", action="store_true",
-                        help="measure only --variants (no API run): bench/results/catalogue_scale_<n>_variants.json")
+    parser.add_argument(
+        "--variants-only",
+        action="store_true",
+        help="measure only --variants (no API run): bench/results/catalogue_scale_<n>_variants.json",
+    )
     parser.add_argument("--stop-after", choices=("load", "index"), help="only load the rows (and build the indexes)")
     parser.add_argument("--encode-centres", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -607,9 +726,16 @@ def main() -> None:
     model = EmbeddingModel.active()
     assert model is not None
     log(f"model {model.name}: {model.column_dims()}")
-    results: dict = {"products": args.products, "model": model.name, "backbone": model.backbone,
-                     "dims": model.column_dims(), "ef_search": settings.HNSW_EF_SEARCH, "per_page": PER_PAGE,
-                     "rare_category_share": RARE_FRACTION, "web_workers": WEB_WORKERS}
+    results: dict = {
+        "products": args.products,
+        "model": model.name,
+        "backbone": model.backbone,
+        "dims": model.column_dims(),
+        "ef_search": settings.HNSW_EF_SEARCH,
+        "per_page": PER_PAGE,
+        "rare_category_share": RARE_FRACTION,
+        "web_workers": WEB_WORKERS,
+    }
     results["load"] = load_catalogue(args.products, model.pk, image_c, text_c, centres)
     log(f"load: {results['load']}")
     if args.stop_after == "load":
@@ -617,20 +743,35 @@ def main() -> None:
     from embeddings.vector_index import index_storage
 
     builds_file = data_dir / "index_builds.json"
-    results["index"] = {"storage": index_storage(),
-                        "columns": {c: build_index(model, c, index_storage(), args.rebuild_index, builds_file)
-                                    for c in model.column_dims()}}
+    results["index"] = {
+        "storage": index_storage(),
+        "columns": {
+            c: build_index(model, c, index_storage(), args.rebuild_index, builds_file) for c in model.column_dims()
+        },
+    }
     with connect() as conn:
-        results["heap_and_toast_mib"] = round(scalar(conn, "SELECT pg_table_size('embeddings_productvector')") / 2**20, 1)
+        results["heap_and_toast_mib"] = round(
+            scalar(conn, "SELECT pg_table_size('embeddings_productvector')") / 2**20, 1
+        )
     variants = [tuple(v.split(":")) for v in args.variants.split(",") if v]
     for storage, column in variants:
         results.setdefault("variant_builds", {})[f"{storage}:{column}"] = build_index(
-            model, column, storage, args.rebuild_index, builds_file)
+            model, column, storage, args.rebuild_index, builds_file
+        )
     if args.build_settings:
         probes = [spec.split(":") for spec in args.build_settings.split(",")]  # memory:workers
-        results["build_settings"] = [build_probe(model, args.build_column, args.build_storage or index_storage(), memory,
-                                                 workers, args.rebuild_index, builds_file)
-                                     for memory, workers in probes]
+        results["build_settings"] = [
+            build_probe(
+                model,
+                args.build_column,
+                args.build_storage or index_storage(),
+                memory,
+                workers,
+                args.rebuild_index,
+                builds_file,
+            )
+            for memory, workers in probes
+        ]
     if args.stop_after == "index":
         return
     # Queries: the demo's wordings, and demo photos (centres' photos: what a shopper would upload).
@@ -638,14 +779,17 @@ def main() -> None:
     texts = [d["query"] for d in lines if isinstance(d.get("query"), str)]
     rng = random.Random(5)
     photos = [(Path(c["image"]).name, (DEMO_CSV.parent / c["image"]).read_bytes()) for c in rng.sample(centres, 50)]
-    jobs = {kind: [(texts[(i * 7 + j) % len(texts)], photos[(i * 3 + j) % len(photos)]) for i in range(args.requests)]
-            for j, kind in enumerate(KINDS)}
+    jobs = {
+        kind: [(texts[(i * 7 + j) % len(texts)], photos[(i * 3 + j) % len(photos)]) for i in range(args.requests)]
+        for j, kind in enumerate(KINDS)
+    }
 
     label = default_data_dir(args.products).name.replace("bench-", "")
     if args.variants_only:  # the index choices alone, beside the shipped indexes' recall
         vectors, results["encode_ms"] = query_vectors(model, texts, jobs)
-        results["variants"] = measure_variants(model, variants, results, args.products, args.recall_queries,
-                                               image_c, text_c, vectors)
+        results["variants"] = measure_variants(
+            model, variants, results, args.products, args.recall_queries, image_c, text_c, vectors
+        )
         table(results["variants"], title="Index choices: build, size, raw query (c=1) and recall@10")
         write_result(f"catalogue_scale_{label}_variants", results, started)
         return
@@ -674,11 +818,17 @@ def main() -> None:
             wall = time.perf_counter() - t
             for kind in KINDS:
                 mine = [g for g in got if g[0] == kind]
-                api[(kind, clients)] = {"latency": stats_ms([g[1] for g in mine]), "requests": len(mine),
-                                        "full_pages": sum(g[2] == PER_PAGE for g in mine),
-                                        "mix_per_s": round(len(got) / wall, 1), "load_avg_1m": round(load[0], 2)}
-                log(f"API {kind} c={clients}: {api[(kind, clients)]['latency']['p50']} / "
-                    f"{api[(kind, clients)]['latency']['p99']} ms, full pages {api[(kind, clients)]['full_pages']}/{len(mine)}")
+                api[(kind, clients)] = {
+                    "latency": stats_ms([g[1] for g in mine]),
+                    "requests": len(mine),
+                    "full_pages": sum(g[2] == PER_PAGE for g in mine),
+                    "mix_per_s": round(len(got) / wall, 1),
+                    "load_avg_1m": round(load[0], 2),
+                }
+                log(
+                    f"API {kind} c={clients}: {api[(kind, clients)]['latency']['p50']} / "
+                    f"{api[(kind, clients)]['latency']['p99']} ms, full pages {api[(kind, clients)]['full_pages']}/{len(mine)}"
+                )
     finally:
         web.terminate()
         web.wait(30)
@@ -691,6 +841,7 @@ def main() -> None:
     raw: dict = {}
     conns = [connect() for _ in range(max(int(c) for c in args.clients.split(",")))]
     try:
+
         def one(i: int, kj: tuple[str, Any]) -> tuple[str, float]:
             kind, (q, (name, _)) = kj
             column = "image_vec" if kind == "photo" else "text_vec"
@@ -706,8 +857,11 @@ def main() -> None:
             got = concurrently(clients, mixed, one)
             wall = time.perf_counter() - t
             for kind in (*KINDS, DEEP):
-                raw[(kind, clients)] = {"latency": stats_ms([g[1] for g in got if g[0] == kind]),
-                                        "mix_per_s": round(len(got) / wall, 1), "load_avg_1m": round(load[0], 2)}
+                raw[(kind, clients)] = {
+                    "latency": stats_ms([g[1] for g in got if g[0] == kind]),
+                    "mix_per_s": round(len(got) / wall, 1),
+                    "load_avg_1m": round(load[0], 2),
+                }
     finally:
         for c in conns:
             c.close()
@@ -717,32 +871,60 @@ def main() -> None:
     results["recall"] = recall(model, args.products, image_c, text_c, args.recall_queries)
     if variants:
         results["variants"] = measure_variants(
-            model, [(results["index"]["storage"], c) for c in dims] + variants, results, args.products,
-            args.recall_queries, image_c, text_c, vectors)
+            model,
+            [(results["index"]["storage"], c) for c in dims] + variants,
+            results,
+            args.products,
+            args.recall_queries,
+            image_c,
+            text_c,
+            vectors,
+        )
 
     rows = []
     for (kind, clients), a in api.items():
         r = raw[(kind, clients)]
         enc = results["encode_ms"]["photo" if kind == "photo" else "text"]["p50"]
-        rows.append({"search": kind, "c": clients, "API p50": a["latency"]["p50"], "API p99": a["latency"]["p99"],
-                     "raw p50": r["latency"]["p50"], "raw p99": r["latency"]["p99"],
-                     "raw 200 deep p50": raw[(DEEP, clients)]["latency"]["p50"] if kind == "text" else "",
-                     "encode p50": enc,
-                     "API - raw - encode (p50)": round(a["latency"]["p50"] - r["latency"]["p50"] - enc, 1),
-                     "mix/s (API, raw)": f"{a['mix_per_s']:.0f}, {r['mix_per_s']:.0f}", "full pages": f"{a['full_pages']}/{a['requests']}",
-                     "load 1m": a["load_avg_1m"]})
+        rows.append(
+            {
+                "search": kind,
+                "c": clients,
+                "API p50": a["latency"]["p50"],
+                "API p99": a["latency"]["p99"],
+                "raw p50": r["latency"]["p50"],
+                "raw p99": r["latency"]["p99"],
+                "raw 200 deep p50": raw[(DEEP, clients)]["latency"]["p50"] if kind == "text" else "",
+                "encode p50": enc,
+                "API - raw - encode (p50)": round(a["latency"]["p50"] - r["latency"]["p50"] - enc, 1),
+                "mix/s (API, raw)": f"{a['mix_per_s']:.0f}, {r['mix_per_s']:.0f}",
+                "full pages": f"{a['full_pages']}/{a['requests']}",
+                "load 1m": a["load_avg_1m"],
+            }
+        )
     results["rows"] = rows
-    table(rows, title=f"{args.products:,} products, {model.name} {dims}, ef_search {settings.HNSW_EF_SEARCH}, "
-                      f"index {results['index']['storage']}; latency in ms")
-    table([{k: v for k, v in i.items() if k not in ("load_avg_at_end", "built_at")}
-           for i in [*results["index"]["columns"].values(), *results.get("variant_builds", {}).values()]],
-          title="HNSW indexes")
+    table(
+        rows,
+        title=f"{args.products:,} products, {model.name} {dims}, ef_search {settings.HNSW_EF_SEARCH}, "
+        f"index {results['index']['storage']}; latency in ms",
+    )
+    table(
+        [
+            {k: v for k, v in i.items() if k not in ("load_avg_at_end", "built_at")}
+            for i in [*results["index"]["columns"].values(), *results.get("variant_builds", {}).values()]
+        ],
+        title="HNSW indexes",
+    )
     if variants:
         table(results["variants"], title="Index choices: build, size, raw query (c=1) and recall@10")
     if args.build_settings:
         table(results["build_settings"], title="HNSW build settings")
-    table([{"column": c, "recall@10": r["recall@10"], "min": r["min"], "p50 ms": r["vector_search_ms"]["p50"]}
-           for c, r in results["recall"].items()], title=f"recall@10 at ef_search {settings.HNSW_EF_SEARCH}")
+    table(
+        [
+            {"column": c, "recall@10": r["recall@10"], "min": r["min"], "p50 ms": r["vector_search_ms"]["p50"]}
+            for c, r in results["recall"].items()
+        ],
+        title=f"recall@10 at ef_search {settings.HNSW_EF_SEARCH}",
+    )
     table(results["peak_rss"], title="peak RSS")
     text1 = next(r for r in rows if r["search"] == "text" and r["c"] == 1)
     results["targets"] = {
@@ -750,8 +932,9 @@ def main() -> None:
         "text_p99_c1_le_50ms": text1["API p99"] <= TARGET_P99_MS,
         "p99_c1_le_50ms_by_kind": {r["search"]: r["API p99"] <= TARGET_P99_MS for r in rows if r["c"] == 1},
         "recall_ge_0.95": {c: r["recall@10"] >= TARGET_RECALL for c, r in results["recall"].items()},
-        "rare_filter_pages_full": all(r["full pages"].split("/")[0] == r["full pages"].split("/")[1]
-                                      for r in rows if r["search"] == "rare filter"),
+        "rare_filter_pages_full": all(
+            r["full pages"].split("/")[0] == r["full pages"].split("/")[1] for r in rows if r["search"] == "rare filter"
+        ),
     }
     print(json.dumps(results["targets"], indent=1))
     write_result(f"catalogue_scale_{label}", results, started)

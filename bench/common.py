@@ -4,6 +4,7 @@ Benchmarks are plain scripts (``python -m bench.<name>``), never unit tests. Eac
 prints a table and writes ``bench/results/<name>.json`` with the machine and the exact
 command, so a number in docs/benchmarks.md can always be traced back to a run.
 """
+
 from __future__ import annotations
 
 import json
@@ -215,10 +216,14 @@ def post_search_image(port: int, data: bytes, filename: str, k: int) -> tuple[in
 
     boundary = uuid.uuid4().hex
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n{k}\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{filename}\"\r\n"
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n{k}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     conn.request("POST", "/api/search/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
     resp = conn.getresponse()

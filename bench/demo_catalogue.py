@@ -1,4 +1,5 @@
 """Load the demo catalogue (2,500 products) into the benchmark database, with vectors."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

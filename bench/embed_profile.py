@@ -8,6 +8,7 @@ DB reads, image file read + decode, preprocessing, image forward, text forward
 
     .venv/bin/python -m bench.embed_profile
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,11 @@ def profile_batch(product_ids: list[int], model_id: int, repeats: int) -> dict:
     for _ in range(repeats):
         r: dict[str, float] = {}
         t = time.perf_counter()
-        list(ProductVector.objects.filter(model=model, product_id__in=product_ids).values_list("product_id", "content_hash"))
+        list(
+            ProductVector.objects.filter(model=model, product_id__in=product_ids).values_list(
+                "product_id", "content_hash"
+            )
+        )
         products = list(Product.objects.filter(pk__in=product_ids))
         r["db_read"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -60,13 +65,20 @@ def profile_batch(product_ids: list[int], model_id: int, repeats: int) -> dict:
         t = time.perf_counter()
         rows = [
             ProductVector(
-                product=p, model=model, image_vec=iv.tolist(), text_vec=tv.tolist(),
-                content_hash=p.content_hash, category=p.category, price=p.price,
+                product=p,
+                model=model,
+                image_vec=iv.tolist(),
+                text_vec=tv.tolist(),
+                content_hash=p.content_hash,
+                category=p.category,
+                price=p.price,
             )
             for p, iv, tv in zip(products, image_vecs, text_vecs, strict=True)
         ]
         ProductVector.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["product", "model"],
+            rows,
+            update_conflicts=True,
+            unique_fields=["product", "model"],
             update_fields=["image_vec", "text_vec", "content_hash", "category", "price", "updated_at"],
         )
         r["db_write"] = time.perf_counter() - t

@@ -4,6 +4,7 @@ No Django, no database: just the towers on a synthetic batch, as the embedding w
 
     .venv/bin/python -m bench.encoder_throughput [--compile all|none|resnet50,...] [--batch 32]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -118,7 +119,16 @@ def _compile_in_subprocess(name: str, size: int, batch: int, ref: torch.Tensor) 
     ref_path = Path(bench_env()["VITRINE_DATA_DIR"]) / f"compile-ref-{name}.npy"
     ref_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(ref_path, ref.float().numpy())
-    cmd = [sys.executable, "-m", "bench.encoder_throughput", "--compile-one", name, str(size), str(batch), str(ref_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.encoder_throughput",
+        "--compile-one",
+        name,
+        str(size),
+        str(batch),
+        str(ref_path),
+    ]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=bench_env(), capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
         result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -141,8 +151,16 @@ def compile_one(name: str, size: int, batch: int, ref_path: str) -> None:
         compile_s = time.perf_counter() - t
         s = _time(lambda: compiled(x))
     ref = torch.from_numpy(np.load(ref_path))
-    print(json.dumps({"mode": "bf16 + channels_last + torch.compile", "s_per_batch": s,
-                      "cos_min_vs_fp32": _cos_min(ref, out), "compile_s": round(compile_s, 1)}))
+    print(
+        json.dumps(
+            {
+                "mode": "bf16 + channels_last + torch.compile",
+                "s_per_batch": s,
+                "cos_min_vs_fp32": _cos_min(ref, out),
+                "compile_s": round(compile_s, 1),
+            }
+        )
+    )
 
 
 def bench_text(batch: int) -> list[dict]:
@@ -165,8 +183,16 @@ def bench_text(batch: int) -> list[dict]:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     out = tower(**tokens)
                     s = _time(lambda: tower(**tower.tokenize(texts)))  # tokenising is part of the cost
-                rows.append({"tower": name, "mode": mode, "batch": batch, "texts/s": round(batch / s, 1),
-                             "ms/batch": round(s * 1000, 1), "cos_min_vs_fp32": _cos_min(ref, out)})
+                rows.append(
+                    {
+                        "tower": name,
+                        "mode": mode,
+                        "batch": batch,
+                        "texts/s": round(batch / s, 1),
+                        "ms/batch": round(s * 1000, 1),
+                        "cos_min_vs_fp32": _cos_min(ref, out),
+                    }
+                )
     return rows
 
 
@@ -189,8 +215,13 @@ def bench_jpeg(n: int = 40) -> tuple[list[dict], dict]:
     for label, draft in (("no draft", None), ("draft(224)", 224)):
         s = _time(lambda: [_resize_center_crop(open_image(data, draft_size=draft), 224) for _ in range(n)])
         crops[label] = _resize_center_crop(open_image(data, draft_size=draft), 224)
-        rows.append({"decode": label, "source": f"{big.width}x{big.height} JPEG q90, {len(data) // 1024} KiB",
-                     "ms/image": round(s / n * 1000, 2)})
+        rows.append(
+            {
+                "decode": label,
+                "source": f"{big.width}x{big.height} JPEG q90, {len(data) // 1024} KiB",
+                "ms/image": round(s / n * 1000, 2),
+            }
+        )
     # Does draft change the embedding? Compare EfficientNet-Lite0 features of the two crops.
     model = _backbone("efficientnet_lite0")
     spec = backbone_spec("efficientnet_lite0")
@@ -203,7 +234,9 @@ def bench_jpeg(n: int = 40) -> tuple[list[dict], dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--compile", default="all", help="backbones to also run under torch.compile: all, none or a list")
+    parser.add_argument(
+        "--compile", default="all", help="backbones to also run under torch.compile: all, none or a list"
+    )
     parser.add_argument("--compile-one", nargs=4, metavar=("NAME", "SIZE", "BATCH", "REF"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compile_one:
@@ -220,8 +253,11 @@ def main() -> None:
         log(f"image backbone {name} @ {size}")
         compile_ = args.compile == "all" or name in args.compile.split(",")
         image_rows += bench_backbone(name, size, args.batch, compile_=compile_)
-    table(image_rows, ["backbone", "input", "batch", "mode", "img/s", "ms/img", "cos_min_vs_fp32", "compile_s", "note"],
-          title="Image backbones")
+    table(
+        image_rows,
+        ["backbone", "input", "batch", "mode", "img/s", "ms/img", "cos_min_vs_fp32", "compile_s", "note"],
+        title="Image backbones",
+    )
     log("text towers")
     text_rows = bench_text(64)
     table(text_rows, title="Text towers (batch 64, demo product texts)")
@@ -229,7 +265,9 @@ def main() -> None:
     jpeg_rows, jpeg_extra = bench_jpeg()
     table(jpeg_rows, title="JPEG decode + resize + crop to 224")
     print(jpeg_extra)
-    write_result("encoder_throughput", {"image": image_rows, "text": text_rows, "jpeg": jpeg_rows, **jpeg_extra}, started)
+    write_result(
+        "encoder_throughput", {"image": image_rows, "text": text_rows, "jpeg": jpeg_rows, **jpeg_extra}, started
+    )
 
 
 if __name__ == "__main__":

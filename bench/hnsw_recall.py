@@ -8,6 +8,7 @@ returns with and without hnsw.iterative_scan. Tables are kept between runs
 
     .venv/bin/python -m bench.hnsw_recall [--sizes 100000,300000] [--rebuild]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,9 @@ def build(conn: psycopg.Connection, n: int, x: np.ndarray, categories: np.ndarra
             log(f"{table_name}: reusing (pass --rebuild to time the build)")
             return {"reused": True}
     conn.execute(f"DROP TABLE IF EXISTS {table_name}")
-    conn.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, category int NOT NULL, embedding vector({DIM}) NOT NULL)")
+    conn.execute(
+        f"CREATE TABLE {table_name} (id int PRIMARY KEY, category int NOT NULL, embedding vector({DIM}) NOT NULL)"
+    )
     t = time.perf_counter()
     with conn.cursor().copy(f"COPY {table_name} (id, category, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
         copy.set_types(["int4", "int4", "vector"])
@@ -67,9 +70,12 @@ def build(conn: psycopg.Connection, n: int, x: np.ndarray, categories: np.ndarra
 
 
 def knn(conn: psycopg.Connection, table_name: str, q: np.ndarray, where: str = "") -> list[int]:
-    return [r[0] for r in conn.execute(
-        f"SELECT id FROM {table_name} {where} ORDER BY embedding <=> %s LIMIT {K}", [q]
-    ).fetchall()]
+    return [
+        r[0]
+        for r in conn.execute(
+            f"SELECT id FROM {table_name} {where} ORDER BY embedding <=> %s LIMIT {K}", [q]
+        ).fetchall()
+    ]
 
 
 def run_size(conn: psycopg.Connection, n: int, queries: int, rebuild: bool) -> tuple[list[dict], list[dict], dict]:
@@ -100,8 +106,15 @@ def run_size(conn: psycopg.Connection, n: int, queries: int, rebuild: bool) -> t
             times.append(time.perf_counter() - t)
             recalls.append(len(set(got) & set(exact[i].tolist())) / K)
         s = stats_ms(times)
-        rows.append({"rows": n, "query": f"HNSW ef_search={ef}", "p50_ms": s["p50"], "p99_ms": s["p99"],
-                     "recall@10": round(float(np.mean(recalls)), 4)})
+        rows.append(
+            {
+                "rows": n,
+                "query": f"HNSW ef_search={ef}",
+                "p50_ms": s["p50"],
+                "p99_ms": s["p99"],
+                "recall@10": round(float(np.mean(recalls)), 4),
+            }
+        )
     conn.execute("RESET enable_seqscan")
     conn.execute("SET enable_indexscan = off")
     conn.execute("SET max_parallel_workers_per_gather = 1")
@@ -132,12 +145,23 @@ def run_size(conn: psycopg.Connection, n: int, queries: int, rebuild: bool) -> t
             times.append(time.perf_counter() - t)
             counts.append(len(got))
         s = stats_ms(times)
-        frows.append({"rows": n, "rare_rows": n_rare, "iterative_scan": mode, "mean_rows_returned (k=10)": round(float(np.mean(counts)), 2),
-                      "min_rows": int(min(counts)), "p50_ms": s["p50"], "p99_ms": s["p99"]})
+        frows.append(
+            {
+                "rows": n,
+                "rare_rows": n_rare,
+                "iterative_scan": mode,
+                "mean_rows_returned (k=10)": round(float(np.mean(counts)), 2),
+                "min_rows": int(min(counts)),
+                "p50_ms": s["p50"],
+                "p99_ms": s["p99"],
+            }
+        )
     for setting in ("hnsw.iterative_scan", "enable_seqscan", "enable_bitmapscan", "hnsw.ef_search"):
         conn.execute(f"RESET {setting}")
     # What the planner does on its own with the rare filter (it may skip HNSW entirely).
-    plan = conn.execute(f"EXPLAIN SELECT id FROM {table_name} WHERE category = 0 ORDER BY embedding <=> %s LIMIT {K}", [qv[0]]).fetchall()
+    plan = conn.execute(
+        f"EXPLAIN SELECT id FROM {table_name} WHERE category = 0 ORDER BY embedding <=> %s LIMIT {K}", [qv[0]]
+    ).fetchall()
     info["rare_filter_default_plan"] = " / ".join(r[0].strip().split("'")[0] for r in plan if "Scan" in r[0])
     return rows, frows, info
 
@@ -159,10 +183,15 @@ def main() -> None:
         all_rows += rows
         all_filter += frows
         builds[n] = info
-    table(all_rows, title=f"HNSW (m=16, ef_construction=64) on {DIM}-d clustered unit vectors, {args.queries} queries, k={K}")
+    table(
+        all_rows,
+        title=f"HNSW (m=16, ef_construction=64) on {DIM}-d clustered unit vectors, {args.queries} queries, k={K}",
+    )
     table(all_filter, title="Rare filter (category with 0.1% of rows), ef_search=100, HNSW plan forced")
     print(builds)
-    write_result("hnsw_recall", {"dim": DIM, "k": K, "search": all_rows, "rare_filter": all_filter, "builds": builds}, started)
+    write_result(
+        "hnsw_recall", {"dim": DIM, "k": K, "search": all_rows, "rare_filter": all_filter, "builds": builds}, started
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Uses Redis db 14 as broker when REDIS_URL is unset and Redis answers on 127.0.0.
 
     .venv/bin/python -m bench.ingest_throughput [--photos demo,jpeg800] [--bulk-rows 100000] [--raw-products 640]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,9 +71,29 @@ def start_worker(queue: str, threads: str = "default") -> subprocess.Popen:
     env.update(worker_env(threads))
     log_file = open(data_dir / f"worker-{queue}-bench.log", "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "searchsite", "worker", "-Q", queue, "-c", "1",
-         "-n", f"bench-{queue}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "searchsite",
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            "1",
+            "-n",
+            f"bench-{queue}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -92,7 +113,11 @@ def raw_encoder_subprocess(n: int, threads: str, csv_path: Path) -> dict:
 
     out = subprocess.run(
         [sys.executable, "-m", "bench.ingest_throughput", "--raw-only", str(n), "--raw-csv", str(csv_path)],
-        cwd=ROOT, env={**bench_env(), **worker_env(threads)}, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        env={**bench_env(), **worker_env(threads)},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -126,8 +151,14 @@ def run_ingest(csv_path: Path, wait: bool) -> dict:
 
     cmd = [sys.executable, "manage.py", "ingest_csv", str(csv_path), "--quiet-errors"] + (["--wait"] if wait else [])
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**bench_env(), "TQDM_DISABLE": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**bench_env(), "TQDM_DISABLE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ps = psutil.Process(proc.pid)
     peak, samples = 0, []
     while proc.poll() is None:
@@ -142,7 +173,12 @@ def run_ingest(csv_path: Path, wait: bool) -> dict:
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"ingest_csv failed: {err[-2000:]}")
-    return {"wall_s": wall, "peak_rss_mib": round(peak / 2**20, 1), "rss_samples": samples, "summary": out.strip().splitlines()[-1]}
+    return {
+        "wall_s": wall,
+        "peak_rss_mib": round(peak / 2**20, 1),
+        "rss_samples": samples,
+        "summary": out.strip().splitlines()[-1],
+    }
 
 
 def clear_catalogue(sku_prefix: str | None = None) -> None:
@@ -177,8 +213,9 @@ def raw_encoder(model: EmbeddingModel, csv_path: Path, n: int, batch: int) -> di
     enc = encoder_for(model)
     with open(csv_path, newline="") as f:
         rows = [row for _, row in zip(range(n), csv.DictReader(f))]
-    texts = [Product(title=r["title"], description=r["description"], category=r["category"]).text_for_embedding
-             for r in rows]
+    texts = [
+        Product(title=r["title"], description=r["description"], category=r["category"]).text_for_embedding for r in rows
+    ]
     paths = [csv_path.parent / r["image"] for r in rows]
     draft = enc.image_size if settings.EMBED_JPEG_DRAFT else None
     enc.encode_images([open_image(paths[0].read_bytes())])  # warm
@@ -197,11 +234,22 @@ def raw_encoder(model: EmbeddingModel, csv_path: Path, n: int, batch: int) -> di
         t_txt += time.perf_counter() - t
     total = t_dec + t_img + t_txt
     cpu = time.process_time() - cpu
-    return {"products": len(rows), "batch": batch, "cpu_s": cpu, "cpu_ms_per_product": 1000 * cpu / len(rows),
-            "decode_s": t_dec, "encode_images_s": t_img,
-            "encode_texts_s": t_txt, "images/s": len(rows) / t_img, "texts/s": len(rows) / t_txt,
-            "products/s": len(rows) / total, "bf16": enc.bf16, "text_bf16": enc.text_bf16, "backbone": enc.backbone,
-            "jpeg_draft": bool(draft)}
+    return {
+        "products": len(rows),
+        "batch": batch,
+        "cpu_s": cpu,
+        "cpu_ms_per_product": 1000 * cpu / len(rows),
+        "decode_s": t_dec,
+        "encode_images_s": t_img,
+        "encode_texts_s": t_txt,
+        "images/s": len(rows) / t_img,
+        "texts/s": len(rows) / t_txt,
+        "products/s": len(rows) / total,
+        "bf16": enc.bf16,
+        "text_bf16": enc.text_bf16,
+        "backbone": enc.backbone,
+        "jpeg_draft": bool(draft),
+    }
 
 
 def jpeg_catalogue(work: Path, rows: list[dict], side: int = 800) -> Path:
@@ -253,7 +301,11 @@ def bulk_import(n: int, work: Path, demo_rows: list[dict], started: float | None
     clear_catalogue("BX-")
     samples = bulk.pop("rss_samples")
     # RSS at 10%, 50%, 90% of the run: flat when the import streams.
-    marks = {f"rss_at_{p}pct_mib": samples[min(len(samples) - 1, int(len(samples) * p / 100))][1] for p in (10, 50, 90)} if samples else {}
+    marks = (
+        {f"rss_at_{p}pct_mib": samples[min(len(samples) - 1, int(len(samples) * p / 100))][1] for p in (10, 50, 90)}
+        if samples
+        else {}
+    )
     result = {**bulk, "rows": n, "import_phase_s": import_s, "rows/s": n / import_s, **marks}
     if started is not None:
         table([_bulk_row(result)], title="Bulk import (import phase only)")
@@ -263,8 +315,13 @@ def bulk_import(n: int, work: Path, demo_rows: list[dict], started: float | None
 
 
 def _bulk_row(b: dict) -> dict:
-    return {"what": f"bulk ingest_csv (no --wait), {b['rows']:,} rows", "seconds": b["import_phase_s"],
-            "per_s": b["rows/s"], "unit": "rows/s (import phase)", "peak_rss_mib": b["peak_rss_mib"]}
+    return {
+        "what": f"bulk ingest_csv (no --wait), {b['rows']:,} rows",
+        "seconds": b["import_phase_s"],
+        "per_s": b["rows/s"],
+        "unit": "rows/s (import phase)",
+        "peak_rss_mib": b["peak_rss_mib"],
+    }
 
 
 def main() -> None:
@@ -273,13 +330,19 @@ def main() -> None:
     parser.add_argument("--raw-products", type=int, default=640)
     parser.add_argument("--raw-only", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--raw-csv", default=str(DEMO_CSV), help=argparse.SUPPRESS)
-    parser.add_argument("--photos", default="demo,jpeg800",
-                        help="catalogues to ingest, one timed run each: demo (the demo's small PNGs), "
-                        "jpeg800 (the same products with 800 px JPEG photos)")
+    parser.add_argument(
+        "--photos",
+        default="demo,jpeg800",
+        help="catalogues to ingest, one timed run each: demo (the demo's small PNGs), "
+        "jpeg800 (the same products with 800 px JPEG photos)",
+    )
     parser.add_argument("--bulk-only", action="store_true", help="only the bulk import (writes ingest_bulk.json)")
-    parser.add_argument("--embed-threads", default="passive",
-                        help="OpenMP setting of the embed worker, one timed ingest each: default, passive "
-                        "(OMP_WAIT_POLICY=PASSIVE) or a thread count")
+    parser.add_argument(
+        "--embed-threads",
+        default="passive",
+        help="OpenMP setting of the embed worker, one timed ingest each: default, passive "
+        "(OMP_WAIT_POLICY=PASSIVE) or a thread count",
+    )
     args = parser.parse_args()
     started = time.time()
     bench_env()
@@ -332,32 +395,61 @@ def main() -> None:
     bulk = bulk_import(args.bulk_rows, work, demo_rows, None) if args.bulk_rows else {}
     results = {
         "broker": "redis" if os.environ.get("REDIS_URL") else "filesystem",
-        "model": model.name, "backbone": model.backbone, "embed_batch_size": settings.EMBED_BATCH_SIZE,
-        "jpeg_draft": settings.EMBED_JPEG_DRAFT, "runs": runs, "bulk_import": bulk,
+        "model": model.name,
+        "backbone": model.backbone,
+        "embed_batch_size": settings.EMBED_BATCH_SIZE,
+        "jpeg_draft": settings.EMBED_JPEG_DRAFT,
+        "runs": runs,
+        "bulk_import": bulk,
     }
     table_rows = []
     for r in runs:
         raw = r["raw_encoder"]
         table_rows += [
-            {"what": f"{r['photos']}: ingest_csv --wait, {r['products']:,} rows, 1 prepare + 1 embed worker "
-                     f"(embed threads {r['embed_threads']})",
-             "seconds": r["wall_s"], "per_s": r["products/s"], "unit": "products/s (start to all searchable)",
-             "peak_rss_mib": r["peak_rss_mib"]},
-            {"what": "  of which import phase (rows stored + queued)", "seconds": r["import_phase_s"] or 0.0,
-             "per_s": r["products"] / r["import_phase_s"] if r["import_phase_s"] else 0.0, "unit": "rows/s",
-             "peak_rss_mib": ""},
-            {"what": f"{r['photos']}: raw encoder, {raw['products']} products (decode + images + texts), "
-                     "before / after the ingest",
-             "seconds": f"{r['raw_before']['products/s']:.1f} / {r['raw_after']['products/s']:.1f}",
-             "per_s": raw["products/s"], "unit": "products/s (mean)", "peak_rss_mib": ""},
-            {"what": "  decode + prepare / encode_images / encode_texts (mean s)", "seconds":
-                f"{raw['decode_s']:.1f} / {raw['encode_images_s']:.1f} / {raw['encode_texts_s']:.1f}",
-             "per_s": "", "unit": "", "peak_rss_mib": ""},
-            {"what": f"{r['photos']}: ratio ingest / raw encoder", "seconds": "", "per_s": r["ratio_ingest_over_raw"],
-             "unit": f"load {r['load_avg_1m']}", "peak_rss_mib": ""},
-            {"what": f"{r['photos']}: CPU ms per product, ingest (all processes) / raw encoder",
-             "seconds": f"{r['cpu_ms_per_product']:.0f} / {raw['cpu_ms_per_product']:.0f}",
-             "per_s": r["cpu_ratio_raw_over_ingest"], "unit": "ratio raw / ingest", "peak_rss_mib": ""},
+            {
+                "what": f"{r['photos']}: ingest_csv --wait, {r['products']:,} rows, 1 prepare + 1 embed worker "
+                f"(embed threads {r['embed_threads']})",
+                "seconds": r["wall_s"],
+                "per_s": r["products/s"],
+                "unit": "products/s (start to all searchable)",
+                "peak_rss_mib": r["peak_rss_mib"],
+            },
+            {
+                "what": "  of which import phase (rows stored + queued)",
+                "seconds": r["import_phase_s"] or 0.0,
+                "per_s": r["products"] / r["import_phase_s"] if r["import_phase_s"] else 0.0,
+                "unit": "rows/s",
+                "peak_rss_mib": "",
+            },
+            {
+                "what": f"{r['photos']}: raw encoder, {raw['products']} products (decode + images + texts), "
+                "before / after the ingest",
+                "seconds": f"{r['raw_before']['products/s']:.1f} / {r['raw_after']['products/s']:.1f}",
+                "per_s": raw["products/s"],
+                "unit": "products/s (mean)",
+                "peak_rss_mib": "",
+            },
+            {
+                "what": "  decode + prepare / encode_images / encode_texts (mean s)",
+                "seconds": f"{raw['decode_s']:.1f} / {raw['encode_images_s']:.1f} / {raw['encode_texts_s']:.1f}",
+                "per_s": "",
+                "unit": "",
+                "peak_rss_mib": "",
+            },
+            {
+                "what": f"{r['photos']}: ratio ingest / raw encoder",
+                "seconds": "",
+                "per_s": r["ratio_ingest_over_raw"],
+                "unit": f"load {r['load_avg_1m']}",
+                "peak_rss_mib": "",
+            },
+            {
+                "what": f"{r['photos']}: CPU ms per product, ingest (all processes) / raw encoder",
+                "seconds": f"{r['cpu_ms_per_product']:.0f} / {raw['cpu_ms_per_product']:.0f}",
+                "per_s": r["cpu_ratio_raw_over_ingest"],
+                "unit": "ratio raw / ingest",
+                "peak_rss_mib": "",
+            },
         ]
     if bulk:
         table_rows.append(_bulk_row(bulk))
@@ -418,7 +510,9 @@ def timed_ingest(photos: str, csv_path: Path, warm_csv: Path, threads: str, n_ro
         demo = run_ingest(csv_path, wait=True)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = {k: tree_cpu(pids) - cpu_before[k] for k, pids in groups.items()}
-        cpu["ingest_csv"] = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+        cpu["ingest_csv"] = (children.ru_utime + children.ru_stime) - (
+            children_before.ru_utime + children_before.ru_stime
+        )
         demo["cpu_s"] = {k: round(v, 1) for k, v in cpu.items()}
         load.append(os.getloadavg()[0])
         job = ImportJob.objects.filter(source_name=str(csv_path)).order_by("-created_at").first()
@@ -430,18 +524,27 @@ def timed_ingest(photos: str, csv_path: Path, warm_csv: Path, threads: str, n_ro
     finally:
         stop(workers)
     raw = {k: (before[k] + after[k]) / 2 if isinstance(before[k], float) else before[k] for k in before}
-    demo.update(photos=photos, embed_threads=threads, products=n_rows, raw_encoder=raw, raw_before=before,
-                raw_after=after, load_avg_1m=[round(x, 1) for x in load])
+    demo.update(
+        photos=photos,
+        embed_threads=threads,
+        products=n_rows,
+        raw_encoder=raw,
+        raw_before=before,
+        raw_after=after,
+        load_avg_1m=[round(x, 1) for x in load],
+    )
     demo["products/s"] = n_rows / demo["wall_s"]
     demo["ratio_ingest_over_raw"] = demo["products/s"] / raw["products/s"]
     # The same comparison in CPU: what a product costs all the processes of the ingest against
     # what it costs the raw encoder (robust to the other tenants of a shared machine).
     demo["cpu_ms_per_product"] = 1000 * sum(demo["cpu_s"].values()) / n_rows
     demo["cpu_ratio_raw_over_ingest"] = raw["cpu_ms_per_product"] / demo["cpu_ms_per_product"]
-    log(f"{photos}: ingest {demo['products/s']:.1f} products/s; raw {before['products/s']:.1f} / "
+    log(
+        f"{photos}: ingest {demo['products/s']:.1f} products/s; raw {before['products/s']:.1f} / "
         f"{after['products/s']:.1f}; ratio {demo['ratio_ingest_over_raw']:.2f}; CPU per product: ingest "
         f"{demo['cpu_ms_per_product']:.0f} ms {demo['cpu_s']}, raw {raw['cpu_ms_per_product']:.0f} ms; "
-        f"ratio {demo['cpu_ratio_raw_over_ingest']:.2f}")
+        f"ratio {demo['cpu_ratio_raw_over_ingest']:.2f}"
+    )
     return demo
 
 

@@ -24,6 +24,7 @@ too. Prints per-kind p50/p99, throughput and errors, the share of searches each 
 
     .venv/bin/python -m bench.load_test [--clients 16] [--seconds 60] [--mixes zipf,distinct] [--caches on,off]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,11 +86,19 @@ def load_workload(photo_count: int, mix: str) -> Workload:
     random.Random(3).shuffle(queries)  # popularity rank: not the file's order
     with open(DEMO_CSV, newline="") as f:
         rows = list(csv.DictReader(f))
-    photos = [(Path(r["image"]).name, (DEMO_CSV.parent / r["image"]).read_bytes())
-              for r in random.Random(7).sample(rows, photo_count)]
+    photos = [
+        (Path(r["image"]).name, (DEMO_CSV.parent / r["image"]).read_bytes())
+        for r in random.Random(7).sample(rows, photo_count)
+    ]
     words = sorted({w for q in queries for w in q.lower().split() if w.isalpha() and len(w) > 2})
-    return Workload(queries, photos, sorted({r["category"] for r in rows}), mix,
-                    [1.0 / (r + 1) ** ZIPF_EXPONENT for r in range(len(queries))], words)
+    return Workload(
+        queries,
+        photos,
+        sorted({r["category"] for r in rows}),
+        mix,
+        [1.0 / (r + 1) ** ZIPF_EXPONENT for r in range(len(queries))],
+        words,
+    )
 
 
 def pick_query(w: Workload, rng: random.Random) -> str:
@@ -97,7 +106,9 @@ def pick_query(w: Workload, rng: random.Random) -> str:
         # the n-th such search of the run: wording n mod Q plus a word or two, never repeated
         n = next(w.counter)
         base, extra = divmod(n, len(w.queries))
-        return f"{w.queries[extra]} {w.words[base % len(w.words)]}" + (f" {base // len(w.words)}" if base >= len(w.words) else "")
+        return f"{w.queries[extra]} {w.words[base % len(w.words)]}" + (
+            f" {base // len(w.words)}" if base >= len(w.words) else ""
+        )
     return rng.choices(w.queries, weights=w.weights)[0]
 
 
@@ -201,8 +212,13 @@ def start_web(port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[
     data = Path(bench_env()["VITRINE_DATA_DIR"])
     (data / "logs").mkdir(parents=True, exist_ok=True)
     argv = gunicorn_argv(f"127.0.0.1:{port}", workers, data / "logs" / "access.log")
-    proc = subprocess.Popen(argv, cwd=ROOT, env={**bench_env(), **env}, stdout=open(data / "logs" / "web.log", "ab"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env={**bench_env(), **env},
+        stdout=open(data / "logs" / "web.log", "ab"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
@@ -245,12 +261,22 @@ def summarise(crowd: list[Client], elapsed: float) -> tuple[list[dict], dict]:
         errors = Counter(s[3] for s in mine if s[3] != "200")
         st = stats_ms(ok) if ok else {"p50": None, "p90": None, "p99": None, "mean": None}
         answered = sum(1 for s in mine if s[3] == "200")
-        rows.append({"kind": kind, "requests": len(mine), "errors": sum(errors.values()),
-                     "per_s": round(len(ok) / elapsed, 1), "p50_ms": st["p50"], "p90_ms": st["p90"],
-                     "p99_ms": st["p99"], "max_ms": round(max(ok) * 1000, 1) if ok else None,
-                     "page_hits": round(sum("result_pages=hit" in s[4] for s in mine if s[3] == "200") / answered, 3)
-                     if answered else None,
-                     "errors_by_status": dict(errors)})
+        rows.append(
+            {
+                "kind": kind,
+                "requests": len(mine),
+                "errors": sum(errors.values()),
+                "per_s": round(len(ok) / elapsed, 1),
+                "p50_ms": st["p50"],
+                "p90_ms": st["p90"],
+                "p99_ms": st["p99"],
+                "max_ms": round(max(ok) * 1000, 1) if ok else None,
+                "page_hits": round(sum("result_pages=hit" in s[4] for s in mine if s[3] == "200") / answered, 3)
+                if answered
+                else None,
+                "errors_by_status": dict(errors),
+            }
+        )
     caches = {name: cache_share(samples, name) for name in ("result_pages", "text_vectors", "photo_vectors")}
     return rows, {**rows[-1], "cache_hit_rates": caches}
 
@@ -265,8 +291,11 @@ def one_run(args: argparse.Namespace, mix: str, caches: str, workers: int) -> di
             http_get(port, "/api/search?" + urllib.parse.urlencode({"q": q, "mode": "hybrid"}))
         for name, data in w.photos[:4]:
             http_post_image(port, data, name)
-        groups = {"gunicorn": (web.pid, True), "postgres": (postgres_pid(), True),
-                  "clients (this process)": (os.getpid(), False)}
+        groups = {
+            "gunicorn": (web.pid, True),
+            "postgres": (postgres_pid(), True),
+            "clients (this process)": (os.getpid(), False),
+        }
         cpu_before = cpu_seconds(groups)
         log(f"{args.clients} clients for {args.seconds:.0f} s")
         crowd, elapsed, load = run(port, w, args.clients, args.seconds, args.seed)
@@ -278,18 +307,38 @@ def one_run(args: argparse.Namespace, mix: str, caches: str, workers: int) -> di
     cpu = {k: round(cpu_after[k] - cpu_before[k], 1) for k in groups}
     cores = os.cpu_count() or 1
     answered = sum(r["requests"] - r["errors"] for r in rows[-1:])
-    cpu_rows = [{"process": k, "cpu_s": v, "share_of_all_cores": round(v / (elapsed * cores), 2),
-                 "ms_per_search": round(1000 * v / max(1, answered), 1)} for k, v in cpu.items()]
+    cpu_rows = [
+        {
+            "process": k,
+            "cpu_s": v,
+            "share_of_all_cores": round(v / (elapsed * cores), 2),
+            "ms_per_search": round(1000 * v / max(1, answered), 1),
+        }
+        for k, v in cpu.items()
+    ]
     load_1m = {"min": min(load), "max": max(load), "mean": round(sum(load) / len(load), 2)}
-    table(rows, ["kind", "requests", "errors", "per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "page_hits"],
-          title=f"mix {mix}, caches {caches}: {args.clients} clients, {elapsed:.0f} s, {workers} gunicorn workers")
+    table(
+        rows,
+        ["kind", "requests", "errors", "per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "page_hits"],
+        title=f"mix {mix}, caches {caches}: {args.clients} clients, {elapsed:.0f} s, {workers} gunicorn workers",
+    )
     table(cpu_rows, title=f"CPU during the run ({cores} cores x {elapsed:.0f} s = {cores * elapsed:.0f} core-s)")
-    print(f"\nmix {mix}, caches {caches}: {overall['per_s']} searches/s, errors {overall['errors']} "
-          f"{overall['errors_by_status']}; cache hit rates {overall['cache_hit_rates']}; "
-          f"1-min load average during the run {load_1m}")
-    return {"mix": mix, "caches": caches, "seconds": round(elapsed, 1), "throughput_per_s": overall["per_s"],
-            "errors": overall["errors"], "cache_hit_rates": overall["cache_hit_rates"], "rows": rows, "cpu_s": cpu,
-            "load_avg_1m_during_run": load_1m}
+    print(
+        f"\nmix {mix}, caches {caches}: {overall['per_s']} searches/s, errors {overall['errors']} "
+        f"{overall['errors_by_status']}; cache hit rates {overall['cache_hit_rates']}; "
+        f"1-min load average during the run {load_1m}"
+    )
+    return {
+        "mix": mix,
+        "caches": caches,
+        "seconds": round(elapsed, 1),
+        "throughput_per_s": overall["per_s"],
+        "errors": overall["errors"],
+        "cache_hit_rates": overall["cache_hit_rates"],
+        "rows": rows,
+        "cpu_s": cpu,
+        "load_avg_1m_during_run": load_1m,
+    }
 
 
 def main() -> None:
@@ -300,8 +349,11 @@ def main() -> None:
     parser.add_argument("--caches", default="on,off", help="search caches in each mix's runs: on, off")
     parser.add_argument("--web-workers", type=int, default=None, help="default: runsite's (WEB_WORKERS)")
     parser.add_argument("--photos", type=int, default=100, help="demo photos the uploads are made from")
-    parser.add_argument("--rate-limit", default=LOAD_RATE_LIMIT,
-                        help="SEARCH_RATE_LIMIT and PHOTO_SEARCH_RATE_LIMIT for this run ('' = off)")
+    parser.add_argument(
+        "--rate-limit",
+        default=LOAD_RATE_LIMIT,
+        help="SEARCH_RATE_LIMIT and PHOTO_SEARCH_RATE_LIMIT for this run ('' = off)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     os.environ["SEARCH_RATE_LIMIT"] = os.environ["PHOTO_SEARCH_RATE_LIMIT"] = args.rate_limit
@@ -316,16 +368,38 @@ def main() -> None:
     model = run_setup_subprocess(embed=True)
     log(f"model {model.name} ({model.backbone}), {model.vector_count()} vectors")
     runs = [one_run(args, mix, caches, workers) for mix in args.mixes.split(",") for caches in args.caches.split(",")]
-    summary = [{"mix": r["mix"], "caches": r["caches"], "searches_per_s": r["throughput_per_s"], "errors": r["errors"],
-                "p50_ms": r["rows"][-1]["p50_ms"], "p99_ms": r["rows"][-1]["p99_ms"],
-                **{f"{k}_hits": v for k, v in r["cache_hit_rates"].items()},
-                "load_1m_mean": r["load_avg_1m_during_run"]["mean"]} for r in runs]
+    summary = [
+        {
+            "mix": r["mix"],
+            "caches": r["caches"],
+            "searches_per_s": r["throughput_per_s"],
+            "errors": r["errors"],
+            "p50_ms": r["rows"][-1]["p50_ms"],
+            "p99_ms": r["rows"][-1]["p99_ms"],
+            **{f"{k}_hits": v for k, v in r["cache_hit_rates"].items()},
+            "load_1m_mean": r["load_avg_1m_during_run"]["mean"],
+        }
+        for r in runs
+    ]
     table(summary, title=f"{args.clients} clients, {model.vector_count()} products: searches/s by query mix and caches")
-    write_result("load_test", {
-        "clients": args.clients, "seconds_per_run": args.seconds, "web_workers": workers, "k": K, "mix": MIX,
-        "zipf_exponent": ZIPF_EXPONENT, "rate_limit": args.rate_limit, "model": model.name, "backbone": model.backbone,
-        "products": model.vector_count(), "summary": summary, "runs": runs,
-    }, started)
+    write_result(
+        "load_test",
+        {
+            "clients": args.clients,
+            "seconds_per_run": args.seconds,
+            "web_workers": workers,
+            "k": K,
+            "mix": MIX,
+            "zipf_exponent": ZIPF_EXPONENT,
+            "rate_limit": args.rate_limit,
+            "model": model.name,
+            "backbone": model.backbone,
+            "products": model.vector_count(),
+            "summary": summary,
+            "runs": runs,
+        },
+        started,
+    )
     errors = sum(r["errors"] for r in runs)
     if errors:
         raise SystemExit(f"{errors} errors")

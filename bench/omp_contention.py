@@ -8,6 +8,7 @@ OMP_NUM_THREADS=1; and the same without the hog.
 
     .venv/bin/python -m bench.omp_contention
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,11 @@ import time
 
 from bench.common import ROOT, bench_env, log, table, write_result
 
-ENVS = {"default (2 threads, spin)": {}, "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-        "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"}}
+ENVS = {
+    "default (2 threads, spin)": {},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"},
+}
 
 CHILD = r"""
 import json, sys, time, torch
@@ -38,8 +42,14 @@ print(json.dumps({"threads": torch.get_num_threads(), "single_ms": out[1] * 1000
 
 
 def run(env: dict[str, str]) -> dict:
-    res = subprocess.run([sys.executable, "-c", CHILD, str(ROOT)], env={**bench_env(), **env},
-                         capture_output=True, text=True, check=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ROOT)],
+        env={**bench_env(), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -52,9 +62,15 @@ def main() -> None:
             for label, env in ENVS.items():
                 log(f"{'with' if hog else 'without'} hog: {label}")
                 r = run(env)
-                rows.append({"other load": "1 busy process" if hog else "none (besides the machine's own)",
-                             "OpenMP env": label, "threads": r["threads"],
-                             "single image ms": round(r["single_ms"], 1), "batch 64 img/s": round(r["batch64_img_s"], 1)})
+                rows.append(
+                    {
+                        "other load": "1 busy process" if hog else "none (besides the machine's own)",
+                        "OpenMP env": label,
+                        "threads": r["threads"],
+                        "single image ms": round(r["single_ms"], 1),
+                        "batch 64 img/s": round(r["batch64_img_s"], 1),
+                    }
+                )
         finally:
             if proc:
                 proc.kill()

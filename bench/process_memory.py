@@ -18,6 +18,7 @@ model-running side, which keeps torch).
 
     .venv/bin/python -m bench.process_memory
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,16 +69,23 @@ def snapshot(name: str, leader: int, when: str) -> list[dict]:
     for pid in group_pids(leader):
         role = "main" if pid == leader else "pool"
         # RSS counts pages a pool process shares with its parent (fork) in both; PSS splits them.
-        rows.append({"process": f"{name} ({role})", "when": when, "pid": pid,
-                     "rss_mib": round(kib_field(f"/proc/{pid}/status", "VmRSS"), 1),
-                     "pss_mib": round(kib_field(f"/proc/{pid}/smaps_rollup", "Pss"), 1),
-                     "torch": torch_loaded(pid)})
+        rows.append(
+            {
+                "process": f"{name} ({role})",
+                "when": when,
+                "pid": pid,
+                "rss_mib": round(kib_field(f"/proc/{pid}/status", "VmRSS"), 1),
+                "pss_mib": round(kib_field(f"/proc/{pid}/smaps_rollup", "Pss"), 1),
+                "torch": torch_loaded(pid),
+            }
+        )
     return rows
 
 
 def start(argv: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -119,12 +127,19 @@ COMMANDS = [["check"], ["showmigrations", "catalog"], ["prune_search_log"], ["em
 
 
 def run_command(argv: list[str], env: dict[str, str]) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     line = next(l for l in out.stdout.splitlines() if l.startswith("PROBE"))
     _, peak, torch = line.split()
-    return {"process": "manage.py " + " ".join(argv), "when": "peak", "pid": "", "rss_mib": round(float(peak), 1),
-            "pss_mib": "", "torch": torch == "True"}
+    return {
+        "process": "manage.py " + " ".join(argv),
+        "when": "peak",
+        "pid": "",
+        "rss_mib": round(float(peak), 1),
+        "pss_mib": "",
+        "torch": torch == "True",
+    }
 
 
 def main() -> None:
@@ -160,8 +175,22 @@ def main() -> None:
     data_dir = Path(os.environ["VITRINE_DATA_DIR"])
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     prepare = start(celery_worker_argv("prepare"), data_dir / "logs" / "bench-worker-prepare.log", env)
-    beat = start([sys.executable, "-m", "celery", "-A", "searchsite", "beat", "--loglevel", "INFO",
-                  "--schedule", str(data_dir / "celerybeat-schedule")], data_dir / "logs" / "bench-beat.log", env)
+    beat = start(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "searchsite",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(data_dir / "celerybeat-schedule"),
+        ],
+        data_dir / "logs" / "bench-beat.log",
+        env,
+    )
     rows: list[dict] = []
     try:
         wait_for(lambda: "ready" in (data_dir / "logs" / "bench-worker-prepare.log").read_text(), 120, "prepare worker")
@@ -188,8 +217,11 @@ def main() -> None:
             embed = start(celery_worker_argv("embed"), data_dir / "logs" / "bench-worker-embed.log", env)
             try:
                 # It loads the active model with its first batch (the queued demo batches).
-                wait_for(lambda: Product.objects.filter(vectors__isnull=False).exists(), 600,
-                         "the embed worker's first batch")
+                wait_for(
+                    lambda: Product.objects.filter(vectors__isnull=False).exists(),
+                    600,
+                    "the embed worker's first batch",
+                )
                 rows += snapshot("worker-embed", embed.pid, "after first batch")
             finally:
                 stop(embed)
@@ -198,11 +230,20 @@ def main() -> None:
         stop(beat)
         broker.flushdb()
     table(rows, ["process", "when", "rss_mib", "pss_mib", "torch"], title="Resident memory (VmRSS, MiB)")
-    write_result("process_memory", {
-        "processes": rows,
-        "import": {"rows": job.total_rows, "status": job.status,
-                   "summary": job.summary(), "seconds": round(import_s, 1), "thumbnails": thumbs},
-    }, started)
+    write_result(
+        "process_memory",
+        {
+            "processes": rows,
+            "import": {
+                "rows": job.total_rows,
+                "status": job.status,
+                "summary": job.summary(),
+                "seconds": round(import_s, 1),
+                "thumbnails": thumbs,
+            },
+        },
+        started,
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Run a module on its own for the full options.
 
     .venv/bin/python -m bench.run_all [--only search_latency,hnsw_recall]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -10,6 +10,7 @@ data dir with the demo catalogue embedded by the default model, warms it, then t
 
     .venv/bin/python -m bench.search_latency [--text-queries 200] [--image-queries 100]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,9 +57,22 @@ def http_post_image(port: int, data: bytes, filename: str) -> tuple[int, bytes]:
 def start_gunicorn(port: int) -> subprocess.Popen:
     log_path = Path(bench_env()["VITRINE_DATA_DIR"]) / "gunicorn-bench.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "searchsite.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", "1", "--timeout", "120"],
-        cwd=ROOT, env=bench_env(), stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "searchsite.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--timeout",
+            "120",
+        ],
+        cwd=ROOT,
+        env=bench_env(),
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -85,8 +99,10 @@ def raw_pgvector(vectors: list[np.ndarray], column: str, dim: int, model_id: int
     with psycopg.connect(**params, autocommit=True) as conn:
         register_vector(conn)
         conn.execute(f"SET hnsw.ef_search = {ef}")
-        sql = (f"SELECT product_id, ({column}::vector({dim})) <=> %s::vector({dim}) AS d "
-               f"FROM embeddings_productvector WHERE model_id = %s ORDER BY d LIMIT {K}")
+        sql = (
+            f"SELECT product_id, ({column}::vector({dim})) <=> %s::vector({dim}) AS d "
+            f"FROM embeddings_productvector WHERE model_id = %s ORDER BY d LIMIT {K}"
+        )
         conn.execute(sql, [vectors[0], model_id]).fetchall()
         plan = " ".join(r[0] for r in conn.execute("EXPLAIN " + sql, [vectors[0], model_id]).fetchall())
         if "hnsw" not in plan:
@@ -109,8 +125,15 @@ def stages(kind: str, inputs: list, model: EmbeddingModel) -> dict[str, Any]:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     request = RequestFactory().get("/api/search", HTTP_HOST="127.0.0.1")
-    out: dict[str, Any] = {"model lookup": [], "decode upload": [], "encode query": [], "SQL (vector_search)": [],
-                                   "load products (ORM)": [], "serialise JSON": [], "total": []}
+    out: dict[str, Any] = {
+        "model lookup": [],
+        "decode upload": [],
+        "encode query": [],
+        "SQL (vector_search)": [],
+        "load products (ORM)": [],
+        "serialise JSON": [],
+        "total": [],
+    }
     vectors = []
     for item in inputs:
         t0 = time.perf_counter()
@@ -130,9 +153,15 @@ def stages(kind: str, inputs: list, model: EmbeddingModel) -> dict[str, Any]:
         t5 = time.perf_counter()
         JsonResponse({"results": [hit_json(request, h) for h in hits]}).content
         t6 = time.perf_counter()
-        for key, a, b in (("model lookup", t0, t1), ("decode upload", t1, t2), ("encode query", t2, t3),
-                          ("SQL (vector_search)", t3, t4), ("load products (ORM)", t4, t5),
-                          ("serialise JSON", t5, t6), ("total", t0, t6)):
+        for key, a, b in (
+            ("model lookup", t0, t1),
+            ("decode upload", t1, t2),
+            ("encode query", t2, t3),
+            ("SQL (vector_search)", t3, t4),
+            ("load products (ORM)", t4, t5),
+            ("serialise JSON", t5, t6),
+            ("total", t0, t6),
+        ):
             out[key].append(b - a)
         vectors.append((column, vec))
     out["_vectors"] = vectors
@@ -192,26 +221,52 @@ def main() -> None:
     st_image = stages("image", images, model)
 
     log("raw pgvector queries (same vectors, same k)")
-    text_col, text_dim = st_text["_vectors"][0][0], (model.image_dim if st_text["_vectors"][0][0] == "image_vec" else model.text_dim)
+    text_col, text_dim = (
+        st_text["_vectors"][0][0],
+        (model.image_dim if st_text["_vectors"][0][0] == "image_vec" else model.text_dim),
+    )
     raw_text = raw_pgvector([v for _, v in st_text["_vectors"]], text_col, text_dim, model.pk, settings.HNSW_EF_SEARCH)
-    raw_image = raw_pgvector([v for _, v in st_image["_vectors"]], "image_vec", model.image_dim, model.pk, settings.HNSW_EF_SEARCH)
+    raw_image = raw_pgvector(
+        [v for _, v in st_image["_vectors"]], "image_vec", model.image_dim, model.pk, settings.HNSW_EF_SEARCH
+    )
 
     rows: list[dict[str, Any]] = []
-    results: dict[str, Any] = {"k": K, "model": model.name, "backbone": model.backbone, "vectors": model.vector_count(),
-                               "ef_search": settings.HNSW_EF_SEARCH, "gunicorn_workers": 1}
+    results: dict[str, Any] = {
+        "k": K,
+        "model": model.name,
+        "backbone": model.backbone,
+        "vectors": model.vector_count(),
+        "ef_search": settings.HNSW_EF_SEARCH,
+        "gunicorn_workers": 1,
+    }
     for kind, http_t, st, raw in (("text", http_text, st_text, raw_text), ("image", http_image, st_image, raw_image)):
         h, r = stats_ms(http_t), stats_ms(raw)
-        results[kind] = {"http": h, "raw_pgvector": r, "stages": {k: stats_ms(v) for k, v in st.items() if not k.startswith("_")},
-                         "ratio_http_p50_over_raw_p50": round(h["p50"] / r["p50"], 1),
-                         "ratio_http_p99_over_raw_p99": round(h["p99"] / r["p99"], 1)}
+        results[kind] = {
+            "http": h,
+            "raw_pgvector": r,
+            "stages": {k: stats_ms(v) for k, v in st.items() if not k.startswith("_")},
+            "ratio_http_p50_over_raw_p50": round(h["p50"] / r["p50"], 1),
+            "ratio_http_p99_over_raw_p99": round(h["p99"] / r["p99"], 1),
+        }
         rows.append({"query": kind, "path": "HTTP API (gunicorn)", "n": h["n"], "p50_ms": h["p50"], "p99_ms": h["p99"]})
         for name, s in results[kind]["stages"].items():
             if name in ("decode upload",) and kind == "text":
                 continue
-            rows.append({"query": kind, "path": f"  in-process: {name}", "n": s["n"], "p50_ms": s["p50"], "p99_ms": s["p99"]})
-        rows.append({"query": kind, "path": "raw pgvector (psycopg)", "n": r["n"], "p50_ms": r["p50"], "p99_ms": r["p99"]})
-        rows.append({"query": kind, "path": "ratio HTTP / raw (p50, p99)", "n": "",
-                     "p50_ms": results[kind]["ratio_http_p50_over_raw_p50"], "p99_ms": results[kind]["ratio_http_p99_over_raw_p99"]})
+            rows.append(
+                {"query": kind, "path": f"  in-process: {name}", "n": s["n"], "p50_ms": s["p50"], "p99_ms": s["p99"]}
+            )
+        rows.append(
+            {"query": kind, "path": "raw pgvector (psycopg)", "n": r["n"], "p50_ms": r["p50"], "p99_ms": r["p99"]}
+        )
+        rows.append(
+            {
+                "query": kind,
+                "path": "ratio HTTP / raw (p50, p99)",
+                "n": "",
+                "p50_ms": results[kind]["ratio_http_p50_over_raw_p50"],
+                "p99_ms": results[kind]["ratio_http_p99_over_raw_p99"],
+            }
+        )
     table(rows, title=f"Search latency, k={K}, {model.vector_count()} products, model {model.name} ({model.backbone})")
     write_result("search_latency", results, started)
 

@@ -21,6 +21,7 @@ hundred thousand visitors over SEARCH_LOG_DAYS days, 30% of searches with a clic
 
 Target: p99 <= 50 ms for /api/suggest at 100k products.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,7 +79,10 @@ def fill(products: int, rng: random.Random) -> int:
                 "INSERT INTO catalog_product (sku, title, description, category, price, image, thumbnail,"
                 " image_hash, content_hash, created_at, updated_at)"
                 " VALUES (%s, %s, '', %s, %s, '', '', '', '', now(), now())",
-                [(f"SYN-{have + start + i:07d}", t, c, round(rng.uniform(5, 400), 2)) for i, (t, c) in enumerate(chunk)],
+                [
+                    (f"SYN-{have + start + i:07d}", t, c, round(rng.uniform(5, 400), 2))
+                    for i, (t, c) in enumerate(chunk)
+                ],
             )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE catalog_product")
@@ -110,7 +114,8 @@ def fill_log(rows: int, products: int, rng: random.Random) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         searches = cursor.cursor.copy(
             "COPY catalog_searchlog (id, created_at, kind, text, mode, page, results, took_ms, source, corrected, visitor)"
-            " FROM STDIN")
+            " FROM STDIN"
+        )
         clicks = []
         with searches as copy:
             for pick in picks:
@@ -118,13 +123,33 @@ def fill_log(rows: int, products: int, rng: random.Random) -> int:
                 at = now - rng.random() * span
                 photo = rng.random() < 0.1
                 results = 0 if rng.random() < 0.08 else rng.randint(1, 200)
-                copy.write_row((sid, time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(at)),
-                                "photo" if photo else "text", "" if photo else distinct[pick], "hybrid", 1, results,
-                                12.5, "page", rng.random() < 0.03, f"{rng.randrange(300_000):016x}"))
+                copy.write_row(
+                    (
+                        sid,
+                        time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(at)),
+                        "photo" if photo else "text",
+                        "" if photo else distinct[pick],
+                        "hybrid",
+                        1,
+                        results,
+                        12.5,
+                        "page",
+                        rng.random() < 0.03,
+                        f"{rng.randrange(300_000):016x}",
+                    )
+                )
                 if results and rng.random() < 0.3:
-                    clicks.append((sid, rng.choice(product_ids), rng.randint(1, 10),
-                                   time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(at + 20))))
-        with cursor.cursor.copy("COPY catalog_searchclick (search_id, product_id, rank, created_at) FROM STDIN") as copy:
+                    clicks.append(
+                        (
+                            sid,
+                            rng.choice(product_ids),
+                            rng.randint(1, 10),
+                            time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(at + 20)),
+                        )
+                    )
+        with cursor.cursor.copy(
+            "COPY catalog_searchclick (search_id, product_id, rank, created_at) FROM STDIN"
+        ) as copy:
             for row in clicks:
                 copy.write_row(row)
     with connection.cursor() as cursor:
@@ -169,8 +194,10 @@ def main() -> None:
     refresh()
     refresh_s = time.perf_counter() - t0
     popular, clicked = PopularQuery.objects.count(), ProductPopularity.objects.count()
-    log(f"refresh of {log_rows:,} logged searches: {refresh_s:.1f} s, {popular:,} popular queries, "
-        f"{clicked:,} clicked products")
+    log(
+        f"refresh of {log_rows:,} logged searches: {refresh_s:.1f} s, {popular:,} popular queries, "
+        f"{clicked:,} clicked products"
+    )
     rng = random.Random(args.seed + 1)  # the same queries whether or not this run filled the database
     picks = [f"SYN-{i:07d}" for i in rng.sample(range(count), args.queries)]
     titles = list(Product.objects.filter(sku__in=picks).order_by("sku").values_list("title", flat=True))
@@ -215,22 +242,45 @@ def main() -> None:
         matched.append(facets.matched)
 
     rows: list[dict[str, Any]] = [
-        {"operation": "GET /api/suggest (typing, 2+ letters)", **stats_ms(suggest_s),
-         "answered": f"{answered}/{len(prefixes)} ({with_past} with past queries)"},
-        {"operation": "correct_query (one misspelt word)", **stats_ms(correct_s),
-         "answered": f"{fixed}/{len(misspelt)} corrected"},
+        {
+            "operation": "GET /api/suggest (typing, 2+ letters)",
+            **stats_ms(suggest_s),
+            "answered": f"{answered}/{len(prefixes)} ({with_past} with past queries)",
+        },
+        {
+            "operation": "correct_query (one misspelt word)",
+            **stats_ms(correct_s),
+            "answered": f"{fixed}/{len(misspelt)} corrected",
+        },
         {"operation": "keyword search (24 hits)", **stats_ms(search_s), "answered": ""},
-        {"operation": "its facets (full-text match set)", **stats_ms(facets_s),
-         "answered": f"median {int(np.median(matched)):,} matched"},
+        {
+            "operation": "its facets (full-text match set)",
+            **stats_ms(facets_s),
+            "answered": f"median {int(np.median(matched)):,} matched",
+        },
     ]
-    table(rows, ["operation", "n", "p50", "p90", "p99", "mean", "answered"],
-          title=f"{count:,} products, {log_rows:,} logged searches; latency in ms")
+    table(
+        rows,
+        ["operation", "n", "p50", "p90", "p99", "mean", "answered"],
+        title=f"{count:,} products, {log_rows:,} logged searches; latency in ms",
+    )
     p99 = rows[0]["p99"]
     verdict = "meets" if p99 <= TARGET_P99_MS else "misses"
     print(f"/api/suggest p99 {p99} ms {verdict} the {TARGET_P99_MS:.0f} ms target")
-    write_result("suggest_latency", {"products": count, "log_rows": log_rows, "refresh_s": round(refresh_s, 2),
-                                     "popular_queries": popular, "clicked_products": clicked, "rows": rows, "target_p99_ms": TARGET_P99_MS,
-                                     "meets_target": p99 <= TARGET_P99_MS}, started)
+    write_result(
+        "suggest_latency",
+        {
+            "products": count,
+            "log_rows": log_rows,
+            "refresh_s": round(refresh_s, 2),
+            "popular_queries": popular,
+            "clicked_products": clicked,
+            "rows": rows,
+            "target_p99_ms": TARGET_P99_MS,
+            "meets_target": p99 <= TARGET_P99_MS,
+        },
+        started,
+    )
 
 
 if __name__ == "__main__":

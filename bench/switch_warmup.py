@@ -16,6 +16,7 @@ is made, and two clients (one per web worker) send photo searches for a minute:
 
     .venv/bin/python -m bench.switch_warmup [--products 300] [--seconds 60]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -122,8 +123,13 @@ def run_mode(mode: str, photos: list[Path], seconds: float) -> dict:
         reembed_and_switch(begin_activation("efficientnet_lite0"))
     port = free_port()
     env = {**os.environ, "ENCODER_WARM_POLL_SECONDS": poll, "WARM_UP_ENCODER": "1"}
-    web = subprocess.Popen(gunicorn_argv(f"127.0.0.1:{port}", WEB_WORKERS), cwd=ROOT, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    web = subprocess.Popen(
+        gunicorn_argv(f"127.0.0.1:{port}", WEB_WORKERS),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
         data = photos[0].read_bytes()
         deadline = time.monotonic() + 180
@@ -141,8 +147,10 @@ def run_mode(mode: str, photos: list[Path], seconds: float) -> dict:
         log(f"[{mode}] activating {new.name} (re-embedding the catalogue) ...")
         reembed_s, switch_s = reembed_and_switch(new)
         switched = time.perf_counter()
-        log(f"[{mode}] switched after {reembed_s:.0f}s of re-embedding and {switch_s:.1f}s waiting for the web "
-            f"workers and switching; photo searches for {seconds:.0f}s")
+        log(
+            f"[{mode}] switched after {reembed_s:.0f}s of re-embedding and {switch_s:.1f}s waiting for the web "
+            f"workers and switching; photo searches for {seconds:.0f}s"
+        )
         samples: list[tuple[float, float, int, str]] = []
 
         def client(offset: int) -> None:
@@ -184,8 +192,11 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--modes", default="cold,warm")
-    parser.add_argument("--target", default="resnet50",
-                        help="backbone switched to (resnet50 falls back to Lite0 weights offline: new towers all the same)")
+    parser.add_argument(
+        "--target",
+        default="resnet50",
+        help="backbone switched to (resnet50 falls back to Lite0 weights offline: new towers all the same)",
+    )
     args = parser.parse_args()
     TARGET[0] = args.target
     os.environ.setdefault("VITRINE_DATA_DIR", str(ROOT / "var" / "bench-switch"))

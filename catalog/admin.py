@@ -53,7 +53,8 @@ class ProductAdmin(admin.ModelAdmin):
         if not photos:
             return "none (the CSV's images column adds them)"
         cells = format_html_join(
-            "", '<figure style="display:inline-block;margin:0 .5rem .5rem 0"><img src="{}" width="96">'
+            "",
+            '<figure style="display:inline-block;margin:0 .5rem .5rem 0"><img src="{}" width="96">'
             '<figcaption>photo {} · <code title="sha256">{}</code></figcaption></figure>',
             ((p.thumbnail.url, p.position, p.sha256[:12]) for p in photos),
         )
@@ -90,7 +91,17 @@ class ImportForm(forms.Form):
 
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "source_name", "status", "progress", "created", "updated", "unchanged", "failed", "created_at"]
+    list_display = [
+        "id",
+        "source_name",
+        "status",
+        "progress",
+        "created",
+        "updated",
+        "unchanged",
+        "failed",
+        "created_at",
+    ]
     list_filter = ["status"]
     readonly_fields = [f.name for f in ImportJob._meta.fields] + ["errors_table"]
     exclude = ["errors", "product_ids"]
@@ -117,8 +128,14 @@ class ImportJobAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         extra = [
             path("upload/", self.admin_site.admin_view(self.upload_view), name="catalog_importjob_upload"),
-            path("<int:job_id>/progress/", self.admin_site.admin_view(self.progress_view), name="catalog_importjob_progress"),
-            path("<int:job_id>/state.json", self.admin_site.admin_view(self.state_view), name="catalog_importjob_state"),
+            path(
+                "<int:job_id>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="catalog_importjob_progress",
+            ),
+            path(
+                "<int:job_id>/state.json", self.admin_site.admin_view(self.state_view), name="catalog_importjob_state"
+            ),
         ]
         return extra + super().get_urls()
 
@@ -128,12 +145,22 @@ class ImportJobAdmin(admin.ModelAdmin):
             job = queue_import(form.cleaned_data["file"])
             messages.info(request, f"Import #{job.pk} queued.")
             return redirect("admin:catalog_importjob_progress", job.pk)
-        context = {**self.admin_site.each_context(request), "form": form, "title": "Import a catalogue", "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Import a catalogue",
+            "opts": self.model._meta,
+        }
         return render(request, "admin/catalog/importjob/upload.html", context)
 
     def progress_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
         job = get_object_or_404(ImportJob, pk=job_id)
-        context = {**self.admin_site.each_context(request), "job": job, "title": f"Import #{job.pk}", "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "job": job,
+            "title": f"Import #{job.pk}",
+            "opts": self.model._meta,
+        }
         return render(request, "admin/catalog/importjob/progress.html", context)
 
     def state_view(self, request: HttpRequest, job_id: int) -> JsonResponse:
@@ -202,10 +229,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return
         row, token = create_token(obj.user, obj.name)
         obj.pk, obj.key_hash, obj.prefix, obj.created_at = row.pk, row.key_hash, row.prefix, row.created_at
-        messages.warning(request, format_html(
-            "API token for {}: <code id=\"new-api-token\">{}</code> Copy it now: it is not stored and "
-            "will not be shown again. Send it as <code>Authorization: Bearer &lt;token&gt;</code>.",
-            obj.user.get_username(), token))
+        messages.warning(
+            request,
+            format_html(
+                'API token for {}: <code id="new-api-token">{}</code> Copy it now: it is not stored and '
+                "will not be shown again. Send it as <code>Authorization: Bearer &lt;token&gt;</code>.",
+                obj.user.get_username(),
+                token,
+            ),
+        )
 
     @admin.action(description="Revoke the selected tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
@@ -248,17 +280,29 @@ class SearchLogAdmin(admin.ModelAdmin):
         first, last = (chosen, chosen) if chosen else (start, end)
         per_day = analytics.days(start, end)
         context = {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Search analytics",
-            "days": days, "day_choices": REPORT_DAYS, "per_day": per_day, "total": analytics.total(per_day), "chosen": chosen,
-            "first": first, "last": last, "enabled": settings.SEARCH_LOG_ENABLED, "keep_days": settings.SEARCH_LOG_DAYS,
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Search analytics",
+            "days": days,
+            "day_choices": REPORT_DAYS,
+            "per_day": per_day,
+            "total": analytics.total(per_day),
+            "chosen": chosen,
+            "first": first,
+            "last": last,
+            "enabled": settings.SEARCH_LOG_ENABLED,
+            "keep_days": settings.SEARCH_LOG_DAYS,
             "top": analytics.top_queries(first, last, limit=20),
             "zero": analytics.top_queries(first, last, limit=20, zero_only=True),
             "popular": PopularQuery.objects.order_by("-score", "text")[:20],
             "clicked": ProductPopularity.objects.select_related("product").order_by("-score", "product_id")[:20],
-            "min_visitors": max(2, settings.SUGGEST_POPULAR_MIN_VISITORS), "half_life": settings.POPULARITY_HALF_LIFE_DAYS,
-            "refresh_minutes": settings.POPULARITY_REFRESH_MINUTES, "boost": settings.SEARCH_POPULARITY_WEIGHT,
-            "export_url": reverse("admin:catalog_searchlog_export") + f"?days={days}"
-                          + (f"&day={chosen.isoformat()}" if chosen else ""),
+            "min_visitors": max(2, settings.SUGGEST_POPULAR_MIN_VISITORS),
+            "half_life": settings.POPULARITY_HALF_LIFE_DAYS,
+            "refresh_minutes": settings.POPULARITY_REFRESH_MINUTES,
+            "boost": settings.SEARCH_POPULARITY_WEIGHT,
+            "export_url": reverse("admin:catalog_searchlog_export")
+            + f"?days={days}"
+            + (f"&day={chosen.isoformat()}" if chosen else ""),
         }
         return render(request, "admin/catalog/searchlog/report.html", context)
 

@@ -7,6 +7,7 @@ UUIDs handed to the client that ran the search, which reports clicks with them
 (POST /api/click). Off with SEARCH_LOG_ENABLED=false; rows older than SEARCH_LOG_DAYS are
 deleted by `prune_search_log` (a management command, also run daily by Celery beat).
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,9 +42,17 @@ def _as_uuid(raw: str | None) -> uuid.UUID | None:
         return None
 
 
-def log_search(result: SearchResult, *, text: str, kind: str, source: str, page: int = 1,
-               same_as: str | None = None, replaces: str | None = None,
-               request: HttpRequest | None = None) -> uuid.UUID | None:
+def log_search(
+    result: SearchResult,
+    *,
+    text: str,
+    kind: str,
+    source: str,
+    page: int = 1,
+    same_as: str | None = None,
+    replaces: str | None = None,
+    request: HttpRequest | None = None,
+) -> uuid.UUID | None:
     """Record a search that was answered; return its id (None when logging is off).
 
     request: the search's request, told apart from other visitors of the day by
@@ -55,17 +64,30 @@ def log_search(result: SearchResult, *, text: str, kind: str, source: str, page:
         return None
     text = (text or "")[:500]
     earlier = _as_uuid(same_as)
-    if earlier and SearchLog.objects.filter(pk=earlier, text=text, kind=kind,
-                                            created_at__gte=timezone.now() - PAGE_REUSE).exists():
+    if (
+        earlier
+        and SearchLog.objects.filter(
+            pk=earlier, text=text, kind=kind, created_at__gte=timezone.now() - PAGE_REUSE
+        ).exists()
+    ):
         return earlier
     now = timezone.now()
-    fields = {"created_at": now, "kind": kind, "text": text, "mode": result.mode, "page": page,
-              "results": result.total_candidates, "took_ms": round(result.took_ms, 2), "source": source,
-              "corrected": result.correction is not None,
-              "visitor": visitor_hash(request) if request is not None else ""}
+    fields = {
+        "created_at": now,
+        "kind": kind,
+        "text": text,
+        "mode": result.mode,
+        "page": page,
+        "results": result.total_candidates,
+        "took_ms": round(result.took_ms, 2),
+        "source": source,
+        "corrected": result.correction is not None,
+        "visitor": visitor_hash(request) if request is not None else "",
+    }
     typed = _as_uuid(replaces)
     if typed and SearchLog.objects.filter(
-        pk=typed, created_at__gte=now - timedelta(seconds=REPLACE_SECONDS),
+        pk=typed,
+        created_at__gte=now - timedelta(seconds=REPLACE_SECONDS),
     ).exclude(Exists(SearchClick.objects.filter(search=OuterRef("pk")))).update(**fields):
         return typed
     return SearchLog.objects.create(id=uuid.uuid4(), **fields).pk
@@ -90,8 +112,9 @@ def record_click(search_id: str | None, sku: str | None, rank: str | None) -> No
     product = Product.objects.filter(sku=sku).values_list("pk", flat=True).first()
     if product is None or not SearchLog.objects.filter(pk=search).exists():
         raise ClickRefused("unknown query_id or sku", 404)
-    SearchClick.objects.bulk_create([SearchClick(search_id=search, product_id=product, rank=int(rank))],
-                                    ignore_conflicts=True)
+    SearchClick.objects.bulk_create(
+        [SearchClick(search_id=search, product_id=product, rank=int(rank))], ignore_conflicts=True
+    )
 
 
 def prune(days: int | None = None) -> int:
@@ -146,24 +169,46 @@ def _window(start: date, end: date) -> Q:
 
 def _searches(start: date, end: date) -> QuerySet[SearchLog]:
     return SearchLog.objects.filter(_window(start, end)).annotate(
-        clicked=Exists(SearchClick.objects.filter(search=OuterRef("pk"))))
+        clicked=Exists(SearchClick.objects.filter(search=OuterRef("pk")))
+    )
 
 
 def days(start: date, end: date) -> list[Day]:
     """Per day from start to end (every day, searched or not), newest first."""
-    per_day: dict[date, Mapping[str, Any]] = {row["day"]: row for row in _searches(start, end).annotate(day=TruncDate("created_at"))
-               .values("day").order_by().annotate(
-                   searches=Count("pk"), zero=Count("pk", filter=Q(results=0)),
-                   clicked_count=Count("pk", filter=Q(clicked=True)))}
-    clicks: dict[date, Mapping[str, Any]] = {row["day"]: row for row in SearchClick.objects.filter(
-        search__in=SearchLog.objects.filter(_window(start, end))).annotate(day=TruncDate("search__created_at"))
-        .values("day").order_by().annotate(n=Count("pk"), rank=Avg(Cast(F("rank"), FloatField())))}
+    per_day: dict[date, Mapping[str, Any]] = {
+        row["day"]: row
+        for row in _searches(start, end)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .order_by()
+        .annotate(
+            searches=Count("pk"),
+            zero=Count("pk", filter=Q(results=0)),
+            clicked_count=Count("pk", filter=Q(clicked=True)),
+        )
+    }
+    clicks: dict[date, Mapping[str, Any]] = {
+        row["day"]: row
+        for row in SearchClick.objects.filter(search__in=SearchLog.objects.filter(_window(start, end)))
+        .annotate(day=TruncDate("search__created_at"))
+        .values("day")
+        .order_by()
+        .annotate(n=Count("pk"), rank=Avg(Cast(F("rank"), FloatField())))
+    }
     out = []
     for offset in range((end - start).days + 1):
         day = end - timedelta(days=offset)
         row, click = per_day.get(day, {}), clicks.get(day, {})
-        out.append(Day(day, row.get("searches", 0), row.get("zero", 0), row.get("clicked_count", 0),
-                       click.get("n", 0), click.get("rank")))
+        out.append(
+            Day(
+                day,
+                row.get("searches", 0),
+                row.get("zero", 0),
+                row.get("clicked_count", 0),
+                click.get("n", 0),
+                click.get("rank"),
+            )
+        )
     return out
 
 
@@ -171,8 +216,14 @@ def total(per_day: list[Day]) -> Day:
     """The days added up (mean click rank weighted by clicks); `day` is the last one."""
     clicks = sum(d.clicks for d in per_day)
     rank_sum = sum(d.mean_click_rank * d.clicks for d in per_day if d.mean_click_rank is not None)
-    return Day(per_day[0].day, sum(d.searches for d in per_day), sum(d.zero_results for d in per_day),
-               sum(d.clicked for d in per_day), clicks, rank_sum / clicks if clicks else None)
+    return Day(
+        per_day[0].day,
+        sum(d.searches for d in per_day),
+        sum(d.zero_results for d in per_day),
+        sum(d.clicked for d in per_day),
+        clicks,
+        rank_sum / clicks if clicks else None,
+    )
 
 
 def top_queries(start: date, end: date, *, limit: int = 20, zero_only: bool = False) -> list[QueryStats]:
@@ -181,14 +232,26 @@ def top_queries(start: date, end: date, *, limit: int = 20, zero_only: bool = Fa
     rows = _searches(start, end)
     if zero_only:
         rows = rows.filter(results=0)
-    grouped = (rows.values("text", "kind").order_by().annotate(
-        searches=Count("pk"), zero=Count("pk", filter=Q(results=0)), clicked_count=Count("pk", filter=Q(clicked=True)))
-        .order_by("-searches", "text")[:limit])
+    grouped = (
+        rows.values("text", "kind")
+        .order_by()
+        .annotate(
+            searches=Count("pk"),
+            zero=Count("pk", filter=Q(results=0)),
+            clicked_count=Count("pk", filter=Q(clicked=True)),
+        )
+        .order_by("-searches", "text")[:limit]
+    )
     found = [QueryStats(r["text"], r["kind"], r["searches"], r["zero"], r["clicked_count"], None) for r in grouped]
-    ranks = {(r["search__text"], r["search__kind"]): r["rank"] for r in SearchClick.objects.filter(
-        search__in=SearchLog.objects.filter(_window(start, end)),
-        search__text__in=[q.text for q in found]).values("search__text", "search__kind").order_by()
-        .annotate(rank=Avg(Cast(F("rank"), FloatField())))}
+    ranks = {
+        (r["search__text"], r["search__kind"]): r["rank"]
+        for r in SearchClick.objects.filter(
+            search__in=SearchLog.objects.filter(_window(start, end)), search__text__in=[q.text for q in found]
+        )
+        .values("search__text", "search__kind")
+        .order_by()
+        .annotate(rank=Avg(Cast(F("rank"), FloatField())))
+    }
     for q in found:
         q.mean_click_rank = ranks.get((q.text, q.kind))
     return found
@@ -199,14 +262,33 @@ def export_csv(start: date, end: date) -> str:
     click-through rate and mean click rank, for start..end."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["day", "query", "kind", "searches", "zero_results", "clicked_searches",
-                     "click_through_rate", "mean_click_rank"])
+    writer.writerow(
+        [
+            "day",
+            "query",
+            "kind",
+            "searches",
+            "zero_results",
+            "clicked_searches",
+            "click_through_rate",
+            "mean_click_rank",
+        ]
+    )
     for offset in range((end - start).days + 1):
         day = end - timedelta(days=offset)
         for q in top_queries(day, day, limit=100_000):
-            writer.writerow([day.isoformat(), _cell(q.text), q.kind, q.searches, q.zero_results, q.clicked,
-                             f"{q.click_through_rate:.4f}" if q.click_through_rate is not None else "",
-                             f"{q.mean_click_rank:.2f}" if q.mean_click_rank is not None else ""])
+            writer.writerow(
+                [
+                    day.isoformat(),
+                    _cell(q.text),
+                    q.kind,
+                    q.searches,
+                    q.zero_results,
+                    q.clicked,
+                    f"{q.click_through_rate:.4f}" if q.click_through_rate is not None else "",
+                    f"{q.mean_click_rank:.2f}" if q.mean_click_rank is not None else "",
+                ]
+            )
     return out.getvalue()
 
 

@@ -2,6 +2,7 @@
 image_url, thumbnail_url}, ...]} in rank order; bad input -> 400 (413 too large) naming it.
 Fields may be added (mode, page, has_next, total_candidates, per-result sources), never
 renamed or removed. docs/search.md and /api/openapi.json describe the parameters."""
+
 from __future__ import annotations
 
 import time
@@ -61,8 +62,9 @@ class BadRequest(ValueError):
 _active: dict[int, Any] = {}  # catalogue version -> the active model then (a switch bumps it)
 
 
-def cached_search(q: str | None = None, *, image_vector: dict[str, np.ndarray] | None = None,
-                  examples: Any = None, **options: Any) -> Any:
+def cached_search(
+    q: str | None = None, *, image_vector: dict[str, np.ndarray] | None = None, examples: Any = None, **options: Any
+) -> Any:
     """catalog.search.search() through the result-page cache: the same page of the same query
     under the same catalogue version and model is served from memory. Searches with examples,
     or run inside a transaction, are not cached. Options must be hashable (Filters is)."""
@@ -75,9 +77,15 @@ def cached_search(q: str | None = None, *, image_vector: dict[str, np.ndarray] |
         _active.clear()
         _active[version] = EmbeddingModel.active()
     model = _active[version]
-    key = (version, search_cache.model_key(model) if model is not None else None, q,
-           search_cache.vectors_digest(image_vector) if image_vector is not None else None,
-           tuple(sorted(options.items())), settings.SEARCH_POPULARITY_WEIGHT, settings.SEARCH_DEFAULT_MODE)
+    key = (
+        version,
+        search_cache.model_key(model) if model is not None else None,
+        q,
+        search_cache.vectors_digest(image_vector) if image_vector is not None else None,
+        tuple(sorted(options.items())),
+        settings.SEARCH_POPULARITY_WEIGHT,
+        settings.SEARCH_DEFAULT_MODE,
+    )
     cached = search_cache.result_pages.get(key)
     if cached is not None:
         return replace(cached, took_ms=(time.perf_counter() - started) * 1000)
@@ -144,20 +152,35 @@ def form_examples(form: SearchForm) -> Examples:
                 raise BadRequest(f"{name}: photo search {key!r} is unknown or expired: upload the photo again")
             vectors.append(query_vector(stored, active_model()))
         photos[name] = tuple(vectors)
-    return Examples(like=products["like"], unlike=products["unlike"], like_photos=photos["like_img"],
-                    unlike_photos=photos["unlike_img"], avoid=tuple(form.example_values("avoid")))
+    return Examples(
+        like=products["like"],
+        unlike=products["unlike"],
+        like_photos=photos["like_img"],
+        unlike_photos=photos["unlike_img"],
+        avoid=tuple(form.example_values("avoid")),
+    )
 
 
 def examples_json(form: SearchForm, result: SearchResult) -> dict:
     """The examples searched with; `avoid` includes the words' own "not x" / "-x"."""
-    return {**{name: form.example_values(name) for name in ("like", "unlike", "like_img", "unlike_img")},
-            "avoid": list(result.examples.avoid)}
+    return {
+        **{name: form.example_values(name) for name in ("like", "unlike", "like_img", "unlike_img")},
+        "avoid": list(result.examples.avoid),
+    }
 
 
 def explanation_json(hit: Hit) -> list[dict]:
-    return [{"signal": c.signal, "label": c.label, "rank": c.rank,
-             "score": None if c.score is None else round(c.score, 6),
-             "weight": c.weight, "contribution": round(c.share, 6)} for c in hit.explanation]
+    return [
+        {
+            "signal": c.signal,
+            "label": c.label,
+            "rank": c.rank,
+            "score": None if c.score is None else round(c.score, 6),
+            "weight": c.weight,
+            "contribution": round(c.share, 6),
+        }
+        for c in hit.explanation
+    ]
 
 
 def facets_json(facets: Facets) -> dict:
@@ -166,8 +189,10 @@ def facets_json(facets: Facets) -> dict:
         "matched": facets.matched,
         "pool": facets.pool,
         "categories": [{"name": c.name, "count": c.count, "selected": c.selected} for c in facets.categories],
-        "prices": [{"min_price": float(b.low), "max_price": float(b.high), "count": b.count, "selected": b.selected}
-                   for b in facets.prices],
+        "prices": [
+            {"min_price": float(b.low), "max_price": float(b.high), "count": b.count, "selected": b.selected}
+            for b in facets.prices
+        ],
     }
 
 
@@ -180,8 +205,14 @@ def hits_json(request: HttpRequest, result: SearchResult) -> list[dict]:
     return result.rendered[site]
 
 
-def result_json(request: HttpRequest, form: SearchForm, query: Any, result: SearchResult,
-                facets: Facets | None = None, query_id: uuid.UUID | None = None) -> dict:
+def result_json(
+    request: HttpRequest,
+    form: SearchForm,
+    query: Any,
+    result: SearchResult,
+    facets: Facets | None = None,
+    query_id: uuid.UUID | None = None,
+) -> dict:
     body = {
         "query": query,
         "query_id": str(query_id) if query_id else None,
@@ -216,8 +247,10 @@ def search_text(request: HttpRequest) -> JsonResponse:
     if not form.is_valid():
         return error(form.first_error())
     if not form.query and not form.image_key and not form.has_examples:
-        return error("q is required: the text to search for (or img, the id of a photo search, or like, "
-                     "a product to find more like)")
+        return error(
+            "q is required: the text to search for (or img, the id of a photo search, or like, "
+            "a product to find more like)"
+        )
     try:
         want_facets = parse_flag(request.GET.get("facets"), "facets", False)
         correct = parse_flag(request.GET.get("correct"), "correct", True)
@@ -232,12 +265,23 @@ def search_text(request: HttpRequest) -> JsonResponse:
             vector = query_vector(stored, active_model())
         examples = form_examples(form)
         result = cached_search(
-            form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
-            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct,
-            examples=examples, text_weight=form.words_weight,
+            form.query,
+            mode=form.search_mode,
+            filters=form.filters,
+            k=form.per_page_k,
+            offset=form.offset,
+            sort=form.sort_order,
+            min_score=form.score_cutoff,
+            image_vector=vector,
+            correct=correct,
+            examples=examples,
+            text_weight=form.words_weight,
         )
-        facets = (search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
-                  if want_facets else None)
+        facets = (
+            search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
+            if want_facets
+            else None
+        )
     except SearchUnavailable as exc:
         return error(str(exc), 503)
     except ValueError as exc:  # BadRequest, or search() refusing the examples
@@ -245,8 +289,19 @@ def search_text(request: HttpRequest) -> JsonResponse:
     query: Any = form.query if not form.image_key else {"q": form.query, "image_id": form.image_key}
     kind = "text" if not form.image_key else ("photo+text" if form.query else "photo")
     # Examples alone (no words, no photo) are not a query to count in the search log.
-    query_id = log_search(result, text=form.query, kind=kind, source="api", page=form.page_number,
-                          same_as=request.GET.get("query_id"), request=request) if form.query or form.image_key else None
+    query_id = (
+        log_search(
+            result,
+            text=form.query,
+            kind=kind,
+            source="api",
+            page=form.page_number,
+            same_as=request.GET.get("query_id"),
+            request=request,
+        )
+        if form.query or form.image_key
+        else None
+    )
     return JsonResponse(result_json(request, form, query, result, facets, query_id))
 
 
@@ -284,12 +339,23 @@ def search_image(request: HttpRequest) -> JsonResponse:
         vector = image_query_vectors(model, image)
         stored = store_query_image(image, model, vector, upload.name or "")
         result = cached_search(
-            form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
-            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct,
-            examples=examples, text_weight=form.words_weight,
+            form.query,
+            mode=form.search_mode,
+            filters=form.filters,
+            k=form.per_page_k,
+            offset=form.offset,
+            sort=form.sort_order,
+            min_score=form.score_cutoff,
+            image_vector=vector,
+            correct=correct,
+            examples=examples,
+            text_weight=form.words_weight,
         )
-        facets = (search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
-                  if want_facets else None)
+        facets = (
+            search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
+            if want_facets
+            else None
+        )
     except UploadTooLarge as exc:
         return error(str(exc), 413)
     except SearchUnavailable as exc:
@@ -298,10 +364,21 @@ def search_image(request: HttpRequest) -> JsonResponse:
         return error(str(exc))
     except ValueError as exc:
         return error(f"image: {exc}")
-    query = {"image": upload.name, "width": image.width, "height": image.height, "image_id": stored.key,
-             "q": form.query}
-    query_id = log_search(result, text=form.query, kind="photo+text" if form.query else "photo", source="api",
-                          page=form.page_number, request=request)
+    query = {
+        "image": upload.name,
+        "width": image.width,
+        "height": image.height,
+        "image_id": stored.key,
+        "q": form.query,
+    }
+    query_id = log_search(
+        result,
+        text=form.query,
+        kind="photo+text" if form.query else "photo",
+        source="api",
+        page=form.page_number,
+        request=request,
+    )
     return JsonResponse(result_json(request, form, query, result, facets, query_id))
 
 
@@ -331,8 +408,12 @@ def suggestions(request: HttpRequest) -> JsonResponse:
     except BadRequest as exc:
         return error(str(exc))
     found = suggest(prefix, k)
-    return JsonResponse({"query": prefix, "suggestions": [
-        {"text": s.text, "kind": s.kind, "url": request.build_absolute_uri(s.url)} for s in found]})
+    return JsonResponse(
+        {
+            "query": prefix,
+            "suggestions": [{"text": s.text, "kind": s.kind, "url": request.build_absolute_uri(s.url)} for s in found],
+        }
+    )
 
 
 # A multipart body carries the file plus its headers and boundary; a little over the file limit.
@@ -340,9 +421,12 @@ MULTIPART_SLACK = 64 * 1024
 
 
 def import_json(request: HttpRequest, job: ImportJob) -> dict:
-    return {**job_state(job), "url": request.build_absolute_uri(f"/api/imports/{job.pk}"),
-            "created_at": job.created_at.isoformat(),
-            "finished_at": job.finished_at.isoformat() if job.finished_at else None}
+    return {
+        **job_state(job),
+        "url": request.build_absolute_uri(f"/api/imports/{job.pk}"),
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
 
 
 @require_POST
@@ -375,7 +459,11 @@ def imports(request: HttpRequest) -> JsonResponse:
 @token_required
 def import_status(request: HttpRequest, job_id: str) -> JsonResponse:
     """GET /api/imports/<id>: counts, progress and row errors of an import, staff token only."""
-    job = ImportJob.objects.filter(pk=int(job_id)).first() if job_id.isascii() and job_id.isdigit() and len(job_id) < 10 else None
+    job = (
+        ImportJob.objects.filter(pk=int(job_id)).first()
+        if job_id.isascii() and job_id.isdigit() and len(job_id) < 10
+        else None
+    )
     if job is None:
         return error(f"no import {job_id[:30]!r}", 404)
     return JsonResponse(import_json(request, job))

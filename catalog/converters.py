@@ -6,6 +6,7 @@ browsers and proxies collapse "." and ".." (even as %2E) before the request reac
 a segment is sent with a "~" in front, and "~" already in front of dots gets one more, so
 every sku still has exactly one URL and every URL names one sku.
 """
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ Queries are JSON lines: {"query": "text", "relevant": [sku, ...]} or
 catalogue exactly (brute force, no index), so the numbers measure the embeddings and the
 fusion rule, not HNSW recall (bench/hnsw_recall measures that separately).
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,12 @@ def metrics(ranked: list[list[str]], relevant: list[set[str]]) -> dict[str, floa
         return float(np.mean([fn(r, rel, k) for r, rel in zip(ranked, relevant)])) if ranked else 0.0
 
     return {
-        "R@1": mean(recall_at_k, 1), "R@5": mean(recall_at_k, 5), "R@10": mean(recall_at_k, 10),
-        "MRR@10": mean(mrr_at_k, 10), "mAP@10": mean(average_precision_at_k, 10), "P@10": mean(precision_at_k, 10),
+        "R@1": mean(recall_at_k, 1),
+        "R@5": mean(recall_at_k, 5),
+        "R@10": mean(recall_at_k, 10),
+        "MRR@10": mean(mrr_at_k, 10),
+        "mAP@10": mean(average_precision_at_k, 10),
+        "P@10": mean(precision_at_k, 10),
     }
 
 
@@ -124,7 +129,9 @@ def evaluate(queries_path: Path, models: list[EmbeddingModel]) -> EvaluationRun:
     rows: list[dict] = []
 
     def add(method: str, model: str, task: str, ranked: list[list[str]], relevant: list[set[str]]) -> None:
-        rows.append({"method": method, "model": model, "task": task, "queries": len(ranked), **metrics(ranked, relevant)})
+        rows.append(
+            {"method": method, "model": model, "task": task, "queries": len(ranked), **metrics(ranked, relevant)}
+        )
 
     text_rel = [q.relevant for q in text_q]
     image_rel = [q.relevant for q in image_q]
@@ -154,7 +161,13 @@ def evaluate(queries_path: Path, models: list[EmbeddingModel]) -> EvaluationRun:
             hybrid = [
                 [f.item for f in rrf({**lists, "keyword": kw})] for lists, kw in zip(semantic_lists, keyword_lists)
             ]
-            add("hybrid (RRF semantic + keyword)", model.name, "text→image", [catalogue.skus_of(h) for h in hybrid], text_rel)
+            add(
+                "hybrid (RRF semantic + keyword)",
+                model.name,
+                "text→image",
+                [catalogue.skus_of(h) for h in hybrid],
+                text_rel,
+            )
         if images:
             query_vecs = encoder.encode_images(images)
             ranked = catalogue.top(query_vecs, image_vecs)

@@ -3,6 +3,7 @@ example photos and words to avoid (docs/search.md, "More like this, less like th
 
 Pure pieces only (no database): catalog/search.py turns them into ranked lists.
 """
+
 from __future__ import annotations
 
 import re

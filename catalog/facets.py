@@ -15,6 +15,7 @@ but not the category filter, and the price histogram applies the category filter
 the price filter. So every count says what choosing that filter would leave, and a zero
 means choosing it would leave nothing of the matched set.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,8 +97,9 @@ def _counts(basis: str, condition: str, params: list, filters: Filters) -> Facet
             for i in range(int((high - start) // step) + 1):
                 lo = start + i * step
                 hi = lo + step - CENT
-                buckets.append(PriceBucket(lo, hi, counts.get(i, 0),
-                                           filters.min_price == lo and filters.max_price == hi))
+                buckets.append(
+                    PriceBucket(lo, hi, counts.get(i, 0), filters.min_price == lo and filters.max_price == hi)
+                )
     names = sorted(set(categories()) | set(by_category))
     return Facets(
         basis=basis,
@@ -125,7 +127,15 @@ def search_facets(
     if filters != NO_FILTERS or result.depth != min(settings.SEARCH_CANDIDATES, MAX_DEPTH):
         # The query's own pool: no filters, the standard depth. The words are already
         # corrected, so they are not corrected again.
-        pool = search(result.query, mode=result.mode, k=1, min_score=min_score, image_vector=image_vector,
-                      model=result.model, examples=result.examples, text_weight=result.text_weight)
+        pool = search(
+            result.query,
+            mode=result.mode,
+            k=1,
+            min_score=min_score,
+            image_vector=image_vector,
+            model=result.model,
+            examples=result.examples,
+            text_weight=result.text_weight,
+        )
     facets = _counts("candidates", "p.id = ANY(%s)", [pool.candidates], filters)
     return Facets(facets.basis, facets.matched, facets.categories, facets.prices, pool=len(pool.candidates))

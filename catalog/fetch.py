@@ -11,6 +11,7 @@ connection is made to a checked address with the original Host header and TLS se
 Resolving again at connect time (as urllib would) leaves a DNS-rebinding window: a name
 that answers a public address to the check and 127.0.0.1 to the connect.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -97,17 +98,16 @@ def resolve(host: str, port: int) -> list[Address]:
     return addresses
 
 
-def checked_addresses(host: str, port: int, allow_private: bool = False,
-                      allowed_networks: Iterable[Network] = ()) -> list[Address]:
+def checked_addresses(
+    host: str, port: int, allow_private: bool = False, allowed_networks: Iterable[Network] = ()
+) -> list[Address]:
     """Resolve `host` once and refuse it if any address is not public (or allowed)."""
     addresses = resolve(host, port)
     if not allow_private:
         networks = list(allowed_networks)
         for address in addresses:
             if not is_public(address) and not any(address in net for net in networks):
-                raise FetchError(
-                    f"image URL host {host!r} resolves to a non-public address ({address}); refused"
-                )
+                raise FetchError(f"image URL host {host!r} resolves to a non-public address ({address}); refused")
     return addresses
 
 
@@ -147,8 +147,9 @@ def _request_target(parsed: ParseResult) -> str:
     return quote(target, safe="!#$%&'()*+,/:;=?@[]~")
 
 
-def _get(url: str, address: Address, host: str, port: int, scheme: str, target: str, max_bytes: int,
-         timeout: float) -> tuple[int, str | None, bytes]:
+def _get(
+    url: str, address: Address, host: str, port: int, scheme: str, target: str, max_bytes: int, timeout: float
+) -> tuple[int, str | None, bytes]:
     """One GET to a pinned address: (status, Location, body up to max_bytes + 1)."""
     kind = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
     connection = kind(host, port, address, timeout)
@@ -178,7 +179,11 @@ def _get(url: str, address: Address, host: str, port: int, scheme: str, target: 
 
 
 def read_url(
-    url: str, max_bytes: int, timeout: float, allow_private: bool = False, max_redirects: int = 3,
+    url: str,
+    max_bytes: int,
+    timeout: float,
+    allow_private: bool = False,
+    max_redirects: int = 3,
     allowed_networks: Iterable[Network] = (),
 ) -> bytes:
     networks = list(allowed_networks)
@@ -199,8 +204,9 @@ def read_url(
         last_error: Exception | None = None
         for address in addresses:  # the first checked address that accepts the connection
             try:
-                status, location, data = _get(url, address, host, port, parsed.scheme, _request_target(parsed),
-                                              max_bytes, timeout)
+                status, location, data = _get(
+                    url, address, host, port, parsed.scheme, _request_target(parsed), max_bytes, timeout
+                )
                 last_error = None
                 break
             except (ConnectionError, socket.timeout, TimeoutError) as exc:

@@ -1,4 +1,5 @@
 """What a search or listing is restricted to: a category and a price range."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

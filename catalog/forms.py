@@ -1,4 +1,5 @@
 """The search parameters shared by the page and the JSON API; every error names its field."""
+
 from __future__ import annotations
 
 import re
@@ -47,35 +48,64 @@ EXAMPLE_FIELDS = ("like", "unlike", "like_img", "unlike_img", "avoid")
 
 
 def _number(name: str, kind: str = "a number") -> dict[str, str]:
-    return {"invalid": f"{name} must be {kind}", "min_value": f"{name} must be at least %(limit_value)s",
-            "max_value": f"{name} must be at most %(limit_value)s"}
+    return {
+        "invalid": f"{name} must be {kind}",
+        "min_value": f"{name} must be at least %(limit_value)s",
+        "max_value": f"{name} must be at most %(limit_value)s",
+    }
 
 
 class SearchForm(forms.Form):
-    q = forms.CharField(required=False, max_length=MAX_QUERY_CHARS,
-                        error_messages={"max_length": f"q is longer than {MAX_QUERY_CHARS} characters"})
-    mode = forms.ChoiceField(required=False, choices=[(m, m) for m in MODES],
-                             error_messages={"invalid_choice": f"unknown mode %(value)s: use {', '.join(MODES)}"})
-    category = forms.CharField(required=False, max_length=120,
-                               error_messages={"max_length": "category is longer than 120 characters"})
+    q = forms.CharField(
+        required=False,
+        max_length=MAX_QUERY_CHARS,
+        error_messages={"max_length": f"q is longer than {MAX_QUERY_CHARS} characters"},
+    )
+    mode = forms.ChoiceField(
+        required=False,
+        choices=[(m, m) for m in MODES],
+        error_messages={"invalid_choice": f"unknown mode %(value)s: use {', '.join(MODES)}"},
+    )
+    category = forms.CharField(
+        required=False, max_length=120, error_messages={"max_length": "category is longer than 120 characters"}
+    )
     min_price = forms.DecimalField(required=False, min_value=0, error_messages=_number("min_price"))
     max_price = forms.DecimalField(required=False, min_value=0, error_messages=_number("max_price"))
-    sort = forms.ChoiceField(required=False, choices=[(s, s) for s in SORTS],
-                             error_messages={"invalid_choice": f"unknown sort %(value)s: use {', '.join(SORTS)}"})
-    page = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE,
-                              error_messages=_number("page", "a whole number from 1"))
-    k = forms.IntegerField(required=False, min_value=1, max_value=MAX_K,
-                           error_messages={**_number("k", f"a whole number from 1 to {MAX_K}"),
-                                           "min_value": f"k must be from 1 to {MAX_K}",
-                                           "max_value": f"k must be from 1 to {MAX_K}"})
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[(s, s) for s in SORTS],
+        error_messages={"invalid_choice": f"unknown sort %(value)s: use {', '.join(SORTS)}"},
+    )
+    page = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_PAGE, error_messages=_number("page", "a whole number from 1")
+    )
+    k = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_K,
+        error_messages={
+            **_number("k", f"a whole number from 1 to {MAX_K}"),
+            "min_value": f"k must be from 1 to {MAX_K}",
+            "max_value": f"k must be from 1 to {MAX_K}",
+        },
+    )
     min_score = forms.FloatField(required=False, min_value=-1, max_value=1, error_messages=_number("min_score"))
-    text_weight = forms.FloatField(required=False, min_value=0, max_value=1,
-                                   error_messages={**_number("text_weight", "a number from 0 to 1"),
-                                                   "min_value": "text_weight must be from 0 to 1",
-                                                   "max_value": "text_weight must be from 0 to 1"})
-    img = forms.CharField(required=False, max_length=22, validators=[
-        RegexValidator(r"^[A-Za-z0-9_-]+$", "img must be an id returned by a photo search")],
-        error_messages={"max_length": "img must be an id returned by a photo search"})
+    text_weight = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        error_messages={
+            **_number("text_weight", "a number from 0 to 1"),
+            "min_value": "text_weight must be from 0 to 1",
+            "max_value": "text_weight must be from 0 to 1",
+        },
+    )
+    img = forms.CharField(
+        required=False,
+        max_length=22,
+        validators=[RegexValidator(r"^[A-Za-z0-9_-]+$", "img must be an id returned by a photo search")],
+        error_messages={"max_length": "img must be an id returned by a photo search"},
+    )
 
     # More like this, less like that: products (by sku), stored photo searches (by id), words.
     like = ListField(max_length=SKU_MAX_LENGTH, what="a product sku")
@@ -99,8 +129,10 @@ class SearchForm(forms.Form):
             raise forms.ValidationError(f"min_price ({low}) is above max_price ({high})")
         given = sum(len(data.get(name) or ()) for name in EXAMPLE_FIELDS)
         if given > settings.SEARCH_MAX_EXAMPLES:
-            raise forms.ValidationError(f"too many examples: {given} in {', '.join(EXAMPLE_FIELDS)}; "
-                                        f"at most {settings.SEARCH_MAX_EXAMPLES} (SEARCH_MAX_EXAMPLES)")
+            raise forms.ValidationError(
+                f"too many examples: {given} in {', '.join(EXAMPLE_FIELDS)}; "
+                f"at most {settings.SEARCH_MAX_EXAMPLES} (SEARCH_MAX_EXAMPLES)"
+            )
         return data
 
     def first_error(self) -> str:
@@ -166,10 +198,16 @@ class SearchForm(forms.Form):
         """The query string of this search (defaults left out), with `changes` applied;
         the example lists are lists (urlencode with doseq)."""
         values: dict[str, Any] = {
-            "q": self.query, "img": self.image_key, "mode": self.cleaned_data.get("mode") or "",
-            "category": self.filters.category or "", "min_price": self.cleaned_data.get("min_price"),
-            "max_price": self.cleaned_data.get("max_price"), "sort": self.cleaned_data.get("sort") or "",
-            "min_score": self.score_cutoff, "page": self.page_number, "k": self.cleaned_data.get("k"),
+            "q": self.query,
+            "img": self.image_key,
+            "mode": self.cleaned_data.get("mode") or "",
+            "category": self.filters.category or "",
+            "min_price": self.cleaned_data.get("min_price"),
+            "max_price": self.cleaned_data.get("max_price"),
+            "sort": self.cleaned_data.get("sort") or "",
+            "min_score": self.score_cutoff,
+            "page": self.page_number,
+            "k": self.cleaned_data.get("k"),
             "text_weight": self.words_weight,
             **{name: self.example_values(name) for name in EXAMPLE_FIELDS},
         }

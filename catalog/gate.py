@@ -27,6 +27,7 @@ standard error se; the kind is *worse* when m < -max(MIN_NOISE, 2·se) and *bett
 m > max(MIN_NOISE, 2·se). Two standard errors is a ~95% one-sided bound; MIN_NOISE keeps
 a 0.01 wobble from deciding anything on small catalogues.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,9 +71,15 @@ HELDOUT_FALLBACK_FRACTION = 0.15  # models trained elsewhere: probe a fixed samp
 # What is judged: (probe kind, search mode). Words are judged in both text modes, because
 # shoppers can pick either; "nodesc" is the words against the photos alone.
 JUDGED = (
-    ("keyword", "hybrid"), ("keyword", "semantic"), ("paraphrase", "hybrid"), ("paraphrase", "semantic"),
-    ("nodesc", "text_photo"), ("photo", "photo"), ("photo_similar", "photo"),
-    ("photo_words", "hybrid"), ("photo_words", "semantic"),
+    ("keyword", "hybrid"),
+    ("keyword", "semantic"),
+    ("paraphrase", "hybrid"),
+    ("paraphrase", "semantic"),
+    ("nodesc", "text_photo"),
+    ("photo", "photo"),
+    ("photo_similar", "photo"),
+    ("photo_words", "hybrid"),
+    ("photo_words", "semantic"),
 )
 PHOTO_WORDS_MODES = ("hybrid", "semantic")
 
@@ -145,7 +152,10 @@ def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe], photos: ProbePhot
 
     def by_sku(rankings: dict[str, list[tuple[int, float]]]) -> dict[str, list[tuple[str, float]]]:
         # Rankings hold product ids; probes name products by sku.
-        return {name: [(sku_of[pid], score) for pid, score in ranking if pid in sku_of] for name, ranking in rankings.items()}
+        return {
+            name: [(sku_of[pid], score) for pid, score in ranking if pid in sku_of]
+            for name, ranking in rankings.items()
+        }
 
     text_queries = [
         FitQuery(by_sku(signal_rankings(model, hybrid_signals, FIT_DEPTH, q=p.text)), p.relevant, p.metric, p.kind)
@@ -166,8 +176,12 @@ def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe], photos: ProbePhot
         result = fit_weights(queries, signals, k=settings.SEARCH_RRF_K, reference=baseline_weights(kind, signals))
         fusion[kind] = result.weights
         report[kind] = {
-            "weights": result.weights, "objective": result.objective, "per_kind": result.per_group,
-            "singles": result.singles, "equal": result.equal, "queries": len(queries),
+            "weights": result.weights,
+            "objective": result.objective,
+            "per_kind": result.per_group,
+            "singles": result.singles,
+            "equal": result.equal,
+            "queries": len(queries),
         }
     model.fusion = fusion
     model.save(update_fields=["fusion"])
@@ -186,9 +200,9 @@ def fit_photo_words(model: EmbeddingModel, probes: Sequence[Probe], photos: Prob
     means: dict[str, float] = {}
     for method in methods:
         model.fusion = {**(model.fusion or {}), "photo_words": {method: 1.0}}
-        means[method] = float(np.mean([
-            score(run_probe(model, p, mode, photos), p) for p in chosen for mode in PHOTO_WORDS_MODES
-        ]))
+        means[method] = float(
+            np.mean([score(run_probe(model, p, mode, photos), p) for p in chosen for mode in PHOTO_WORDS_MODES])
+        )
     best = max(methods, key=lambda m: (means[m], m == "rerank"))
     model.fusion = {**model.fusion, "photo_words": {best: 1.0}}
     model.save(update_fields=["fusion"])
@@ -237,7 +251,10 @@ def compare(
             if against is not None:
                 theirs.append(score(run_probe(against, p, mode, photos), p))
         row: dict[str, Any] = {
-            "kind": kind, "mode": mode, "metric": chosen[0].metric, "queries": len(chosen),
+            "kind": kind,
+            "mode": mode,
+            "metric": chosen[0].metric,
+            "queries": len(chosen),
             "candidate": float(np.mean(mine)),
         }
         if against is not None:
@@ -245,8 +262,12 @@ def compare(
             se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
             noise = max(MIN_NOISE, 2 * se)
             mean = float(diff.mean())
-            row.update(incumbent=float(np.mean(theirs)), diff=mean, noise=noise,
-                       verdict="worse" if mean < -noise else "better" if mean > noise else "same")
+            row.update(
+                incumbent=float(np.mean(theirs)),
+                diff=mean,
+                noise=noise,
+                verdict="worse" if mean < -noise else "better" if mean > noise else "same",
+            )
         else:
             row.update(incumbent=None, diff=None, noise=None, verdict="new")
         rows.append(row)
@@ -318,13 +339,19 @@ def run_gate(model: EmbeddingModel, per_kind: int | None = None) -> dict[str, An
     if reset:
         reason += f" (after {', '.join(reset)} fell back to the untrained baseline's composition; first: {first[1]})"
     report = {
-        "decision": decision, "reason": reason, "kinds": rows, "fit": fit, "fallback": reset,
+        "decision": decision,
+        "reason": reason,
+        "kinds": rows,
+        "fit": fit,
+        "fallback": reset,
         "against": incumbent.name if incumbent else None,
         "probes": {kind: sum(p.kind == kind for p in judge_half) for kind in KINDS},
         "fit_probes": {kind: sum(p.kind == kind for p in fit_half) for kind in KINDS},
         "seconds": round(time.monotonic() - started, 1),
-        "fusion": {**{kind: fusion_weights(model, kind) for kind in FUSION_KINDS},
-                   "photo_words": {photo_words_method(model): 1.0}},
+        "fusion": {
+            **{kind: fusion_weights(model, kind) for kind in FUSION_KINDS},
+            "photo_words": {photo_words_method(model): 1.0},
+        },
     }
     complete_gate(model, report, keep_refused=settings.GATE_KEEP_REFUSED_VECTORS)
     return report

@@ -4,6 +4,7 @@ Answers 200 when the database is up and every queue has a live worker, else 503 
 the reasons. Backlog and stuck jobs are reported (the reconciler repairs them) but do not
 fail the check on their own. The admin index shows the same figures.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,7 +53,8 @@ def health_report() -> dict:
     report["workers"] = {
         queue: [
             {"node": w.nodename, "pid": w.pid, "last_seen": w.beat_at, "task": w.task or None}
-            for w in workers if queue in w.queue_list
+            for w in workers
+            if queue in w.queue_list
         ]
         for queue in broker.QUEUES
     }
@@ -90,7 +92,9 @@ def health_report() -> dict:
         report["warnings"].append(f"{report['not_searchable']} of {products} products not yet searchable")
     stuck = sum(len(v) for v in report["stuck_jobs"].values())
     if stuck:
-        report["warnings"].append(f"{stuck} job(s) stopped with no live process; the reconciler will resume or end them")
+        report["warnings"].append(
+            f"{stuck} job(s) stopped with no live process; the reconciler will resume or end them"
+        )
     report["ok"] = not problems
     report["problems"] = problems
     report["status_code"] = 200 if not problems else 503

@@ -5,6 +5,7 @@ lists it appears in of ``weight / (k + rank)`` (rank starting at 1). It needs no
 calibration between lists, which matters here: cosine similarities of MiniLM, of image
 features and ts_rank_cd values live on unrelated scales.
 """
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
@@ -70,9 +71,7 @@ def rrf(
     allowed = set(restrict_to) if restrict_to is not None else None
     order = {item: i for i, item in enumerate(totals)}
     fused = [
-        Fused(item, total / best, sources[item])
-        for item, total in totals.items()
-        if allowed is None or item in allowed
+        Fused(item, total / best, sources[item]) for item, total in totals.items() if allowed is None or item in allowed
     ]
     fused.sort(key=lambda f: (-f.score, order[f.item]))
     return fused

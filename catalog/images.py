@@ -1,4 +1,5 @@
 """Storing product photos: originals by content hash, plus a display thumbnail."""
+
 from __future__ import annotations
 
 import io

@@ -15,6 +15,7 @@ checks the encoding and header, counts the rows and finds skus given more than o
 last row with a sku wins and the earlier ones are reported. Every data row ends counted
 as exactly one of created, updated, unchanged, failed or duplicate.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -100,7 +101,7 @@ _THOUSANDS_COMMAS = re.compile(r"-?\d{1,3}(,\d{3})+")
 
 
 def parse_price(text: str) -> Decimal:
-    """"1234.5", "1,234.50", "1.234,50", "12,50" (a decimal comma, as `;`-separated files from
+    """ "1234.5", "1,234.50", "1.234,50", "12,50" (a decimal comma, as `;`-separated files from
     European spreadsheets write it). Raises InvalidOperation for anything else."""
     text = text.replace(" ", "").replace("\u00a0", "").replace("\u202f", "")
     if "," in text and "." in text:
@@ -166,7 +167,16 @@ def parse_row(number: int, raw: dict) -> Row:
         problems.append("image is empty")
     if problems or price is None:  # no price is one of the problems
         raise ValueError("; ".join(problems))
-    return Row(number, values["sku"], values["title"], values["description"], values["category"], price, values["image"], images)
+    return Row(
+        number,
+        values["sku"],
+        values["title"],
+        values["description"],
+        values["category"],
+        price,
+        values["image"],
+        images,
+    )
 
 
 def read_image_bytes(ref: str, base_dir: Path) -> bytes:
@@ -195,15 +205,19 @@ def _check_encoding(path: Path) -> tuple[str, list[str]]:
     any row is stored."""
     with open(path, "rb") as handle:
         head = handle.read(4)
-    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+    for bom, codec in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
         if head.startswith(bom):  # utf-16: Excel's "Unicode text" export
             try:
                 _decode_whole(path, codec)
             except UnicodeDecodeError as exc:
                 raise ImportFileError(
                     f"{path.name} starts with a {codec.upper()} byte-order mark but is not valid {codec.upper()} "
-                    f"({exc.reason}). Save it as \"CSV UTF-8\" and upload that."
+                    f'({exc.reason}). Save it as "CSV UTF-8" and upload that.'
                 ) from exc
             return codec, []
     offset = line = 0  # of `data` below in the file, and newlines before it
@@ -214,7 +228,7 @@ def _check_encoding(path: Path) -> tuple[str, list[str]]:
             if offset == 0 and _looks_binary(block):
                 raise ImportFileError(
                     f"{path.name} is a binary file (or UTF-16 without a byte-order mark), not a CSV: "
-                    f"its first line has NUL bytes. Save it as \"CSV UTF-8\" and upload that."
+                    f'its first line has NUL bytes. Save it as "CSV UTF-8" and upload that.'
                 )
             data = pending + block
             try:
@@ -232,7 +246,7 @@ def _check_encoding(path: Path) -> tuple[str, list[str]]:
 def _looks_binary(head: bytes) -> bool:
     # NULs in the header line mean an image, an archive or UTF-16 without a BOM; a stray NUL
     # further down is one bad row (parse_row refuses control characters), not a bad file.
-    return b"\0" in head.split(b"\n", 1)[0][:64 * 1024]
+    return b"\0" in head.split(b"\n", 1)[0][: 64 * 1024]
 
 
 def _fallback_encoding(path: Path, bad_offset: int, bad_line: int) -> tuple[str, list[str]]:
@@ -245,11 +259,11 @@ def _fallback_encoding(path: Path, bad_offset: int, bad_line: int) -> tuple[str,
     except UnicodeDecodeError as exc:
         raise ImportFileError(
             f"{path.name} is not UTF-8 text ({where} is not valid UTF-8) nor Windows-1252 "
-            f"({exc.reason}). Save it as \"CSV UTF-8\" and upload that."
+            f'({exc.reason}). Save it as "CSV UTF-8" and upload that.'
         ) from exc
     return "cp1252", [
         f"{path.name} is not UTF-8 ({where} is not valid UTF-8): it was read as Windows-1252 "
-        "(cp1252, \"ANSI\"). If accented letters look wrong, save it as \"CSV UTF-8\" and import it again."
+        '(cp1252, "ANSI"). If accented letters look wrong, save it as "CSV UTF-8" and import it again.'
     ]
 
 
@@ -290,14 +304,18 @@ def sniff_csv(path: Path) -> CsvFormat:
     repeated = sorted({n for n in names if n in COLUMNS + OPTIONAL_COLUMNS and names.count(n) > 1})
     if repeated:
         raise ImportFileError(f"{path.name}: column(s) {', '.join(repeated)} appear more than once in the header")
-    extra = [n if n else f"(unnamed column {i + 1})" for i, n in enumerate(names) if n not in COLUMNS + OPTIONAL_COLUMNS]
+    extra = [
+        n if n else f"(unnamed column {i + 1})" for i, n in enumerate(names) if n not in COLUMNS + OPTIONAL_COLUMNS
+    ]
     # A trailing delimiter on the header is an empty last column, not worth a note.
     while extra and extra[-1] == f"(unnamed column {len(names)})" and not names[-1]:
         extra.pop()
         names = names[:-1]
     if extra:
-        notes.append(f"ignored {len(extra)} column(s) Vitrine does not use: {', '.join(e[:60] for e in extra[:20])}"
-                     + (" …" if len(extra) > 20 else ""))
+        notes.append(
+            f"ignored {len(extra)} column(s) Vitrine does not use: {', '.join(e[:60] for e in extra[:20])}"
+            + (" …" if len(extra) > 20 else "")
+        )
     return CsvFormat(encoding, delimiter, names, notes)
 
 
@@ -456,9 +474,15 @@ def _save_photos(
     # the statement, so two photos may swap places.
     ProductPhoto.objects.bulk_update(moved, ["position"])
     ProductPhoto.objects.bulk_create(
-        ProductPhoto(product=product, position=position, image=stored[photo.sha256][0],
-                     thumbnail=stored[photo.sha256][1], sha256=photo.sha256)
-        for position, photo in enumerate(further, start=1) if photo.sha256 not in kept
+        ProductPhoto(
+            product=product,
+            position=position,
+            image=stored[photo.sha256][0],
+            thumbnail=stored[photo.sha256][1],
+            sha256=photo.sha256,
+        )
+        for position, photo in enumerate(further, start=1)
+        if photo.sha256 not in kept
     )
 
 
@@ -468,7 +492,7 @@ def _storable(sku: str) -> bool:
 
 def _printable(text: str) -> str:
     """Control characters escaped: a report must be readable, and Postgres JSON refuses NUL."""
-    return CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], text[:SKU_MAX_LENGTH * 4])
+    return CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], text[: SKU_MAX_LENGTH * 4])
 
 
 def _row_message(message: str, raw: dict) -> str:
@@ -504,8 +528,10 @@ def _run_import(job: ImportJob, progress: Progress | None, queue_embeddings: boo
             if chunk[-1][0] <= start_row:
                 continue  # committed before the interruption (chunks end where processed_rows does)
             skus = [_sku_of(raw) for _, raw in chunk]
-            existing = {p.sku: p for p in Product.objects.filter(
-                sku__in=[s for s in skus if _storable(s)]).prefetch_related("photos")}
+            existing = {
+                p.sku: p
+                for p in Product.objects.filter(sku__in=[s for s in skus if _storable(s)]).prefetch_related("photos")
+            }
             chunk_ids: list[int] = []
             for number, raw in chunk:
                 if number <= start_row:
@@ -528,7 +554,9 @@ def _run_import(job: ImportJob, progress: Progress | None, queue_embeddings: boo
                     continue
                 except (DataError, IntegrityError) as exc:
                     # A value Postgres refuses, or the same sku created meanwhile by another import.
-                    job.add_error(number, _printable(sku), _printable(f"could not be stored: {str(exc).splitlines()[0]}"))
+                    job.add_error(
+                        number, _printable(sku), _printable(f"could not be stored: {str(exc).splitlines()[0]}")
+                    )
                     continue
                 setattr(job, outcome, getattr(job, outcome) + 1)
                 if outcome != "unchanged":

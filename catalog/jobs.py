@@ -1,4 +1,5 @@
 """How far an import job is: rows read, and products embedded under the active model."""
+
 from __future__ import annotations
 
 from catalog.models import ImportJob
@@ -14,8 +15,10 @@ def embedded_count(job: ImportJob) -> int:
 
 def job_state(job: ImportJob) -> dict:
     """The job as the admin page and `ingest_csv --wait` see it; marks it DONE when searchable."""
-    embedded = embedded_count(job) if job.status == ImportJob.Status.EMBEDDING else (
-        len(job.product_ids) if job.status == ImportJob.Status.DONE else 0
+    embedded = (
+        embedded_count(job)
+        if job.status == ImportJob.Status.EMBEDDING
+        else (len(job.product_ids) if job.status == ImportJob.Status.DONE else 0)
     )
     if job.status == ImportJob.Status.EMBEDDING and embedded >= len(job.product_ids):
         job.status = ImportJob.Status.DONE

@@ -7,6 +7,7 @@ products matching some of the words follow, so one unknown word does not empty t
 A word the catalogue never uses also matches the catalogue's words for the same thing
 (catalog/synonyms.py).
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,12 @@ def tsqueries(query: str) -> tuple[str, list, str, list]:
     (overgarment | coat | jacket) & black."""
     groups = expanded(query)
     if groups is None:
-        return ("websearch_to_tsquery('english', %s)", [query],
-                "websearch_to_tsquery('english', %s)", [any_words_query(query) or query])
+        return (
+            "websearch_to_tsquery('english', %s)",
+            [query],
+            "websearch_to_tsquery('english', %s)",
+            [any_words_query(query) or query],
+        )
     alternatives = ["(" + " || ".join(["plainto_tsquery('english', %s)"] * len(g)) + ")" for g in groups]
     params = [w for g in groups for w in g]
     return " && ".join(alternatives), params, " || ".join(alternatives), params

@@ -21,9 +21,13 @@ SKU_MAX_LENGTH = 255
 class Product(models.Model):
     # Any printable text: real catalogues use spaces, '#', '/', unicode... Links escape it
     # (catalog/urls.py SkuConverter); control characters are refused by the importer.
-    sku = models.CharField(max_length=SKU_MAX_LENGTH, unique=True, validators=[
-        RegexValidator(r"^[^\x00-\x1f\x7f]+\Z", "A sku may not contain control characters (tabs, line breaks...)."),
-    ])
+    sku = models.CharField(
+        max_length=SKU_MAX_LENGTH,
+        unique=True,
+        validators=[
+            RegexValidator(r"^[^\x00-\x1f\x7f]+\Z", "A sku may not contain control characters (tabs, line breaks...)."),
+        ],
+    )
     title = models.CharField(max_length=300)
     description = models.TextField(blank=True)
     category = models.CharField(max_length=120, db_index=True)
@@ -49,7 +53,11 @@ class Product(models.Model):
 
     @staticmethod
     def compute_content_hash(
-        title: str, description: str, category: str, price: Decimal, image_hash: str,
+        title: str,
+        description: str,
+        category: str,
+        price: Decimal,
+        image_hash: str,
         photo_hashes: Sequence[str] = (),
     ) -> str:
         # Price is not seen by the towers, but a price change must still count as "updated".
@@ -104,8 +112,9 @@ class ProductPhoto(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["product", "sha256"], name="one_photo_per_content"),
             # deferred: a re-import that swaps two photos' positions checks once, at commit
-            models.UniqueConstraint(fields=["product", "position"], name="one_photo_per_position",
-                                    deferrable=models.Deferrable.DEFERRED),
+            models.UniqueConstraint(
+                fields=["product", "position"], name="one_photo_per_position", deferrable=models.Deferrable.DEFERRED
+            ),
         ]
 
     def __str__(self) -> str:
@@ -160,8 +169,13 @@ class ImportJob(models.Model):
     def add_duplicate(self, row: int, sku: str, later_row: int) -> None:
         self.duplicates += 1
         if len(self.errors) < self.MAX_STORED_ERRORS:
-            self.errors.append({"row": row, "sku": sku, "error": (
-                f"sku repeated at row {later_row}: this row is skipped, the last row with a sku wins")})
+            self.errors.append(
+                {
+                    "row": row,
+                    "sku": sku,
+                    "error": (f"sku repeated at row {later_row}: this row is skipped, the last row with a sku wins"),
+                }
+            )
 
     @property
     def percent(self) -> int:
@@ -170,9 +184,8 @@ class ImportJob(models.Model):
         return min(100, round(100 * self.processed_rows / self.total_rows))
 
     def summary(self) -> str:
-        return (
-            f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.failed} failed" + (f", {self.duplicates} repeated skus skipped" if self.duplicates else "")
+        return f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, {self.failed} failed" + (
+            f", {self.duplicates} repeated skus skipped" if self.duplicates else ""
         )
 
 

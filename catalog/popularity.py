@@ -21,6 +21,7 @@ found results and their words were not corrected (a misspelling is never suggest
 Decay: a visitor-day (for a product: a visitor-day that clicked it) weighs
 0.5 ** (age in days of its last search or click / POPULARITY_HALF_LIFE_DAYS).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,8 +74,10 @@ def _salt(day: date) -> bytes:
     salt = _salts.get(day)
     if salt is None:
         with connection.cursor() as cursor:
-            cursor.execute("INSERT INTO catalog_visitorsalt (day, salt) VALUES (%s, %s) ON CONFLICT (day) DO NOTHING",
-                           [day, secrets.token_bytes(32)])
+            cursor.execute(
+                "INSERT INTO catalog_visitorsalt (day, salt) VALUES (%s, %s) ON CONFLICT (day) DO NOTHING",
+                [day, secrets.token_bytes(32)],
+            )
             cursor.execute("SELECT salt FROM catalog_visitorsalt WHERE day = %s", [day])
             salt = bytes(cursor.fetchone()[0])
         _salts.clear()
@@ -89,8 +92,10 @@ def visitor_hash(request: HttpRequest) -> str:
 
 def refresh() -> tuple[int, int]:
     """Rebuild both aggregates from the log as it is now; (popular queries, popular products)."""
-    params = {"half_life": float(settings.POPULARITY_HALF_LIFE_DAYS),
-              "min_visitors": max(2, settings.SUGGEST_POPULAR_MIN_VISITORS)}
+    params = {
+        "half_life": float(settings.POPULARITY_HALF_LIFE_DAYS),
+        "min_visitors": max(2, settings.SUGGEST_POPULAR_MIN_VISITORS),
+    }
     with transaction.atomic(), connection.cursor() as cursor:
         # Readers keep reading the old rows until this commits; a second refresh waits.
         cursor.execute("LOCK TABLE catalog_popularquery, catalog_productpopularity IN EXCLUSIVE MODE")
@@ -114,8 +119,9 @@ def popular_queries(typed: str, k: int) -> list[str]:
         return []
     like = start.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT text FROM catalog_popularquery WHERE text LIKE %s ORDER BY score DESC, text LIMIT %s",
-                       [like, k])
+        cursor.execute(
+            "SELECT text FROM catalog_popularquery WHERE text LIKE %s ORDER BY score DESC, text LIMIT %s", [like, k]
+        )
         return [text for (text,) in cursor.fetchall()]
 
 
@@ -124,6 +130,9 @@ def product_popularity(product_ids: list[int]) -> list[tuple[int, float]]:
     if not product_ids:
         return []
     with connection.cursor() as cursor:
-        cursor.execute("SELECT product_id, score FROM catalog_productpopularity WHERE product_id = ANY(%s)"
-                       " ORDER BY score DESC, product_id", [list(product_ids)])
+        cursor.execute(
+            "SELECT product_id, score FROM catalog_productpopularity WHERE product_id = ANY(%s)"
+            " ORDER BY score DESC, product_id",
+            [list(product_ids)],
+        )
         return [(pid, float(score)) for pid, score in cursor.fetchall()]

@@ -1,5 +1,6 @@
 """Reading a shopper's uploaded query photo, with the same guards as catalogue images,
 and keeping it (with its vector) behind a short random key so a photo search has a URL."""
+
 from __future__ import annotations
 
 import io
@@ -74,8 +75,7 @@ def prune_query_images(incoming_bytes: int = 0) -> int:
         # bytes of this photo and every newer one (Postgres reads a bytea's length, not its data)
         running_bytes=Window(Sum(Length("photo")), order_by=newest_first, frame=RowRange(None, 0)),
     )
-    doomed = list(ranked.filter(Q(rank__gt=keep_count) | Q(running_bytes__gt=keep_bytes))
-                  .values_list("key", flat=True))
+    doomed = list(ranked.filter(Q(rank__gt=keep_count) | Q(running_bytes__gt=keep_bytes)).values_list("key", flat=True))
     if doomed:
         deleted += QueryImage.objects.filter(key__in=doomed).delete()[0]
     return deleted

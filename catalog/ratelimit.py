@@ -5,6 +5,7 @@ The limits are settings (SEARCH_RATE_LIMIT, PHOTO_SEARCH_RATE_LIMIT: "120/m", "3
 read on every request; an empty one switches that limit off. Clients are told apart by
 searchsite.security.client_key.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,8 +38,9 @@ def describe(rate: str) -> str:
     return f"{count} per {multiple} {word}s" if multiple and multiple != "1" else f"{count} per {word}"
 
 
-def rate_limit(group: str, setting: str, *, methods: tuple[str, ...] | None = None,
-               json: bool = False) -> Callable[[View], View]:
+def rate_limit(
+    group: str, setting: str, *, methods: tuple[str, ...] | None = None, json: bool = False
+) -> Callable[[View], View]:
     """Count each request of `methods` (default: all) against the client's `group` budget,
     whose rate is settings.<setting>; over it, answer 429 without calling the view."""
 
@@ -60,8 +62,7 @@ def rate_limit(group: str, setting: str, *, methods: tuple[str, ...] | None = No
 def _retry_after(request: HttpRequest, group: str, rate: str) -> int | None:
     """Seconds until the client may try again, or None when within its budget."""
     try:
-        usage = get_usage(request, group=group, key=lambda _group, req: client_key(req), rate=rate,
-                          increment=True)
+        usage = get_usage(request, group=group, key=lambda _group, req: client_key(req), rate=rate, increment=True)
     except Exception:  # noqa: BLE001
         # A cache outage (Redis restarting) must not take search down with it: let it through.
         logger.warning("rate limit %s not checked: the cache is unavailable", group, exc_info=True)

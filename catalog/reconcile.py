@@ -10,6 +10,7 @@ RECONCILE_INTERVAL_SECONDS by Celery beat):
 - a training whose process stopped beating ends FAILED (embeddings/reconcile.py).
 Passes never overlap: a Postgres advisory lock lets one run at a time.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,9 +65,7 @@ def live_imports_since(now: datetime) -> datetime | None:
     """When the oldest import that is still running (and beating) started, if any."""
     stale = beat.stale_before(now)
     alive = JobHeartbeat.objects.filter(kind=JobHeartbeat.Kind.IMPORT, beat_at__gte=stale).values("job_id")
-    job = (
-        ImportJob.objects.filter(status=ImportJob.Status.RUNNING, pk__in=alive).order_by("created_at").first()
-    )
+    job = ImportJob.objects.filter(status=ImportJob.Status.RUNNING, pk__in=alive).order_by("created_at").first()
     return job.created_at if job else None
 
 
@@ -87,18 +86,27 @@ def reconcile_imports(now: datetime | None = None, messages: list[broker.Message
         resumes = heartbeat.resumes if heartbeat else 0
         reached = f"row {job.processed_rows} of {job.total_rows}" if job.total_rows else "the start"
         if not job.csv_path or not Path(job.csv_path).is_file():
-            _fail(job, f"Interrupted at {reached}: the process running it stopped and the file is gone; "
-                       "import the file again (rows already stored are kept).", now)
+            _fail(
+                job,
+                f"Interrupted at {reached}: the process running it stopped and the file is gone; "
+                "import the file again (rows already stored are kept).",
+                now,
+            )
             report.failed.append(job.pk)
             continue
         if resumes >= settings.IMPORT_MAX_RESUMES:
-            _fail(job, f"Interrupted at {reached}: the process running it stopped {resumes + 1} times; "
-                       "import the file again to finish it (rows already stored are kept).", now)
+            _fail(
+                job,
+                f"Interrupted at {reached}: the process running it stopped {resumes + 1} times; "
+                "import the file again to finish it (rows already stored are kept).",
+                now,
+            )
             report.failed.append(job.pk)
             continue
         # The new heartbeat gives the resumed run a full stale window to start beating.
         JobHeartbeat.objects.update_or_create(
-            kind=JobHeartbeat.Kind.IMPORT, job_id=job.pk,
+            kind=JobHeartbeat.Kind.IMPORT,
+            job_id=job.pk,
             defaults={"beat_at": now, "owner": "reconciler", "resumes": resumes + 1},
         )
         if job.status == ImportJob.Status.QUEUED:
@@ -107,8 +115,12 @@ def reconcile_imports(now: datetime | None = None, messages: list[broker.Message
         else:
             transaction.on_commit(app.signature(RESUME_IMPORT, args=(job.pk,)).delay)
             report.resumed.append(job.pk)
-        logger.warning("reconcile: import #%d stopped at %s with no live process; %s", job.pk, reached,
-                       "queued again" if job.status == ImportJob.Status.QUEUED else "resuming")
+        logger.warning(
+            "reconcile: import #%d stopped at %s with no live process; %s",
+            job.pk,
+            reached,
+            "queued again" if job.status == ImportJob.Status.QUEUED else "resuming",
+        )
     for job in ImportJob.objects.filter(status=ImportJob.Status.EMBEDDING):
         if job_state(job)["status"] == ImportJob.Status.DONE:
             report.finished.append(job.pk)

@@ -5,6 +5,7 @@ models is one transaction elsewhere, so a query never mixes two models' vectors.
 ``search()`` is the one entry point (page, API and evaluation); docs/search.md says
 what each mode does.
 """
+
 from __future__ import annotations
 
 import time
@@ -35,8 +36,6 @@ from searchsite.db_router import search_connection
 
 class SearchUnavailable(RuntimeError):
     """No model is active yet (nothing has been ingested)."""
-
-
 
 
 # What each ranked list is, in words (the page's "why here" shows these).
@@ -174,8 +173,12 @@ def vector_search_sql(
     )
     depth = k + offset
     further = depth * (settings.PRODUCT_MAX_PHOTOS - 1)
-    return sql, [*nearest_params(literal, model.pk, params, depth), *nearest_params(literal, model.pk, params, further),
-                 k, offset]
+    return sql, [
+        *nearest_params(literal, model.pk, params, depth),
+        *nearest_params(literal, model.pk, params, further),
+        k,
+        offset,
+    ]
 
 
 class PhotoRanking(list):
@@ -217,11 +220,7 @@ def vector_search(
 
 def load_hits(scored: list[tuple[int, float]], sources: str | None = None) -> list[Hit]:
     products = Product.objects.in_bulk([pid for pid, _ in scored])
-    return [
-        Hit(products[pid], score, {sources: score} if sources else {})
-        for pid, score in scored
-        if pid in products
-    ]
+    return [Hit(products[pid], score, {sources: score} if sources else {}) for pid, score in scored if pid in products]
 
 
 @dataclass(frozen=True)
@@ -248,14 +247,20 @@ def model_signals(model: EmbeddingModel) -> dict[str, Signal]:
     dims = model.column_dims()
     signals: list[Signal] = []
     if model.joint:
-        signals += [Signal("text_photo", "text", "text_vec", "image_vec"), Signal("text_joint", "text", "text_vec", "text_vec")]
+        signals += [
+            Signal("text_photo", "text", "text_vec", "image_vec"),
+            Signal("text_joint", "text", "text_vec", "text_vec"),
+        ]
         if "text_feat" in dims:
             signals.append(Signal("text_minilm", "text", "text_feat", "text_feat"))
         signals.append(Signal("photo_joint", "photo", "image_vec", "image_vec"))
         if "image_feat" in dims:
             signals.append(Signal("photo_pretrained", "photo", "image_feat", "image_feat"))
     else:
-        signals += [Signal("text_minilm", "text", "text_vec", "text_vec"), Signal("photo_pretrained", "photo", "image_vec", "image_vec")]
+        signals += [
+            Signal("text_minilm", "text", "text_vec", "text_vec"),
+            Signal("photo_pretrained", "photo", "image_vec", "image_vec"),
+        ]
     signals.append(KEYWORD)
     return {s.name: s for s in signals}
 
@@ -439,7 +444,12 @@ def photo_words_method(model: EmbeddingModel) -> str:
 
 
 def _photo_rankings(
-    model: EmbeddingModel, photo: QueryVectors, q: str | None, mode: str, depth: int, filters: Filters,
+    model: EmbeddingModel,
+    photo: QueryVectors,
+    q: str | None,
+    mode: str,
+    depth: int,
+    filters: Filters,
     text_weight: float,
 ) -> tuple[dict[str, Ranking], dict[str, float] | None, list[int] | None]:
     """Rankings for a photo, alone or with words; their weights; the items fusion may return.
@@ -475,8 +485,10 @@ def _photo_rankings(
     # shared among them as their own fused weights share.
     text_lists, text_weights = _text_rankings(model, q, mode, MAX_DEPTH, filters)
     total = sum(text_weights.get(name, 1.0) for name in text_lists) or 1.0
-    weights = {"image": 1.0 - text_weight,
-               **{name: text_weight * text_weights.get(name, 1.0) / total for name in text_lists}}
+    weights = {
+        "image": 1.0 - text_weight,
+        **{name: text_weight * text_weights.get(name, 1.0) / total for name in text_lists},
+    }
     return {"image": image_ranking, **text_lists}, weights, [pid for pid, _ in image_ranking]
 
 
@@ -708,12 +720,16 @@ def search(
             q = wanted or None
             examples = replace(examples, avoid=tuple(dict.fromkeys((*examples.avoid, *avoid))))
     if examples.count > settings.SEARCH_MAX_EXAMPLES:
-        raise ExamplesRefused(f"too many examples: {examples.count} products, photos and words to avoid; "
-                         f"at most {settings.SEARCH_MAX_EXAMPLES} (SEARCH_MAX_EXAMPLES)")
+        raise ExamplesRefused(
+            f"too many examples: {examples.count} products, photos and words to avoid; "
+            f"at most {settings.SEARCH_MAX_EXAMPLES} (SEARCH_MAX_EXAMPLES)"
+        )
     if q is None and not has_photo and not examples.has_positive:
         if examples:
-            raise ExamplesRefused("nothing to search for: words to avoid and products to see less of need "
-                             "words, a photo or a product to find")
+            raise ExamplesRefused(
+                "nothing to search for: words to avoid and products to see less of need "
+                "words, a photo or a product to find"
+            )
         raise ValueError("nothing to search for: give words, a photo, or both")
     correction = correct_query(q) if correct and q and mode in ("keyword", "hybrid") else None
     if correction is not None:
@@ -800,8 +816,15 @@ def browse(filters: Filters = NO_FILTERS, *, k: int = 24, offset: int = 0, sort:
     total = products.count()
     page = list(products.order_by(*order)[offset : offset + k])
     return SearchResult(
-        [Hit(p, 0.0) for p in page], (time.perf_counter() - started) * 1000, EmbeddingModel.active(),
-        mode="browse", sort=sort, offset=offset, k=k, total_candidates=total, has_next=offset + k < total,
+        [Hit(p, 0.0) for p in page],
+        (time.perf_counter() - started) * 1000,
+        EmbeddingModel.active(),
+        mode="browse",
+        sort=sort,
+        offset=offset,
+        k=k,
+        total_candidates=total,
+        has_next=offset + k < total,
     )
 
 

@@ -16,6 +16,7 @@ cached under an older version is never read again. The version is read before th
 runs, from the database the search reads (the replica included), so a page stored under
 version v was computed from data at least as new as v.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -144,6 +145,7 @@ def result_pages_enabled() -> bool:
 def reports_cache_use(view: Callable[..., Any]) -> Callable[..., Any]:
     """A search view whose response says which caches answered it: header X-Search-Cache,
     e.g. "result_pages=hit" or "text_vectors=hit, result_pages=miss" ("none": no cache asked)."""
+
     @wraps(view)
     def wrapped(request: Any, *args: Any, **kwargs: Any) -> Any:
         before = stats()

@@ -1,4 +1,5 @@
 """Products and hits as JSON: the API's response shape (fields may be added, never renamed)."""
+
 from __future__ import annotations
 
 from django.http import HttpRequest

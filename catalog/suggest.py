@@ -10,6 +10,7 @@ index), so the vocabulary is never scanned whole.
 Autocomplete: popular past queries that start with what was typed (catalog/popularity.py),
 then categories and product titles whose words start with it.
 """
+
 from __future__ import annotations
 
 import re
@@ -127,9 +128,9 @@ def correct_query(query: str) -> Correction | None:
     Words after a minus (exclusions) and inside quotes (phrases) are left as typed."""
     quoted = [m.span() for m in re.finditer(r'"[^"]*"?', query)]
     spans = [
-        m for m in WORD.finditer(query)
-        if typo_budget(m.group()) and not any(a <= m.start() < b for a, b in quoted)
-        and not excluded(query, m.start())
+        m
+        for m in WORD.finditer(query)
+        if typo_budget(m.group()) and not any(a <= m.start() < b for a, b in quoted) and not excluded(query, m.start())
     ]
     lowered = sorted({m.group().lower() for m in spans})
     unknown = unknown_words(lowered)

@@ -13,6 +13,7 @@ the product texts hidden), which only a joint model can answer. ``text_weights``
 scores the photo_words queries for each of a grid of text_weight values
 (text_weight_grid), the figures SEARCH_TEXT_WEIGHT is chosen from (choose_text_weight).
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,7 +36,14 @@ from PIL import Image
 
 from catalog.ingest import run_import
 from catalog.models import (
-    ImportJob, Product, ProductPopularity, QueryImage, SearchClick, SearchLog, Synonym, SynonymLookup,
+    ImportJob,
+    Product,
+    ProductPopularity,
+    QueryImage,
+    SearchClick,
+    SearchLog,
+    Synonym,
+    SynonymLookup,
 )
 from catalog.popularity import refresh
 from catalog.search import QueryVectors, image_query_vectors, reuse_query_vectors, search
@@ -47,8 +55,14 @@ from ml.transforms import open_image
 
 logger = logging.getLogger(__name__)
 
-METRIC = {"keyword": "map@10", "paraphrase": "map@10", "nodesc": "map@10", "photo": "r@1", "unseen_photo": "map@10",
-          "photo_words": "map@10"}
+METRIC = {
+    "keyword": "map@10",
+    "paraphrase": "map@10",
+    "nodesc": "map@10",
+    "photo": "r@1",
+    "unseen_photo": "map@10",
+    "photo_words": "map@10",
+}
 KIND_ORDER = ("keyword", "paraphrase", "nodesc", "photo", "unseen_photo", "photo_words")
 PHOTO_WORDS_MODES = ("semantic", "hybrid")
 # A grid weight is acceptable when no catalogue x model x mode scores more than this below
@@ -130,7 +144,9 @@ def _ranked(model: EmbeddingModel | None, query: SuiteQuery, method: str, image:
 
 def score_model(model: EmbeddingModel | None, queries: list[SuiteQuery], label: str) -> list[dict[str, Any]]:
     """Rows (kind, mode, metric, method label, score, queries) for one model (None = keyword)."""
-    images: dict[Path | None, Image.Image] = {q.image: open_image(q.image.read_bytes()) for q in queries if q.image is not None}
+    images: dict[Path | None, Image.Image] = {
+        q.image: open_image(q.image.read_bytes()) for q in queries if q.image is not None
+    }
     plans: list[tuple[str, str, list[SuiteQuery]]] = []
     text = {kind: [q for q in queries if q.kind == kind] for kind in ("keyword", "paraphrase")}
     if model is None:
@@ -150,8 +166,16 @@ def score_model(model: EmbeddingModel | None, queries: list[SuiteQuery], label: 
             continue
         metric = METRIC[kind]
         values = [score_ranking(_ranked(model, q, mode, images.get(q.image)), q.relevant, metric) for q in qs]
-        rows.append({"kind": kind, "mode": mode, "metric": metric, "method": label,
-                     "score": float(np.mean(values)), "queries": len(qs)})
+        rows.append(
+            {
+                "kind": kind,
+                "mode": mode,
+                "metric": metric,
+                "method": label,
+                "score": float(np.mean(values)),
+                "queries": len(qs),
+            }
+        )
     return rows
 
 
@@ -162,7 +186,9 @@ SHOPPERS = 3  # shoppers who run each history query
 NOISE_CLICK = 0.15  # chance a shopper opens a result that is not relevant, once looked at
 
 
-def _search_once(model: EmbeddingModel, query: SuiteQuery, photo: dict[Path, QueryVectors], weight: float) -> list[Product]:
+def _search_once(
+    model: EmbeddingModel, query: SuiteQuery, photo: dict[Path, QueryVectors], weight: float
+) -> list[Product]:
     if query.image is not None:
         result = search(image_vector=photo[query.image], model=model, k=10, popularity=weight)
     else:
@@ -170,8 +196,9 @@ def _search_once(model: EmbeddingModel, query: SuiteQuery, photo: dict[Path, Que
     return [hit.product for hit in result.hits]
 
 
-def simulate_clicks(model: EmbeddingModel, history: list[SuiteQuery], photo: dict[Path, QueryVectors],
-                    rng: random.Random) -> int:
+def simulate_clicks(
+    model: EmbeddingModel, history: list[SuiteQuery], photo: dict[Path, QueryVectors], rng: random.Random
+) -> int:
     """A search log from `history`: each query run by SHOPPERS shoppers (one search each, on
     one of the last 28 days, popularity off), who look at result r with chance 1/sqrt(r)
     and open what they look at: a relevant result with chance 0.8, another with NOISE_CLICK.
@@ -183,30 +210,42 @@ def simulate_clicks(model: EmbeddingModel, history: list[SuiteQuery], photo: dic
         for _ in range(SHOPPERS):
             at = now - timedelta(days=rng.uniform(0, 28))
             log = SearchLog.objects.create(
-                id=uuid.uuid4(), created_at=at, kind="photo" if query.image else "text", text=query.text,
-                mode=POPULARITY_MODES[query.kind], results=len(shown), took_ms=0.0, source="api",
-                visitor=f"{rng.getrandbits(64):016x}")
+                id=uuid.uuid4(),
+                created_at=at,
+                kind="photo" if query.image else "text",
+                text=query.text,
+                mode=POPULARITY_MODES[query.kind],
+                results=len(shown),
+                took_ms=0.0,
+                source="api",
+                visitor=f"{rng.getrandbits(64):016x}",
+            )
             for rank, product in enumerate(shown, start=1):
                 chance = 0.8 if product.sku in query.relevant else NOISE_CLICK
-                if rng.random() < rank ** -0.5 and rng.random() < chance:
+                if rng.random() < rank**-0.5 and rng.random() < chance:
                     clicks.append(SearchClick(search=log, product=product, rank=rank))
     SearchClick.objects.bulk_create(clicks)
     with connection.cursor() as cursor:  # a click happens when its search does (not now)
-        cursor.execute("UPDATE catalog_searchclick c SET created_at = s.created_at FROM catalog_searchlog s"
-                       " WHERE s.id = c.search_id")
+        cursor.execute(
+            "UPDATE catalog_searchclick c SET created_at = s.created_at FROM catalog_searchlog s"
+            " WHERE s.id = c.search_id"
+        )
     refresh()
     return len(clicks)
 
 
-def popularity_rows(model: EmbeddingModel, queries: list[SuiteQuery], weights: list[float],
-                    seed: int = 0) -> list[dict[str, Any]]:
+def popularity_rows(
+    model: EmbeddingModel, queries: list[SuiteQuery], weights: list[float], seed: int = 0
+) -> list[dict[str, Any]]:
     """Each query kind split in two halves at random; the shoppers of one half click (a
     simulated history, simulate_clicks), the other half is scored with the popularity
     boost at each weight; then the halves swap, so every query is scored once per weight
     by a history it took no part in. Rows: kind, mode, metric, weight, score, queries, clicks."""
     rng = random.Random(seed)
     usable = [q for q in queries if q.kind in POPULARITY_MODES]
-    photo = {q.image: image_query_vectors(model, open_image(q.image.read_bytes())) for q in usable if q.image is not None}
+    photo = {
+        q.image: image_query_vectors(model, open_image(q.image.read_bytes())) for q in usable if q.image is not None
+    }
     halves: tuple[list[SuiteQuery], list[SuiteQuery]] = ([], [])
     for kind in POPULARITY_MODES:
         of_kind = [q for q in usable if q.kind == kind]
@@ -223,12 +262,22 @@ def popularity_rows(model: EmbeddingModel, queries: list[SuiteQuery], weights: l
                 for weight in weights:
                     ranked = [p.sku for p in _search_once(model, query, photo, weight)]
                     scores.setdefault((query.kind, weight), []).append(
-                        score_ranking(ranked, query.relevant, METRIC[query.kind]))
+                        score_ranking(ranked, query.relevant, METRIC[query.kind])
+                    )
     SearchLog.objects.all().delete()
     ProductPopularity.objects.all().delete()
-    return [{"kind": kind, "mode": POPULARITY_MODES[kind], "metric": METRIC[kind], "weight": weight,
-             "score": float(np.mean(values)), "queries": len(values), "clicks": clicks}
-            for (kind, weight), values in scores.items()]
+    return [
+        {
+            "kind": kind,
+            "mode": POPULARITY_MODES[kind],
+            "metric": METRIC[kind],
+            "weight": weight,
+            "score": float(np.mean(values)),
+            "queries": len(values),
+            "clicks": clicks,
+        }
+        for (kind, weight), values in scores.items()
+    ]
 
 
 def text_weight_grid(
@@ -247,8 +296,11 @@ def text_weight_grid(
                     result = search(q.text, image_vector=vectors, model=model, mode=mode, k=10, text_weight=weight)
                     ranked = [hit.product.sku for hit in result.hits]
                     scores[(mode, weight)].append(score_ranking(ranked, q.relevant, METRIC["photo_words"]))
-    return [{"method": label, "mode": mode, "text_weight": weight, "score": float(np.mean(values)),
-             "queries": len(values)} for (mode, weight), values in scores.items() if values]
+    return [
+        {"method": label, "mode": mode, "text_weight": weight, "score": float(np.mean(values)), "queries": len(values)}
+        for (mode, weight), values in scores.items()
+        if values
+    ]
 
 
 def choose_text_weight(results: list[CatalogueResult], tolerance: float = TEXT_WEIGHT_TOLERANCE) -> tuple[float, str]:
@@ -266,8 +318,10 @@ def choose_text_weight(results: list[CatalogueResult], tolerance: float = TEXT_W
     acceptable = [w for w in weights if worst[w] <= tolerance]
     pool = acceptable or weights
     best = max(pool, key=lambda w: (mean[w], -abs(w - 0.5)))
-    why = (f"text_weight {best:g}: mean MAP@10 {mean[best]:.3f} over {len(cells)} catalogue x model x mode cells, "
-           f"worst cell {worst[best]:.3f} below its own best")
+    why = (
+        f"text_weight {best:g}: mean MAP@10 {mean[best]:.3f} over {len(cells)} catalogue x model x mode cells, "
+        f"worst cell {worst[best]:.3f} below its own best"
+    )
     if not acceptable:
         why += f" (no weight kept every cell within {tolerance}: best mean taken)"
     return best, why
@@ -292,7 +346,11 @@ def grid_table(results: list[CatalogueResult]) -> str:
                 row = by_weight.get(w)
                 if row is not None:
                     totals[w].append(row["score"])
-                shown.append("—" if row is None else (f"**{row['score']:.3f}**" if row["score"] == best else f"{row['score']:.3f}"))
+                shown.append(
+                    "—"
+                    if row is None
+                    else (f"**{row['score']:.3f}**" if row["score"] == best else f"{row['score']:.3f}")
+                )
             lines.append(f"| {r.name} | {method} | {mode} | {n} | " + " | ".join(shown) + " |")
     lines.append("| **mean** | | | | " + " | ".join(f"{np.mean(v):.3f}" if v else "—" for v in totals.values()) + " |")
     return "\n".join(lines)
@@ -301,7 +359,10 @@ def grid_table(results: list[CatalogueResult]) -> str:
 def first_products(folder: Path, limit: int) -> Path:
     """A copy of the catalogue's first `limit` rows beside it (so image paths still resolve)."""
     out = folder / f"catalogue-first{limit}.csv"
-    with (folder / "catalogue.csv").open(newline="", encoding="utf-8") as src, out.open("w", newline="", encoding="utf-8") as dst:
+    with (
+        (folder / "catalogue.csv").open(newline="", encoding="utf-8") as src,
+        out.open("w", newline="", encoding="utf-8") as dst,
+    ):
         reader, writer = csv.reader(src), csv.writer(dst)
         for i, row in enumerate(reader):
             if i > limit:
@@ -311,8 +372,12 @@ def first_products(folder: Path, limit: int) -> Path:
 
 
 def run_catalogue(
-    folder: Path, epochs: int | None = None, towers: tuple[str, ...] = TEXT_TOWERS,
-    echo: Callable[[str], None] = print, limit: int | None = None, popularity: list[float] | None = None,
+    folder: Path,
+    epochs: int | None = None,
+    towers: tuple[str, ...] = TEXT_TOWERS,
+    echo: Callable[[str], None] = print,
+    limit: int | None = None,
+    popularity: list[float] | None = None,
     text_weights: Sequence[float] = (),
 ) -> CatalogueResult:
     """``limit``: only the first products (a quicker, smaller run; queries keep the relevant
@@ -375,7 +440,10 @@ def table(results: list[CatalogueResult]) -> str:
                     cells.setdefault((row["kind"], m), {})["keyword"] = row["score"]
         keys = sorted(
             (k for k in cells if k[1] != "keyword"),
-            key=lambda k: (KIND_ORDER.index(k[0]), ("semantic", "hybrid", "text_photo (keyword)", "text_photo (paraphrase)", "photo").index(k[1])),
+            key=lambda k: (
+                KIND_ORDER.index(k[0]),
+                ("semantic", "hybrid", "text_photo (keyword)", "text_photo (paraphrase)", "photo").index(k[1]),
+            ),
         )
         for kind, mode in keys:
             values = cells[(kind, mode)]
@@ -407,9 +475,16 @@ def popularity_table(results: list[CatalogueResult]) -> str:
             first = next(iter(cells[kind].values()))
             for w in weights:
                 means[w].append(cells[kind][w]["score"])
-            lines.append(f"| {r.name} | {kind} | {first['metric']} | {first['mode']} | {first['queries']} | "
-                         + " | ".join(f"{cells[kind][w]['score']:.3f}" for w in weights) + " |")
-    lines.append("| **all** | mean of the rows above | | | | " + " | ".join(f"**{np.mean(means[w]):.3f}**" for w in weights) + " |")
+            lines.append(
+                f"| {r.name} | {kind} | {first['metric']} | {first['mode']} | {first['queries']} | "
+                + " | ".join(f"{cells[kind][w]['score']:.3f}" for w in weights)
+                + " |"
+            )
+    lines.append(
+        "| **all** | mean of the rows above | | | | "
+        + " | ".join(f"**{np.mean(means[w]):.3f}**" for w in weights)
+        + " |"
+    )
     clicks = ", ".join(f"{r.name} {r.popularity[0]['clicks']}" for r in results if r.popularity)
     lines.append("")
     lines.append(f"Simulated clicks (both halves): {clicks}.")

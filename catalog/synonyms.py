@@ -23,6 +23,7 @@ import and from Celery beat (SYNONYM_REFRESH_MINUTES), on the embed queue, whose
 already holds the heavy libraries (WordNet is read with nltk). A query reads one indexed
 table: expansions(). catalog/keyword.py ORs each expanded word with its catalogue words.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,10 @@ def refresh(batch: int = REFRESH_BATCH) -> int:
     """Add the WordNet synonyms of the vocabulary words not yet looked up; returns the rows
     added. Without WordNet (wordnet-base not installed) it adds none and says so once."""
     if not wordnet.wordnet_available():
-        logger.warning("synonyms: WordNet is not installed (apt-get install wordnet-base); keyword search "
-                       "matches the catalogue's own words only")
+        logger.warning(
+            "synonyms: WordNet is not installed (apt-get install wordnet-base); keyword search "
+            "matches the catalogue's own words only"
+        )
         return 0
     added = 0
     while True:
@@ -81,8 +84,9 @@ def refresh(batch: int = REFRESH_BATCH) -> int:
                     [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
                 )
                 added += max(cursor.rowcount, 0)
-            cursor.execute("INSERT INTO catalog_synonymlookup (word) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
-                           [words])
+            cursor.execute(
+                "INSERT INTO catalog_synonymlookup (word) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", [words]
+            )
 
 
 def enabled() -> bool:
@@ -105,9 +109,11 @@ def without_synonyms() -> Iterator[None]:
 def phrases(query: str) -> list[str]:
     """The query's words and runs of up to MAX_PHRASE_WORDS words, lower case: what is looked up."""
     words = [w.lower() for w in WORD.findall(query)]
-    return list(dict.fromkeys(
-        " ".join(words[i : i + n]) for n in range(1, MAX_PHRASE_WORDS + 1) for i in range(len(words) - n + 1)
-    ))
+    return list(
+        dict.fromkeys(
+            " ".join(words[i : i + n]) for n in range(1, MAX_PHRASE_WORDS + 1) for i in range(len(words) - n + 1)
+        )
+    )
 
 
 def expansions(query: str) -> dict[str, list[str]]:

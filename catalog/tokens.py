@@ -5,6 +5,7 @@ stored. Requests carrying a token are authenticated by it alone: these endpoints
 the session cookie, so a browser's ambient login cannot be used against them and they need no
 CSRF token (csrf_exempt applies to nothing else).
 """
+
 from __future__ import annotations
 
 import functools
@@ -54,8 +55,11 @@ def authenticate(request: HttpRequest) -> ApiToken:
     """The active token of a staff user that the request carries; AuthError 401/403 otherwise."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if not header:
-        raise AuthError("authentication required: send 'Authorization: Bearer <token>' "
-                        "(tokens are made in the admin, under API tokens)", 401)
+        raise AuthError(
+            "authentication required: send 'Authorization: Bearer <token>' "
+            "(tokens are made in the admin, under API tokens)",
+            401,
+        )
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

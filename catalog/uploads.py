@@ -4,6 +4,7 @@ Both front doors check the file with `upload_problem` and hand it to `queue_impo
 stores it and queues catalog.tasks.import_catalogue: the same task, prepare_upload and
 run_import as every other import.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,9 @@ class UploadRefused(ValueError):
 def check_upload(upload: UploadedFile) -> None:
     """UploadRefused naming the problem, for a file that is too big or not a CSV/ZIP."""
     if upload.size is not None and upload.size > settings.MAX_IMPORT_BYTES:
-        raise UploadRefused(f"File is {upload.size:,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}.",
-                            too_large=True)
+        raise UploadRefused(
+            f"File is {upload.size:,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}.", too_large=True
+        )
     if not (upload.name or "").lower().endswith(EXTENSIONS):
         raise UploadRefused("Upload a .csv or a .zip file (or a .tsv/.txt tab-separated export).")
 

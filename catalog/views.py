@@ -79,28 +79,61 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 raise BadRequest("That photo search has expired. Please upload the photo again.")
             context["photo"] = stored
             weight = check_text_weight(form.words_weight)  # the form validated the range
-            context["text_weight"] = {"value": weight, "percent": round(100 * weight),
-                                      "photo_percent": 100 - round(100 * weight)}
+            context["text_weight"] = {
+                "value": weight,
+                "percent": round(100 * weight),
+                "photo_percent": 100 - round(100 * weight),
+            }
             vector = query_vector(stored, active_model())
-            result = search(form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
-                            sort=form.sort_order, min_score=form.score_cutoff, image_vector=vector, correct=correct,
-                            examples=examples, text_weight=form.words_weight)
+            result = search(
+                form.query,
+                mode=form.search_mode,
+                filters=form.filters,
+                k=form.per_page_k,
+                offset=form.offset,
+                sort=form.sort_order,
+                min_score=form.score_cutoff,
+                image_vector=vector,
+                correct=correct,
+                examples=examples,
+                text_weight=form.words_weight,
+            )
             context["query_kind"] = "photo+text" if form.query else "photo"
         elif form.query or form.has_examples:
-            result = search(form.query, mode=form.search_mode, filters=form.filters, k=form.per_page_k, offset=form.offset,
-                            sort=form.sort_order, min_score=form.score_cutoff, correct=correct, examples=examples)
+            result = search(
+                form.query,
+                mode=form.search_mode,
+                filters=form.filters,
+                k=form.per_page_k,
+                offset=form.offset,
+                sort=form.sort_order,
+                min_score=form.score_cutoff,
+                correct=correct,
+                examples=examples,
+            )
             context["query_kind"] = "text" if form.query else "examples"
         elif form.filters.category or form.filters.min_price is not None or form.filters.max_price is not None:
             result = browse(form.filters, k=form.per_page_k, offset=form.offset, sort=form.sort_order)
             context["query_kind"] = "browse"
         else:
             result = None
-        if result is not None and context.get("query_kind") in ("text", "photo", "photo+text") and request.method == "GET":
+        if (
+            result is not None
+            and context.get("query_kind") in ("text", "photo", "photo+text")
+            and request.method == "GET"
+        ):
             # query_id: a later page of the same search (the page's script sends it when paging);
             # replaces: the search the shopper was still typing
             context["query_id"] = log_search(
-                result, text=form.query, kind=context["query_kind"], source="page", page=form.page_number,
-                same_as=request.GET.get("query_id"), replaces=request.GET.get("replaces"), request=request)
+                result,
+                text=form.query,
+                kind=context["query_kind"],
+                source="page",
+                page=form.page_number,
+                same_as=request.GET.get("query_id"),
+                replaces=request.GET.get("replaces"),
+                request=request,
+            )
         if result is not None:
             context["result"] = result
             context["cards"] = _cards(form, result, keep)
@@ -120,7 +153,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
         context["clear_photo_url"] = _url(form, img=None, page=None) if form.is_bound and form.is_valid() else ""
         context["clear_filters_url"] = (
             _url(form, category=None, min_price=None, max_price=None, min_score=None, page=None)
-            if form.is_valid() and (form.filters != Filters() or form.score_cutoff is not None) else ""
+            if form.is_valid() and (form.filters != Filters() or form.score_cutoff is not None)
+            else ""
         )
     except (BadRequest, ValueError) as exc:
         context["error"] = str(exc)
@@ -141,13 +175,26 @@ def _cards(form: SearchForm, result: SearchResult, keep: dict[str, str]) -> list
     if result.mode == "browse":
         return [{"hit": hit} for hit in result.hits]
     like, unlike = form.example_values("like"), form.example_values("unlike")
-    return [{
-        "hit": hit,
-        "more_url": _url(form, page=None, **keep, like=like + [hit.product.sku],
-                         unlike=[s for s in unlike if s != hit.product.sku]),
-        "less_url": _url(form, page=None, **keep, unlike=unlike + [hit.product.sku],
-                         like=[s for s in like if s != hit.product.sku]),
-    } for hit in result.hits]
+    return [
+        {
+            "hit": hit,
+            "more_url": _url(
+                form,
+                page=None,
+                **keep,
+                like=like + [hit.product.sku],
+                unlike=[s for s in unlike if s != hit.product.sku],
+            ),
+            "less_url": _url(
+                form,
+                page=None,
+                **keep,
+                unlike=unlike + [hit.product.sku],
+                like=[s for s in like if s != hit.product.sku],
+            ),
+        }
+        for hit in result.hits
+    ]
 
 
 def _example_chips(form: SearchForm, result: SearchResult, keep: dict[str, str]) -> list[dict[str, Any]]:
@@ -159,20 +206,45 @@ def _example_chips(form: SearchForm, result: SearchResult, keep: dict[str, str])
         values = form.example_values(name)
         for sku in values:
             product = products.get(sku)
-            chips.append({"field": name, "value": sku, "kind": name, "sign": sign,
-                          "text": product.title if product else sku, "product": product,
-                          "remove_url": _url(form, page=None, **keep, **{name: [v for v in values if v != sku]})})
+            chips.append(
+                {
+                    "field": name,
+                    "value": sku,
+                    "kind": name,
+                    "sign": sign,
+                    "text": product.title if product else sku,
+                    "product": product,
+                    "remove_url": _url(form, page=None, **keep, **{name: [v for v in values if v != sku]}),
+                }
+            )
     for name, sign in (("like_img", "More like"), ("unlike_img", "Less like")):
         values = form.example_values(name)
         for key in values:
-            chips.append({"field": name, "value": key, "kind": name.removesuffix("_img"), "sign": sign,
-                          "text": "your photo", "photo_url": reverse("catalog:query-photo", args=[key]),
-                          "remove_url": _url(form, page=None, **keep, **{name: [v for v in values if v != key]})})
+            chips.append(
+                {
+                    "field": name,
+                    "value": key,
+                    "kind": name.removesuffix("_img"),
+                    "sign": sign,
+                    "text": "your photo",
+                    "photo_url": reverse("catalog:query-photo", args=[key]),
+                    "remove_url": _url(form, page=None, **keep, **{name: [v for v in values if v != key]}),
+                }
+            )
     explicit = form.example_values("avoid")
     for words in result.examples.avoid:
-        chips.append({"field": "avoid" if words in explicit else "", "value": words, "kind": "avoid", "sign": "Not",
-                      "text": words, "remove_url": _url(form, page=None, **keep, avoid=[w for w in explicit if w != words])
-                      if words in explicit else ""})
+        chips.append(
+            {
+                "field": "avoid" if words in explicit else "",
+                "value": words,
+                "kind": "avoid",
+                "sign": "Not",
+                "text": words,
+                "remove_url": _url(form, page=None, **keep, avoid=[w for w in explicit if w != words])
+                if words in explicit
+                else "",
+            }
+        )
     return chips
 
 
@@ -185,15 +257,31 @@ def _facet_links(form: SearchForm, facets: Facets, keep: dict[str, str]) -> dict
         "basis": facets.basis,
         "matched": facets.matched,
         "pool": facets.pool,
-        "categories": [{"name": c.name, "count": c.count, "selected": c.selected, "disabled": not c.count and not c.selected}
-                       for c in facets.categories],
-        "prices": [{
-            "low": b.low, "high": b.high, "count": b.count, "selected": b.selected,
-            "height": round(100 * b.count / tallest),
-            # choosing the chosen range again clears it
-            "url": _url(form, page=None, **keep, **({"min_price": None, "max_price": None} if b.selected
-                                                     else {"min_price": b.low, "max_price": b.high})),
-        } for b in facets.prices],
+        "categories": [
+            {"name": c.name, "count": c.count, "selected": c.selected, "disabled": not c.count and not c.selected}
+            for c in facets.categories
+        ],
+        "prices": [
+            {
+                "low": b.low,
+                "high": b.high,
+                "count": b.count,
+                "selected": b.selected,
+                "height": round(100 * b.count / tallest),
+                # choosing the chosen range again clears it
+                "url": _url(
+                    form,
+                    page=None,
+                    **keep,
+                    **(
+                        {"min_price": None, "max_price": None}
+                        if b.selected
+                        else {"min_price": b.low, "max_price": b.high}
+                    ),
+                ),
+            }
+            for b in facets.prices
+        ],
     }
 
 
@@ -201,8 +289,14 @@ def _showcase(categories: list[tuple[str, int]]) -> list[dict[str, Any]]:
     tiles = []
     for name, count in categories[:12]:
         product = Product.objects.filter(category=name).order_by("sku").first()
-        tiles.append({"name": name, "count": count, "product": product,
-                      "url": reverse("catalog:search") + "?" + urlencode({"category": name})})
+        tiles.append(
+            {
+                "name": name,
+                "count": count,
+                "product": product,
+                "url": reverse("catalog:search") + "?" + urlencode({"category": name}),
+            }
+        )
     return tiles
 
 
@@ -253,11 +347,19 @@ def product_page(request: HttpRequest, sku: str) -> HttpResponse:
     # anything else opens it at the main photo.
     raw = request.GET.get("photo", "")
     shown = gallery[int(raw)] if raw.isdigit() and int(raw) < len(gallery) else gallery[0]
-    return render(request, "catalog/product.html", {
-        "product": product, "by_image": by_image, "by_text": by_text, "category_url": category_url,
-        "back_url": back_url, "shown": shown,
-        "gallery": [(photo, _url_with(request, photo=photo.position or None)) for photo in gallery],
-    })
+    return render(
+        request,
+        "catalog/product.html",
+        {
+            "product": product,
+            "by_image": by_image,
+            "by_text": by_text,
+            "category_url": category_url,
+            "back_url": back_url,
+            "shown": shown,
+            "gallery": [(photo, _url_with(request, photo=photo.position or None)) for photo in gallery],
+        },
+    )
 
 
 def _url_with(request: HttpRequest, **changes: object) -> str:

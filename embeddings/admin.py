@@ -18,7 +18,18 @@ from embeddings.train_jobs import DEFAULTS
 
 @admin.register(EmbeddingModel)
 class EmbeddingModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "status", "gate_decision", "backbone", "text_tower", "image_dim", "text_dim", "vectors", "created_at"]
+    list_display = [
+        "name",
+        "kind",
+        "status",
+        "gate_decision",
+        "backbone",
+        "text_tower",
+        "image_dim",
+        "text_dim",
+        "vectors",
+        "created_at",
+    ]
     list_filter = ["kind", "status"]
     readonly_fields = [f.name for f in EmbeddingModel._meta.fields]
     actions = ["activate_selected"]
@@ -50,8 +61,12 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
             return TemplateResponse(
                 request,
                 "admin/embeddings/embeddingmodel/confirm_activate.html",
-                {**self.admin_site.each_context(request), "model": model, "opts": self.model._meta,
-                 "title": f"Activate {model.name} against the gate's advice?"},
+                {
+                    **self.admin_site.each_context(request),
+                    "model": model,
+                    "opts": self.model._meta,
+                    "title": f"Activate {model.name} against the gate's advice?",
+                },
             )
         transaction.on_commit(lambda: activate_model.delay(model.pk))
         self.message_user(
@@ -63,7 +78,11 @@ class EmbeddingModelAdmin(admin.ModelAdmin):
 
 class TrainForm(forms.Form):
     backbone = forms.ChoiceField(
-        choices=[("resnet50", "ResNet50"), ("efficientnet_lite0", "EfficientNet-Lite0"), ("efficientnet_lite2", "EfficientNet-Lite2")],
+        choices=[
+            ("resnet50", "ResNet50"),
+            ("efficientnet_lite0", "EfficientNet-Lite0"),
+            ("efficientnet_lite2", "EfficientNet-Lite2"),
+        ],
         initial=lambda: settings.EMBEDDINGS_IMAGE_BACKBONE,
     )
     text = forms.ChoiceField(choices=[("gru", "GRU over GloVe"), ("minilm", "MiniLM + projection")], initial="gru")
@@ -96,7 +115,11 @@ class TrainingJobAdmin(admin.ModelAdmin):
         return [
             path("train/", self.admin_site.admin_view(self.train_view), name="embeddings_trainingjob_train"),
             path("<int:job_id>/live/", self.admin_site.admin_view(self.live_view), name="embeddings_trainingjob_live"),
-            path("<int:job_id>/state.json", self.admin_site.admin_view(self.state_view), name="embeddings_trainingjob_state"),
+            path(
+                "<int:job_id>/state.json",
+                self.admin_site.admin_view(self.state_view),
+                name="embeddings_trainingjob_state",
+            ),
         ] + super().get_urls()
 
     def train_view(self, request: HttpRequest) -> HttpResponse:
@@ -108,12 +131,22 @@ class TrainingJobAdmin(admin.ModelAdmin):
             transaction.on_commit(lambda: train_model.delay(job.pk))
             messages.info(request, f"Training #{job.pk} queued on the 'embed' workers.")
             return redirect("admin:embeddings_trainingjob_live", job.pk)
-        context = {**self.admin_site.each_context(request), "form": form, "title": "Train a joint model", "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Train a joint model",
+            "opts": self.model._meta,
+        }
         return render(request, "admin/embeddings/trainingjob/train.html", context)
 
     def live_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
         job = get_object_or_404(TrainingJob, pk=job_id)
-        context = {**self.admin_site.each_context(request), "job": job, "title": f"Training #{job.pk}", "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "job": job,
+            "title": f"Training #{job.pk}",
+            "opts": self.model._meta,
+        }
         return render(request, "admin/embeddings/trainingjob/live.html", context)
 
     def state_view(self, request: HttpRequest, job_id: int) -> JsonResponse:

@@ -3,6 +3,7 @@ starting an activation (which queues the catalogue's re-embedding under the new 
 
 The tasks are sent by name: embeddings/tasks.py defines them and imports this module.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -111,9 +111,7 @@ class ProductVector(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["product", "model"], name="one_vector_per_model")
-        ]
+        constraints = [models.UniqueConstraint(fields=["product", "model"], name="one_vector_per_model")]
 
     @classmethod
     def current(cls, model: EmbeddingModel | None = None) -> models.QuerySet[ProductVector]:

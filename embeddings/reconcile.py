@@ -6,6 +6,7 @@ is being run by a live worker, the reconciler did not itself queue it within the
 (RECONCILE_LEASE_SECONDS), and it was not saved within RECONCILE_GRACE_SECONDS (the
 import that saved it is about to queue it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -94,7 +95,9 @@ def reconcile_vectors(
             # The lease first: a crash between the two leaves a lease, never a double queue.
             EmbedLease.objects.bulk_create(
                 [EmbedLease(product_id=pk, model_id=model.pk, queued_at=now) for pk in todo],
-                update_conflicts=True, unique_fields=["product_id", "model_id"], update_fields=["queued_at"],
+                update_conflicts=True,
+                unique_fields=["product_id", "model_id"],
+                update_fields=["queued_at"],
             )
             queue_embedding(todo, [model])
             report.queued[model.name] = len(todo)

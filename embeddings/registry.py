@@ -6,6 +6,7 @@ workers; when the last batch lands, one transaction makes it ACTIVE, and only th
 the old model's vectors and indexes dropped. Queueing that work, and so starting an
 activation, is embeddings/dispatch.py's: nothing here queues.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,12 @@ def load_model(spec: dict[str, Any]) -> Encoder:
     """
     from ml.encoders import load_encoder  # lazy: the measured heavy load above
 
-    return load_encoder(spec, device=settings.EMBEDDINGS_DEVICE, batch_size=settings.ENCODER_BATCH_SIZE,
-                        torch_compile=settings.EMBEDDINGS_COMPILE)
+    return load_encoder(
+        spec,
+        device=settings.EMBEDDINGS_DEVICE,
+        batch_size=settings.ENCODER_BATCH_SIZE,
+        torch_compile=settings.EMBEDDINGS_COMPILE,
+    )
 
 
 def encoder_for(model: EmbeddingModel) -> Encoder:
@@ -101,7 +106,10 @@ def register_baseline(backbone: str | None = None) -> EmbeddingModel:
 
 
 def register_checkpoint(
-    path: Path, name: str | None = None, training_data: dict | None = None, metrics: dict | None = None,
+    path: Path,
+    name: str | None = None,
+    training_data: dict | None = None,
+    metrics: dict | None = None,
     curve: str = "",
     notes: str = "",
 ) -> EmbeddingModel:
@@ -140,7 +148,9 @@ def target_models() -> list[EmbeddingModel]:
     return list(
         EmbeddingModel.objects.filter(
             status__in=[
-                EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING, EmbeddingModel.Status.EVALUATING
+                EmbeddingModel.Status.ACTIVE,
+                EmbeddingModel.Status.ACTIVATING,
+                EmbeddingModel.Status.EVALUATING,
             ]
         )
     )

@@ -1,4 +1,5 @@
 """Celery tasks. Thin: take ids, do one thing, safe to run twice (acks_late redelivers)."""
+
 from __future__ import annotations
 
 import logging
@@ -48,7 +49,9 @@ def pretrained_donor(model: EmbeddingModel, encoder: Encoder) -> tuple[Embedding
     return None
 
 
-def stored_pretrained(model: EmbeddingModel, encoder: Encoder, products: list) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def stored_pretrained(
+    model: EmbeddingModel, encoder: Encoder, products: list
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """product id -> (unit backbone features, MiniLM vector) already stored, from the current
     vectors of the pretrained_donor.
 
@@ -102,13 +105,9 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
     """
     Product, ProductPhoto = product_model(), photo_model()
     current = dict(
-        ProductVector.objects.filter(model=model, product_id__in=product_ids).values_list(
-            "product_id", "content_hash"
-        )
+        ProductVector.objects.filter(model=model, product_id__in=product_ids).values_list("product_id", "content_hash")
     )
-    products = [
-        p for p in Product.objects.filter(pk__in=product_ids) if current.get(p.pk) != p.content_hash
-    ]
+    products = [p for p in Product.objects.filter(pk__in=product_ids) if current.get(p.pk) != p.content_hash]
     if not products:
         return 0
     encoder = encoder_for(model)
@@ -118,7 +117,8 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
         # A joint model on the same backbone: its heads read the stored pretrained vectors.
         fast = [p for p in products if p.pk in reuse]
         computed = encoder.signals_from_pretrained(
-            np.stack([reuse[p.pk][0] for p in fast]), np.stack([reuse[p.pk][1] for p in fast]),
+            np.stack([reuse[p.pk][0] for p in fast]),
+            np.stack([reuse[p.pk][1] for p in fast]),
             [p.text_for_embedding for p in fast],
         )
         for column, vectors in computed.items():
@@ -130,8 +130,7 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
     photo_feats = stored_photo_features(model, encoder, photos)
     if photo_feats:  # as for the main photos: the heads read the stored backbone features
         known = [ph for ph in photos if ph.pk in photo_feats]
-        from_feats = encoder.image_signals_from_features(
-            np.stack([photo_feats[ph.pk] for ph in known]))
+        from_feats = encoder.image_signals_from_features(np.stack([photo_feats[ph.pk] for ph in known]))
         for column, vectors in from_feats.items():
             photo_signals.setdefault(column, {}).update({ph.pk: v for ph, v in zip(known, vectors, strict=True)})
     unknown = [ph for ph in photos if ph.pk not in photo_feats]
@@ -146,7 +145,8 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
             image_signals = encoder.encode_pixel_signals(pixels.result())
         for column, vectors in image_signals.items():
             photo_signals.setdefault(column, {}).update(
-                {ph.pk: v for ph, v in zip(unknown, vectors[len(rest):], strict=True)})
+                {ph.pk: v for ph, v in zip(unknown, vectors[len(rest) :], strict=True)}
+            )
         # Every signal the model stores: its own vectors and, for a joint model, the pretrained ones.
         computed = {column: vectors[: len(rest)] for column, vectors in image_signals.items()}
         computed.update(text_signals)
@@ -154,7 +154,11 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
             signals.setdefault(column, {}).update({p.pk: v for p, v in zip(rest, vectors, strict=True)})
     rows = [
         ProductVector(
-            product=p, model=model, content_hash=p.content_hash, category=p.category, price=p.price,
+            product=p,
+            model=model,
+            content_hash=p.content_hash,
+            category=p.category,
+            price=p.price,
             **{column: by_product[p.pk].tolist() for column, by_product in signals.items()},
         )
         for p in products
@@ -162,8 +166,12 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
     by_pk = {p.pk: p for p in products}
     photo_rows = [
         PhotoVector(
-            photo=ph, model=model, product_id=ph.product_id, category=by_pk[ph.product_id].category,
-            price=by_pk[ph.product_id].price, **{column: by_photo[ph.pk].tolist() for column, by_photo in photo_signals.items()},
+            photo=ph,
+            model=model,
+            product_id=ph.product_id,
+            category=by_pk[ph.product_id].category,
+            price=by_pk[ph.product_id].price,
+            **{column: by_photo[ph.pk].tolist() for column, by_photo in photo_signals.items()},
         )
         for ph in photos
     ]
@@ -179,7 +187,9 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
         )
         if photo_rows:
             PhotoVector.objects.bulk_create(
-                photo_rows, update_conflicts=True, unique_fields=["photo", "model"],
+                photo_rows,
+                update_conflicts=True,
+                unique_fields=["photo", "model"],
                 update_fields=[*photo_signals, "category", "price", "updated_at"],
             )
         with connection.cursor() as cursor:  # the kept photos' filter copies follow the product
@@ -224,6 +234,10 @@ def train_model(job_id: int) -> int | None:
     try:
         return run_training(job).pk
     except Exception as exc:
-        job.status, job.error, job.finished_at = TrainingJob.Status.FAILED, f"{type(exc).__name__}: {exc}", timezone.now()
+        job.status, job.error, job.finished_at = (
+            TrainingJob.Status.FAILED,
+            f"{type(exc).__name__}: {exc}",
+            timezone.now(),
+        )
         job.save(update_fields=["status", "error", "finished_at"])
         raise

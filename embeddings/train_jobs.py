@@ -2,6 +2,7 @@
 
 Shared by `manage.py train_embeddings` and the staff page's Celery task.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -101,8 +102,11 @@ def run_training(job: TrainingJob, echo: Callable[[dict], None] | None = None) -
     )
     text_cfg = TextTowerCfg(kind=params["text"], embed_dim=params["dim"])
     train_cfg = TrainCfg(
-        epochs=int(params["epochs"]), margin=float(params["margin"]), mining=params["mining"],
-        seed=int(params["seed"]), cache_dir=str(settings.MODELS_DIR / "feature_cache"),
+        epochs=int(params["epochs"]),
+        margin=float(params["margin"]),
+        mining=params["mining"],
+        seed=int(params["seed"]),
+        cache_dir=str(settings.MODELS_DIR / "feature_cache"),
         distill_corpus=settings.EMBEDDINGS_DISTILL_CORPUS,
     )
     last_save = [0.0]

@@ -16,6 +16,7 @@ What the index stores is HNSW_STORAGE (docs/scaling.md, "Index choices"):
 Each storage has its own index name, so a site that changes the setting builds the new
 indexes (`manage.py build_vector_indexes`) while the old ones still serve.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -79,8 +80,10 @@ def nearest_sql(column: str, dim: int, select: str, table: str, where: str) -> s
     if index_storage() != "binary":
         return f"{head} ORDER BY distance LIMIT %s"
     # The bit index finds candidates by Hamming distance; the stored vectors rank them.
-    return (f"SELECT * FROM ({head} ORDER BY {_binary_expr(column, dim)} <~> "
-            f"binary_quantize({query_param(dim)})::bit({dim}) LIMIT %s) AS candidates ORDER BY distance LIMIT %s")
+    return (
+        f"SELECT * FROM ({head} ORDER BY {_binary_expr(column, dim)} <~> "
+        f"binary_quantize({query_param(dim)})::bit({dim}) LIMIT %s) AS candidates ORDER BY distance LIMIT %s"
+    )
 
 
 def nearest_params(vector_literal: object, model_id: int, where_params: list, limit: int) -> list:
@@ -111,9 +114,10 @@ def create_indexes(model_id: int, column_dims: dict[str, int], storage: str | No
         # (docs/benchmarks.md section 10). Inside a transaction (registration, migrations) the
         # settings end with it; otherwise they are reset once the indexes are built.
         local = connection.in_atomic_block
-        cursor.execute("SELECT set_config('maintenance_work_mem', %s, %s), "
-                       "set_config('max_parallel_maintenance_workers', %s, %s)",
-                       [settings.HNSW_BUILD_MEMORY, local, str(settings.HNSW_BUILD_WORKERS), local])
+        cursor.execute(
+            "SELECT set_config('maintenance_work_mem', %s, %s), set_config('max_parallel_maintenance_workers', %s, %s)",
+            [settings.HNSW_BUILD_MEMORY, local, str(settings.HNSW_BUILD_WORKERS), local],
+        )
         try:
             for column, dim in column_dims.items():
                 for table in _tables(column):

@@ -1,4 +1,5 @@
 """Public, read-only pages about the embedding models: registry, evaluation, catalogue map."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,16 +34,24 @@ def _requested_backbone(model: EmbeddingModel) -> str:
 
 def _training_metrics(metrics: dict) -> dict:
     """The training metrics as a small table: direction x (R@1, R@5, R@10, MRR@10, mAP@10)."""
-    wanted = [("recall@1", "R@1"), ("recall@5", "R@5"), ("recall@10", "R@10"),
-              ("mrr@10", "MRR@10"), ("map@10", "mAP@10")]
+    wanted = [
+        ("recall@1", "R@1"),
+        ("recall@5", "R@5"),
+        ("recall@10", "R@10"),
+        ("mrr@10", "MRR@10"),
+        ("map@10", "mAP@10"),
+    ]
     rows = []
     for prefix, label in (("t2i", "text→image"), ("i2t", "image→text")):
         values = [metrics.get(f"{prefix}_{key}") for key, _ in wanted]
         if any(v is not None for v in values):
-            rows.append({"label": label, "values": values,
-                         "queries": metrics.get(f"{prefix}_queries")})
-    return {"columns": [label for _, label in wanted], "rows": rows,
-            "epoch": metrics.get("epoch"), "val": bool(metrics.get("eval_split_is_val"))}
+            rows.append({"label": label, "values": values, "queries": metrics.get(f"{prefix}_queries")})
+    return {
+        "columns": [label for _, label in wanted],
+        "rows": rows,
+        "epoch": metrics.get("epoch"),
+        "val": bool(metrics.get("eval_split_is_val")),
+    }
 
 
 @require_GET
@@ -54,19 +63,25 @@ def registry(request: HttpRequest) -> HttpResponse:
         requested = _requested_backbone(model)
         fallback = model.notes or fallback_note(requested, model.backbone)
         vectors = done.get(model.pk, 0)
-        rows.append({
-            "model": model,
-            "requested_backbone": requested,
-            "fallback": fallback,
-            "vectors": vectors,
-            "percent": round(100 * vectors / products) if products else 0,
-            "training": model.training_data or {},
-            "params": (model.training_data or {}).get("params") or {},
-            "metrics": _training_metrics(model.metrics or {}),
-            "has_curve": bool(model.curve),
-        })
+        rows.append(
+            {
+                "model": model,
+                "requested_backbone": requested,
+                "fallback": fallback,
+                "vectors": vectors,
+                "percent": round(100 * vectors / products) if products else 0,
+                "training": model.training_data or {},
+                "params": (model.training_data or {}).get("params") or {},
+                "metrics": _training_metrics(model.metrics or {}),
+                "has_curve": bool(model.curve),
+            }
+        )
     training = [
-        {"job": job, "percent": _percent(job.progress), "phase": TRAINING_PHASES.get(job.progress.get("phase"), "starting")}
+        {
+            "job": job,
+            "percent": _percent(job.progress),
+            "phase": TRAINING_PHASES.get(job.progress.get("phase"), "starting"),
+        }
         for job in TrainingJob.objects.filter(status__in=[TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING])
     ]
     return render(request, "embeddings/registry.html", {"rows": rows, "products": products, "training": training})
@@ -103,8 +118,10 @@ def _method_info(method: str, model_kind: str | None) -> tuple[str, str]:
     if method.startswith("keyword"):
         return "baseline", "Postgres full-text search (tsvector ranking over title, description and category)."
     if method.startswith("hybrid"):
-        return ("trained" if model_kind == "joint" else "baseline",
-                "Reciprocal-rank fusion of this model's semantic list with the keyword list.")
+        return (
+            "trained" if model_kind == "joint" else "baseline",
+            "Reciprocal-rank fusion of this model's semantic list with the keyword list.",
+        )
     if "MiniLM" in method:
         return "baseline", "Query embedded with pretrained MiniLM, matched against product texts (no photos)."
     if method.startswith("text→photo"):
@@ -131,13 +148,19 @@ def _task_tables(rows: list[dict]) -> list[dict]:
         body = []
         for r in task_rows:
             family, explanation = _method_info(r["method"], kinds.get(r["model"]))
-            cells = [{"value": r.get(c, 0.0), "best": r.get(c, 0.0) == best[c] and best[c] > 0}
-                     for c in METRIC_COLUMNS]
-            body.append({"method": r["method"], "model": r["model"], "family": family,
-                         "explanation": explanation, "queries": r.get("queries"), "cells": cells,
-                         "map": r.get("mAP@10", 0.0)})
-        tables.append({"task": task, "rows": body, "chart": _bar_chart(body),
-                       "headline": _headline(task, body)})
+            cells = [{"value": r.get(c, 0.0), "best": r.get(c, 0.0) == best[c] and best[c] > 0} for c in METRIC_COLUMNS]
+            body.append(
+                {
+                    "method": r["method"],
+                    "model": r["model"],
+                    "family": family,
+                    "explanation": explanation,
+                    "queries": r.get("queries"),
+                    "cells": cells,
+                    "map": r.get("mAP@10", 0.0),
+                }
+            )
+        tables.append({"task": task, "rows": body, "chart": _bar_chart(body), "headline": _headline(task, body)})
     return tables
 
 
@@ -149,13 +172,24 @@ def _bar_chart(rows: list[dict]) -> dict:
     bars = []
     for i, r in enumerate(rows):
         label = r["method"] if r["model"] == "-" else f"{r['model']} · {r['method']}"
-        bars.append({
-            "y": i * row_h, "text_y": i * row_h + 17, "label": label if len(label) <= 62 else label[:61] + "…",
-            "width": round(bar_w * r["map"] / scale, 1), "value": r["map"], "family": r["family"],
-            "value_x": label_w + round(bar_w * r["map"] / scale, 1) + 6,
-        })
-    return {"bars": bars, "label_w": label_w, "width": label_w + bar_w + 60, "height": len(rows) * row_h + 4,
-            "bar_h": row_h - 8}
+        bars.append(
+            {
+                "y": i * row_h,
+                "text_y": i * row_h + 17,
+                "label": label if len(label) <= 62 else label[:61] + "…",
+                "width": round(bar_w * r["map"] / scale, 1),
+                "value": r["map"],
+                "family": r["family"],
+                "value_x": label_w + round(bar_w * r["map"] / scale, 1) + 6,
+            }
+        )
+    return {
+        "bars": bars,
+        "label_w": label_w,
+        "width": label_w + bar_w + 60,
+        "height": len(rows) * row_h + 4,
+        "bar_h": row_h - 8,
+    }
 
 
 def _headline(task: str, rows: list[dict]) -> str:
@@ -171,14 +205,17 @@ def _headline(task: str, rows: list[dict]) -> str:
     if reference is None:
         return ""
     verb = "beats" if best["map"] > reference["map"] else "does not beat"
-    return (f"Best trained model: {best['model']} · {best['method']} — {verb} {reference['method']} "
-            f"on mAP@10: {best['map']:.3f} vs {reference['map']:.3f}.")
+    return (
+        f"Best trained model: {best['model']} · {best['method']} — {verb} {reference['method']} "
+        f"on mAP@10: {best['map']:.3f} vs {reference['map']:.3f}."
+    )
 
 
 @require_GET
 def evaluation(request: HttpRequest) -> HttpResponse:
-    runs = list(EvaluationRun.objects.only("pk", "created_at", "queries_file", "n_text_queries",
-                                           "n_image_queries")[:50])
+    runs = list(
+        EvaluationRun.objects.only("pk", "created_at", "queries_file", "n_text_queries", "n_image_queries")[:50]
+    )
     run = None
     wanted = request.GET.get("run", "")
     if wanted.isdigit():
@@ -186,10 +223,17 @@ def evaluation(request: HttpRequest) -> HttpResponse:
     elif runs:
         run = EvaluationRun.objects.get(pk=runs[0].pk)
     tables = _task_tables(run.results.get("rows", [])) if run else []
-    return render(request, "embeddings/evaluation.html", {
-        "run": run, "runs": runs, "tables": tables, "columns": METRIC_COLUMNS,
-        "products": run.results.get("products") if run else None,
-    })
+    return render(
+        request,
+        "embeddings/evaluation.html",
+        {
+            "run": run,
+            "runs": runs,
+            "tables": tables,
+            "columns": METRIC_COLUMNS,
+            "products": run.results.get("products") if run else None,
+        },
+    )
 
 
 def _map_model(request: HttpRequest) -> EmbeddingModel | None:
@@ -204,24 +248,42 @@ def _map_rows(model: EmbeddingModel) -> QuerySet[ProductVector]:
 
 
 def _load_map_input(model: EmbeddingModel) -> maps.MapInput:
-    rows = list(_map_rows(model).values_list(
-        "product_id", "content_hash", "image_vec", "text_vec",
-        "product__sku", "product__title", "product__category", "product__thumbnail", "product__image"))
+    rows = list(
+        _map_rows(model).values_list(
+            "product_id",
+            "content_hash",
+            "image_vec",
+            "text_vec",
+            "product__sku",
+            "product__title",
+            "product__category",
+            "product__thumbnail",
+            "product__image",
+        )
+    )
     Product = product_model()
     storage = Product._meta.get_field("image").storage
     items, hashes, image, text = [], [], [], []
     for pid, chash, ivec, tvec, sku, title, category, thumb, photo in rows:
-        items.append({
-            "id": pid, "sku": sku, "title": title, "category": category,
-            "url": Product(sku=sku).get_absolute_url(),
-            "thumb": storage.url(thumb or photo) if (thumb or photo) else "",
-        })
+        items.append(
+            {
+                "id": pid,
+                "sku": sku,
+                "title": title,
+                "category": category,
+                "url": Product(sku=sku).get_absolute_url(),
+                "thumb": storage.url(thumb or photo) if (thumb or photo) else "",
+            }
+        )
         hashes.append(chash)
         image.append(np.asarray(ivec, dtype=np.float32))
         text.append(np.asarray(tvec, dtype=np.float32))
     dims = (model.image_dim, model.text_dim)
     return maps.MapInput(
-        model_id=model.pk, joint=model.joint, items=items, content_hashes=hashes,
+        model_id=model.pk,
+        joint=model.joint,
+        items=items,
+        content_hashes=hashes,
         image_vecs=np.stack(image) if image else np.zeros((0, dims[0]), np.float32),
         text_vecs=np.stack(text) if text else np.zeros((0, dims[1]), np.float32),
     )
@@ -231,10 +293,15 @@ def _load_map_input(model: EmbeddingModel) -> maps.MapInput:
 def map_page(request: HttpRequest) -> HttpResponse:
     model = _map_model(request)
     mapped = list(EmbeddingModel.objects.filter(vectors__isnull=False).distinct())
-    return render(request, "embeddings/map.html", {
-        "model": model, "mapped_models": mapped,
-        "vectors": _map_rows(model).count() if model else 0,
-    })
+    return render(
+        request,
+        "embeddings/map.html",
+        {
+            "model": model,
+            "mapped_models": mapped,
+            "vectors": _map_rows(model).count() if model else 0,
+        },
+    )
 
 
 @require_GET
@@ -247,10 +314,20 @@ def map_json(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"status": "empty", "error": f"{model.name} has no vectors yet"}, status=404)
     key = maps.cache_key(model.pk, hashes)
     result = maps.get_or_start(
-        Path(settings.DATA_DIR) / "maps", key, lambda: _load_map_input(model),
+        Path(settings.DATA_DIR) / "maps",
+        key,
+        lambda: _load_map_input(model),
         background=len(hashes) > SYNC_MAP_LIMIT,
     )
-    result = {**result, "model": {"id": model.pk, "name": model.name, "kind": model.kind,
-                                  "image_dim": model.image_dim, "text_dim": model.text_dim}}
+    result = {
+        **result,
+        "model": {
+            "id": model.pk,
+            "name": model.name,
+            "kind": model.kind,
+            "image_dim": model.image_dim,
+            "text_dim": model.text_dim,
+        },
+    }
     status = {"computing": 202, "failed": 500}.get(result["status"], 200)
     return JsonResponse(result, status=status, json_dumps_params={"ensure_ascii": False})

@@ -9,6 +9,7 @@ heartbeat row (ops.WorkerHeartbeat, queues "web"), and the switch itself waits u
 live web worker has the new model (registry.wait_for_web_workers): a quick re-embed (a small
 catalogue) cannot beat the poll.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -85,9 +86,16 @@ def report_warm() -> None:
     if not updated:
         # Rows of web workers gone for good (restarted, replaced) are not kept for ever.
         WorkerHeartbeat.objects.filter(queues=WEB_QUEUE, beat_at__lt=stale_before(now)).delete()
-        WorkerHeartbeat.objects.update_or_create(nodename=nodename(), defaults={
-            "queues": WEB_QUEUE, "pid": os.getpid(), "started_at": now, "beat_at": now, "warm_models": warm,
-        })
+        WorkerHeartbeat.objects.update_or_create(
+            nodename=nodename(),
+            defaults={
+                "queues": WEB_QUEUE,
+                "pid": os.getpid(),
+                "started_at": now,
+                "beat_at": now,
+                "warm_models": warm,
+            },
+        )
 
 
 def forget_worker() -> None:

@@ -25,9 +25,7 @@ def save_checkpoint(
 ) -> None:
     vocab = text_tower.vocab.to_dict() if isinstance(text_tower, GRUTextTower) else None
     # A frozen backbone is reloaded from its own weights; store it only when fine-tuned.
-    image_state = {
-        k: v for k, v in image_tower.state_dict().items() if finetuned or k.startswith("head.")
-    }
+    image_state = {k: v for k, v in image_tower.state_dict().items() if finetuned or k.startswith("head.")}
     torch.save(
         {
             "format": CHECKPOINT_FORMAT,

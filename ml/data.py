@@ -94,9 +94,7 @@ def group_ids(records: Sequence[Record]) -> list[int]:
     return [index.setdefault(r.group_key, len(index)) for r in records]
 
 
-def split_by_product(
-    records: Sequence[Record], val_fraction: float, seed: int
-) -> tuple[list[Record], list[Record]]:
+def split_by_product(records: Sequence[Record], val_fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
     """Deterministic split keeping all rows of a group (category+title) on one side."""
     keys = sorted({r.group_key for r in records})
     random.Random(seed).shuffle(keys)

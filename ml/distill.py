@@ -12,6 +12,7 @@ A tower with a sentence layer (TextTowerCfg.sentence_dim = 384) is distilled thr
 layer, which the joint projection then reads, and which checkpoints keep; otherwise a
 training-only head does the distilling.
 """
+
 from __future__ import annotations
 
 import hashlib

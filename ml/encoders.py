@@ -325,8 +325,13 @@ def load_encoder(
             if kind == "baseline":
                 if spec.get("text", "minilm") != "minilm":
                     raise ValueError("baseline text encoder must be 'minilm'")
-                enc = BaselineEncoder(spec.get("backbone", "resnet50"), spec.get("weights_path"), dev,
-                                      batch_size=batch_size, torch_compile=torch_compile)
+                enc = BaselineEncoder(
+                    spec.get("backbone", "resnet50"),
+                    spec.get("weights_path"),
+                    dev,
+                    batch_size=batch_size,
+                    torch_compile=torch_compile,
+                )
             elif kind == "checkpoint":
                 enc = CheckpointEncoder(spec["path"], dev, batch_size=batch_size, torch_compile=torch_compile)
             else:

@@ -4,6 +4,7 @@ No Django here: callers pass the vectors and a cache directory. t-SNE on a few t
 points takes tens of seconds, so a map is computed once per (model, catalogue content)
 and read back from disk afterwards.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,15 +82,18 @@ def build_map(data: MapInput, max_points: int = MAX_POINTS, seed: int = 0) -> di
 
     def points(coords: np.ndarray, kind: str) -> list[dict]:
         return [
-            {"x": round(float(x), 4), "y": round(float(y), 4), "kind": kind, "p": i,
-             "category": items[i]["category"]}
+            {"x": round(float(x), 4), "y": round(float(y), 4), "kind": kind, "p": i, "category": items[i]["category"]}
             for i, (x, y) in enumerate(coords)
         ]
 
     if data.joint and image.shape[1] == text.shape[1]:
         coords = tsne_2d(np.concatenate([image, text]), seed)
-        panels = [{"title": "Photos and texts in one space",
-                   "points": points(coords[:n], "image") + points(coords[n:], "text")}]
+        panels = [
+            {
+                "title": "Photos and texts in one space",
+                "points": points(coords[:n], "image") + points(coords[n:], "text"),
+            }
+        ]
     else:
         panels = [
             {"title": f"Photos ({image.shape[1]}-d image space)", "points": points(tsne_2d(image, seed), "image")},

@@ -66,11 +66,17 @@ def retrieval_metrics(
     return out
 
 
-def rank_by_similarity(queries: np.ndarray, items: np.ndarray, item_ids: Sequence[Hashable], k: int) -> list[list[Hashable]]:
+def rank_by_similarity(
+    queries: np.ndarray, items: np.ndarray, item_ids: Sequence[Hashable], k: int
+) -> list[list[Hashable]]:
     """Top-k item ids per query by dot product (cosine for unit vectors)."""
     sims = queries @ items.T
     k = min(k, items.shape[0])
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < items.shape[0] else np.tile(np.arange(items.shape[0]), (len(queries), 1))
+    top = (
+        np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        if k < items.shape[0]
+        else np.tile(np.arange(items.shape[0]), (len(queries), 1))
+    )
     order = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable"), axis=1)
     return [[item_ids[j] for j in row] for row in order]
 

@@ -22,6 +22,7 @@ on, one per product and kind:
   alone finds look-alikes of any kind, the word alone that word in every category; only the
   two together find the set.
 """
+
 from __future__ import annotations
 
 import random
@@ -33,8 +34,14 @@ from dataclasses import dataclass, field
 from ml import wordnet
 
 KINDS = ("keyword", "paraphrase", "nodesc", "photo", "photo_similar", "photo_words")
-METRIC = {"keyword": "map@10", "paraphrase": "map@10", "nodesc": "map@10", "photo": "r@1", "photo_similar": "map@10",
-          "photo_words": "map@10"}
+METRIC = {
+    "keyword": "map@10",
+    "paraphrase": "map@10",
+    "nodesc": "map@10",
+    "photo": "r@1",
+    "photo_similar": "map@10",
+    "photo_words": "map@10",
+}
 TEXT_KINDS = ("keyword", "paraphrase")  # words alone
 PHOTO_KINDS = ("photo", "photo_similar")  # a photo alone
 WITH_PHOTO = PHOTO_KINDS + ("photo_words",)  # every kind whose query holds a photo
@@ -145,9 +152,12 @@ def build_probes(
                 )
             category_stems = {_stem(w) for w in words(item.category)}
             narrowing = sorted(
-                w for w in set(content_words(item.title))
+                w
+                for w in set(content_words(item.title))
                 if _stem(w) not in category_stems
-                and 2 <= len(titled[(item.category, _stem(w))]) <= min(PHOTO_WORDS_MAX_RELEVANT, len(by_category[item.category]) - 1)
+                and 2
+                <= len(titled[(item.category, _stem(w))])
+                <= min(PHOTO_WORDS_MAX_RELEVANT, len(by_category[item.category]) - 1)
             )
             if narrowing:
                 word = random.Random(photo_seed).choice(narrowing)  # its own draw: the other kinds stay as they were

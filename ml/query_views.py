@@ -9,6 +9,7 @@ a few consecutive words), and some words are swapped for their nearest GloVe nei
 products at once, so products whose text contains every word of the view are masked out
 as negatives for it instead of being pushed away.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,7 +27,14 @@ NEIGHBOURS, MIN_COSINE = 8, 0.6
 
 
 class TextViews:
-    def __init__(self, tower: GRUTextTower | None, titles: Sequence[str], categories: Sequence[str], texts: Sequence[str], seed: int = 0) -> None:
+    def __init__(
+        self,
+        tower: GRUTextTower | None,
+        titles: Sequence[str],
+        categories: Sequence[str],
+        texts: Sequence[str],
+        seed: int = 0,
+    ) -> None:
         self.vocab = tower.vocab if tower is not None else None
         self.max_len = tower.cfg.max_len if tower is not None else 64
         self.rng = random.Random(seed)
@@ -51,7 +59,11 @@ class TextViews:
             sims = unit[ids - offset] @ unit.T
             values, top = sims.topk(NEIGHBOURS + 1, dim=1)
             for word_id, vals, cand in zip(ids.tolist(), values, top):
-                keep = [int(c) + offset for v, c in zip(vals.tolist(), cand.tolist()) if v >= MIN_COSINE and int(c) + offset != word_id]
+                keep = [
+                    int(c) + offset
+                    for v, c in zip(vals.tolist(), cand.tolist())
+                    if v >= MIN_COSINE and int(c) + offset != word_id
+                ]
                 if keep:
                     out[word_id] = keep
         return out
@@ -89,7 +101,10 @@ class TextViews:
         rows = []
         for view in views:
             ids = [self.vocab._index.get(w, 1) for w in view[: self.max_len]] or [1]
-            ids = [self.rng.choice(self.neighbours[t]) if t in self.neighbours and self.rng.random() < P_SWAP else t for t in ids]
+            ids = [
+                self.rng.choice(self.neighbours[t]) if t in self.neighbours and self.rng.random() < P_SWAP else t
+                for t in ids
+            ]
             rows.append(ids)
         return rows, self.also_described(index, views)
 

@@ -40,9 +40,7 @@ class Vocabulary:
         return self.n_trainable + self.n_pretrained
 
     @classmethod
-    def build(
-        cls, texts: Iterable[str], pretrained_words: Sequence[str] = (), min_count: int = 1
-    ) -> Vocabulary:
+    def build(cls, texts: Iterable[str], pretrained_words: Sequence[str] = (), min_count: int = 1) -> Vocabulary:
         """Catalogue words missing from ``pretrained_words`` get trainable vectors."""
         known = set(pretrained_words)
         counts = Counter(t for text in texts for t in tokenize(text) if t not in known)

@@ -52,7 +52,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _embed_all(head: ImageTower, text: TextInputs, feats: torch.Tensor, index: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def _embed_all(
+    head: ImageTower, text: TextInputs, feats: torch.Tensor, index: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     img, txt = [], []
     with torch.no_grad():
         for s in range(0, len(index), 256):
@@ -112,7 +114,13 @@ def train(
     cache_dir = Path(train_cfg.cache_dir) if train_cfg.cache_dir else out_dir / "feature_cache"
     image_views = (2 if train_cfg.flip_augment else 1) + train_cfg.perturbed_views
     feats_np, ok = extract_features(
-        records, image_tower, cache_dir, image_views, train_cfg.feature_batch_size, progress, flip=train_cfg.flip_augment,
+        records,
+        image_tower,
+        cache_dir,
+        image_views,
+        train_cfg.feature_batch_size,
+        progress,
+        flip=train_cfg.flip_augment,
         known=known,
     )
     usable = [records[i] for i in ok]
@@ -202,7 +210,11 @@ def train(
             else:
                 text_emb, also_described = text_inputs.embed(index), None
             loss, stats = loss_fn(
-                image_batch(index), text_emb, groups_t[index], mining=mining, return_stats=True,
+                image_batch(index),
+                text_emb,
+                groups_t[index],
+                mining=mining,
+                return_stats=True,
                 not_negative=also_described,
             )
             if train_cfg.image_pair_weight > 0 and feats.shape[1] > 1 and not finetune:
@@ -212,7 +224,8 @@ def train(
                 loss = loss + train_cfg.image_pair_weight * loss_fn(
                     image_tower.forward_features(feats[index, first]),
                     image_tower.forward_features(feats[index, second]),
-                    groups_t[index], mining=mining,
+                    groups_t[index],
+                    mining=mining,
                 )
             if distiller is not None:
                 # Keep the general word meaning while the tower learns the catalogue.
@@ -230,7 +243,14 @@ def train(
         img_emb, txt_emb = _embed_all(image_tower, text_inputs, feats, val_idx)
         metrics = evaluate(img_emb, txt_emb, [groups_all[i] for i in val_idx])
         with torch.no_grad():
-            val_loss = float(loss_fn(torch.from_numpy(img_emb), torch.from_numpy(txt_emb), torch.tensor([groups_all[i] for i in val_idx]), mining=train_cfg.mining))
+            val_loss = float(
+                loss_fn(
+                    torch.from_numpy(img_emb),
+                    torch.from_numpy(txt_emb),
+                    torch.tensor([groups_all[i] for i in val_idx]),
+                    mining=train_cfg.mining,
+                )
+            )
         row = {
             "epoch": epoch,
             "loss": float(np.mean(losses)),
@@ -252,10 +272,17 @@ def train(
             stale += 1
         logger.info("epoch %d loss %.4f val R@10 %.3f", epoch, row["loss"], row["val_recall@10"])
         if progress:
-            progress({
-                "phase": "train", "epoch": epoch, "epochs": train_cfg.epochs, "loss": row["loss"],
-                "val_recall@10": row["val_recall@10"], "done": epoch, "total": train_cfg.epochs,
-            })
+            progress(
+                {
+                    "phase": "train",
+                    "epoch": epoch,
+                    "epochs": train_cfg.epochs,
+                    "loss": row["loss"],
+                    "val_recall@10": row["val_recall@10"],
+                    "done": epoch,
+                    "total": train_cfg.epochs,
+                }
+            )
         if stale >= train_cfg.patience:
             break
 

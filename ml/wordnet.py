@@ -27,9 +27,42 @@ DEFAULT_WORDNET_DIR = "/usr/share/wordnet"
 # Function words are never replaced: WordNet gives them odd senses ("in" -> inch).
 STOPWORDS = frozenset(
     [
-        "a", "an", "the", "of", "for", "with", "and", "or", "in", "on", "at", "to", "by",
-        "from", "as", "is", "are", "be", "it", "its", "this", "that", "my", "your", "our",
-        "their", "his", "her", "no", "not", "without", "into", "over", "under", "up", "down",
+        "a",
+        "an",
+        "the",
+        "of",
+        "for",
+        "with",
+        "and",
+        "or",
+        "in",
+        "on",
+        "at",
+        "to",
+        "by",
+        "from",
+        "as",
+        "is",
+        "are",
+        "be",
+        "it",
+        "its",
+        "this",
+        "that",
+        "my",
+        "your",
+        "our",
+        "their",
+        "his",
+        "her",
+        "no",
+        "not",
+        "without",
+        "into",
+        "over",
+        "under",
+        "up",
+        "down",
         "off",
     ]
 )
@@ -192,9 +225,7 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def paraphrase(
-    words: Sequence[str], rng: random.Random, avoid: Collection[str] = ()
-) -> list[str] | None:
+def paraphrase(words: Sequence[str], rng: random.Random, avoid: Collection[str] = ()) -> list[str] | None:
     """Replace at least one of ``words`` by an alternative (each further word with
     probability 0.5). No replacement contains a word from ``avoid`` (lower-case
     words, e.g. a catalogue's vocabulary). An element of the result may hold several
@@ -204,11 +235,7 @@ def paraphrase(
     for i, word in enumerate(words):
         if word.lower() in STOPWORDS or not word.strip():
             continue
-        ok = [
-            alt
-            for alt in alternatives(word)
-            if not any(t in avoid_set for t in _tokens(alt) if t not in STOPWORDS)
-        ]
+        ok = [alt for alt in alternatives(word) if not any(t in avoid_set for t in _tokens(alt) if t not in STOPWORDS)]
         if ok:
             options[i] = ok
     if not options:
@@ -231,9 +258,7 @@ def _corpus_pools() -> tuple[list[str], list[str]]:
     if _pools is not None:
         return _pools
     if not (wordnet_dir() / "data.noun").is_file():  # nltk's reader is not needed here
-        raise FileNotFoundError(
-            f"WordNet not found in {wordnet_dir()} (apt-get install wordnet-base)"
-        )
+        raise FileNotFoundError(f"WordNet not found in {wordnet_dir()} (apt-get install wordnet-base)")
     with _lock:
         if _pools is None:
             phrases: list[str] = []

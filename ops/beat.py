@@ -2,6 +2,7 @@
 
 A process killed with SIGKILL stops beating; whoever reads the row sees it go stale.
 """
+
 from __future__ import annotations
 
 import logging

@@ -4,6 +4,7 @@ Works on both brokers the site runs on: kombu's filesystem transport (one file p
 message under BROKER_DIR/queue) and Redis (one list per queue, plus the "unacked" hash
 of messages a worker has taken but not acknowledged).
 """
+
 from __future__ import annotations
 
 import base64

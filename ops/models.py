@@ -1,4 +1,5 @@
 """What the reconciler and the health page need to know about processes that may have died."""
+
 from __future__ import annotations
 
 from django.db import models

@@ -2,6 +2,7 @@
 
 Connected from ops/apps.py; they act in Celery workers only (an eager task in another process is skipped).
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,13 @@ def _register(now: Any) -> None:
     WorkerHeartbeat.objects.update_or_create(
         nodename=_state["nodename"],
         defaults={
-            "queues": _state["queues"], "pid": os.getpid(), "started_at": now, "beat_at": now,
-            "task": "", "task_args": [], "task_started_at": None,
+            "queues": _state["queues"],
+            "pid": os.getpid(),
+            "started_at": now,
+            "beat_at": now,
+            "task": "",
+            "task_args": [],
+            "task_started_at": None,
         },
     )
 

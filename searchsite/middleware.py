@@ -1,5 +1,6 @@
 """Error answers: while the database is down or restarting, 503 with a clear message, never a
 500; an unknown /api/ URL, a JSON 404 like every other API error."""
+
 from __future__ import annotations
 
 import json
@@ -41,12 +42,14 @@ def unavailable(request: HttpRequest) -> HttpResponse:
     if wants_json(request):
         response = HttpResponse(
             json.dumps({"error": MESSAGE, "retry_after": RETRY_AFTER_SECONDS}),
-            status=503, content_type="application/json",
+            status=503,
+            content_type="application/json",
         )
     else:
         response = HttpResponse(
             f"<!doctype html><title>Vitrine: back in a moment</title><h1>Back in a moment</h1><p>{MESSAGE}</p>",
-            status=503, content_type="text/html; charset=utf-8",
+            status=503,
+            content_type="text/html; charset=utf-8",
         )
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
@@ -80,6 +83,7 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return HttpResponse(
             json.dumps({"error": f"no such API resource: {request.path[:100]!r}"}),
-            status=404, content_type="application/json",
+            status=404,
+            content_type="application/json",
         )
     return django_page_not_found(request, exception)

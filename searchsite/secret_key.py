@@ -3,6 +3,7 @@ data dir (mode 0600) and reused, so sessions survive restarts and no published d
 
 No Django here: settings.py calls this before Django is configured.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,6 +49,8 @@ def _read(path: Path) -> str:
     except FileNotFoundError:
         return ""
     if key and len(key) < MIN_LENGTH:
-        raise RuntimeError(f"the secret key in {path} is shorter than {MIN_LENGTH} characters; "
-                           "delete the file to have a new one made, or set SECRET_KEY")
+        raise RuntimeError(
+            f"the secret key in {path} is shorter than {MIN_LENGTH} characters; "
+            "delete the file to have a new one made, or set SECRET_KEY"
+        )
     return key

@@ -2,6 +2,7 @@
 
 See the "Security" section of the README and .env.example for the settings.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -63,23 +64,30 @@ class RequestOnlyAxesBackend(AxesStandaloneBackend):
     on to the next backend instead of failing.
     """
 
-    def authenticate(self, request: HttpRequest | None, username: str | None = None,
-                     password: str | None = None, **kwargs: Any) -> None:
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> None:
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
 
 
-def lockout_response(request: HttpRequest, original_response: HttpResponse | None = None,
-                     credentials: dict | None = None) -> HttpResponse:
+def lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: dict | None = None
+) -> HttpResponse:
     """What a locked-out admin login sees: a 429 page saying why and for how long."""
     cool_off: timedelta | None = get_cool_off(request)
     minutes = math.ceil(cool_off.total_seconds() / 60) if cool_off else None
-    response = render(request, "admin/locked_out.html", {
-        "failure_limit": settings.AXES_FAILURE_LIMIT,
-        "minutes": minutes,
-        "title": "Too many failed logins",
-    }, status=429)
+    response = render(
+        request,
+        "admin/locked_out.html",
+        {
+            "failure_limit": settings.AXES_FAILURE_LIMIT,
+            "minutes": minutes,
+            "title": "Too many failed logins",
+        },
+        status=429,
+    )
     if cool_off:
         response["Retry-After"] = str(math.ceil(cool_off.total_seconds()))
     return response

@@ -2,6 +2,7 @@
 
 See .env.example for the full list of variables.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -146,11 +147,7 @@ TEMPLATES = [
 # With no DATABASE_URL the site runs its own Postgres 18 + pgvector under DATA_DIR/pg.
 DATABASE_URL = envstr("DATABASE_URL")
 EMBEDDED_DATABASE = not DATABASE_URL
-DATABASES = {
-    "default": database_settings(
-        DATABASE_URL or embedded_database_uri(DATA_DIR / "pg")
-    )
-}
+DATABASES = {"default": database_settings(DATABASE_URL or embedded_database_uri(DATA_DIR / "pg"))}
 # A read-only streaming replica of that database for search reads (searchsite/db_router.py):
 # search requests read the catalogue there while it is at most REPLICA_MAX_LAG_SECONDS behind,
 # else from the primary. Writes never go to it. Unset: everything on the primary.
@@ -208,7 +205,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
 INGEST_ALLOW_PRIVATE_URLS = envbool("INGEST_ALLOW_PRIVATE_URLS", False)
 # Or allow only these networks (comma-separated CIDRs, e.g. an intranet image server 10.1.2.0/24).
 INGEST_ALLOWED_PRIVATE_NETWORKS = [
-    ipaddress.ip_network(n.strip(), strict=False) for n in envstr("INGEST_ALLOWED_PRIVATE_NETWORKS").split(",") if n.strip()
+    ipaddress.ip_network(n.strip(), strict=False)
+    for n in envstr("INGEST_ALLOWED_PRIVATE_NETWORKS").split(",")
+    if n.strip()
 ]
 INGEST_URL_TIMEOUT = envfloat("INGEST_URL_TIMEOUT", 15.0)
 # Products per embedding task (one Celery message; the towers then run ENCODER_BATCH_SIZE at a time).
@@ -382,13 +381,21 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(RECONCILE_INTERVAL_SECONDS),
         "options": {"expires": float(RECONCILE_INTERVAL_SECONDS)},
     },
-    "prune-search-log": {"task": "catalog.tasks.prune_search_log", "schedule": 24 * 3600.0,
-                         "options": {"expires": 3600.0}},
-    "refresh-synonyms": {"task": "catalog.tasks.refresh_synonyms", "schedule": SYNONYM_REFRESH_MINUTES * 60.0,
-                         "options": {"expires": SYNONYM_REFRESH_MINUTES * 60.0}},
-    "refresh-popularity": {"task": "catalog.tasks.refresh_popularity",
-                           "schedule": POPULARITY_REFRESH_MINUTES * 60.0,
-                           "options": {"expires": POPULARITY_REFRESH_MINUTES * 60.0}},
+    "prune-search-log": {
+        "task": "catalog.tasks.prune_search_log",
+        "schedule": 24 * 3600.0,
+        "options": {"expires": 3600.0},
+    },
+    "refresh-synonyms": {
+        "task": "catalog.tasks.refresh_synonyms",
+        "schedule": SYNONYM_REFRESH_MINUTES * 60.0,
+        "options": {"expires": SYNONYM_REFRESH_MINUTES * 60.0},
+    },
+    "refresh-popularity": {
+        "task": "catalog.tasks.refresh_popularity",
+        "schedule": POPULARITY_REFRESH_MINUTES * 60.0,
+        "options": {"expires": POPULARITY_REFRESH_MINUTES * 60.0},
+    },
 }
 
 # --- cache (the rate limits' counters) ---

@@ -2,6 +2,7 @@
 
 Used by `manage.py runsite` for the Celery workers, Celery beat and gunicorn. No Django.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,20 @@ def web_torch_threads() -> str:
 
 def gunicorn_argv(bind: str, workers: int = WEB_WORKERS, access_log: Path | None = None) -> list[str]:
     # --env reaches the workers' environment before they import torch (libgomp reads it once).
-    argv = [sys.executable, "-m", "gunicorn", "searchsite.wsgi:application", "--bind", bind,
-            "--workers", str(workers), "--timeout", str(WEB_TIMEOUT_SECONDS),
-            "--env", f"OMP_NUM_THREADS={web_torch_threads()}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "searchsite.wsgi:application",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--timeout",
+        str(WEB_TIMEOUT_SECONDS),
+        "--env",
+        f"OMP_NUM_THREADS={web_torch_threads()}",
+    ]
     return argv + (["--access-logfile", str(access_log)] if access_log else [])
 
 
@@ -58,8 +70,22 @@ WORKER_CONCURRENCY = {"prepare": 2, "embed": 1}
 
 def celery_worker_argv(queue: str, concurrency: int | None = None) -> list[str]:
     concurrency = WORKER_CONCURRENCY[queue] if concurrency is None else concurrency
-    return [sys.executable, "-m", "celery", "-A", "searchsite", "worker", "-Q", queue, "-c", str(concurrency),
-            "-n", f"{queue}@%h", "--loglevel", "INFO"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "searchsite",
+        "worker",
+        "-Q",
+        queue,
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{queue}@%h",
+        "--loglevel",
+        "INFO",
+    ]
 
 
 def describe_exit(code: int) -> str:
@@ -98,8 +124,12 @@ class Supervisor:
     """
 
     def __init__(
-        self, log: Callable[[str], None], pid_dir: Path | None = None, poll_interval: float = 0.5,
-        stable_after: float = STABLE_AFTER, max_backoff: float = MAX_BACKOFF,
+        self,
+        log: Callable[[str], None],
+        pid_dir: Path | None = None,
+        poll_interval: float = 0.5,
+        stable_after: float = STABLE_AFTER,
+        max_backoff: float = MAX_BACKOFF,
     ) -> None:
         self.log = log
         self.pid_dir = pid_dir
@@ -124,8 +154,11 @@ class Supervisor:
             # Its own process group: stop() can then end a child's own children too (a Celery
             # pool process busy with a training run must not outlive the site).
             child.process = subprocess.Popen(
-                child.argv, stdout=out, stderr=subprocess.STDOUT if out else None,
-                env={**os.environ, **child.env} if child.env else None, start_new_session=True,
+                child.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                env={**os.environ, **child.env} if child.env else None,
+                start_new_session=True,
             )
         finally:
             if out:

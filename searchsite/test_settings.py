@@ -2,6 +2,7 @@
 
 Only defaults: every variable can still be set from outside, exactly as in production.
 """
+
 import os
 
 # The machine's Redis (CI has one on 6379), on a database of the tests' own; a short

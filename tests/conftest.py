@@ -2,6 +2,7 @@
 
 Unit tests run Celery tasks eagerly; tests/integration runs a real worker over Redis.
 """
+
 from __future__ import annotations
 
 import io

@@ -1,8 +1,10 @@
-"""The layout holds: ruff finds no mistakes (undefined names, unused imports and variables);
+"""The layout holds: ruff finds no mistakes (undefined names, unused imports and variables)
+and the code is in ruff's format (`ruff format .` writes it);
 the import-linter contracts in pyproject.toml are kept (the layers catalog -> embeddings -> ml,
 no import cycle in any package, the model code imports no Django); every import below a
 module's top level says why it is there; and mypy (with django-stubs) finds no type errors.
 All read the source and run nothing; mypy takes about half a minute, the rest seconds."""
+
 from __future__ import annotations
 
 import ast
@@ -34,6 +36,13 @@ def test_ruff_finds_no_mistakes() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+def test_the_code_is_in_ruff_format() -> None:
+    run = subprocess.run(
+        [tool("ruff"), "format", "--check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True
+    )
+    assert run.returncode == 0, "run `ruff format .`:\n" + run.stdout + run.stderr
+
+
 def test_the_import_contracts_are_kept() -> None:
     run = subprocess.run([tool("lint-imports"), "--no-cache"], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr
@@ -50,9 +59,11 @@ def local_imports() -> list[tuple[str, int, str]]:
             source = path.read_text()
             tree = ast.parse(source)
             type_only = {
-                id(node) for guard in ast.walk(tree)
+                id(node)
+                for guard in ast.walk(tree)
                 if isinstance(guard, ast.If) and ast.unparse(guard.test).endswith("TYPE_CHECKING")
-                for stmt in guard.body for node in ast.walk(stmt)
+                for stmt in guard.body
+                for node in ast.walk(stmt)
             }
             lines = source.splitlines()
             for node in ast.walk(tree):
@@ -79,6 +90,7 @@ def test_every_local_import_says_why() -> None:
 def test_mypy_finds_no_type_errors() -> None:
     # Not incremental: the django-stubs plugin reads the settings' types, which a cache
     # kept from before a settings change can get wrong. `files` in pyproject.toml says what.
-    run = subprocess.run([tool("mypy"), "--no-incremental", "--cache-dir", os.devnull], cwd=REPO,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [tool("mypy"), "--no-incremental", "--cache-dir", os.devnull], cwd=REPO, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr

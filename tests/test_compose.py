@@ -5,6 +5,7 @@ checked as data: the services, the settings the app reads, the scripts it mounts
 entrypoint itself runs for real in tests/searchsite/test_replica.py. Where `docker compose`
 exists, `docker compose config` must accept the file too.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,15 @@ def env(service: dict) -> dict:
 
 def test_services(compose) -> None:
     assert set(compose["services"]) == {
-        "db", "db-replica", "redis", "migrate", "web", "worker-prepare", "worker-embed", "beat", "worker-embed-gpu",
+        "db",
+        "db-replica",
+        "redis",
+        "migrate",
+        "web",
+        "worker-prepare",
+        "worker-embed",
+        "beat",
+        "worker-embed-gpu",
     }
 
 
@@ -87,8 +96,11 @@ def test_embed_workers_scale_out(compose) -> None:
     reason="docker compose is not installed here",
 )
 def test_docker_compose_accepts_the_file() -> None:
-    subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "-q"], check=True,
-                   env={**os.environ, "SECRET_KEY": "test-only"})
+    subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE), "config", "-q"],
+        check=True,
+        env={**os.environ, "SECRET_KEY": "test-only"},
+    )
 
 
 def test_the_image_serves_the_site_as_make_run_does() -> None:
@@ -98,8 +110,16 @@ def test_the_image_serves_the_site_as_make_run_does() -> None:
 
     from searchsite.supervisor import gunicorn_argv
 
-    cmd = next(json.loads(line[4:]) for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
+    cmd = next(
+        json.loads(line[4:]) for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")
+    )
     assert cmd[:3] == ["python", "-m", "searchsite.supervisor"]
-    printed = subprocess.run([sys.executable, *cmd[1:], "--dry-run"], cwd=REPO, capture_output=True, text=True,
-                             env={**os.environ, "WEB_WORKERS": "3"}, check=True).stdout.split()
+    printed = subprocess.run(
+        [sys.executable, *cmd[1:], "--dry-run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WEB_WORKERS": "3"},
+        check=True,
+    ).stdout.split()
     assert printed == gunicorn_argv("0.0.0.0:8000", 3)

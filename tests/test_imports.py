@@ -8,6 +8,7 @@ task autodiscovery and the URL conf would, and fails on a new top-level import o
 library. The second runs the real `prepare` worker (as runsite starts it) through a real import
 with thumbnails, and management commands that run no model, and looks at what they loaded.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,8 +32,18 @@ HEAVY = ("torch", "torchvision", "timm", "transformers", "nltk", "sklearn", "mat
 # training and model registration import, always through embeddings.registry.load_model
 # (or, for nltk, ml.wordnet).
 MODEL_SIDE = {
-    "ml.backbones", "ml.checkpoints", "ml.distill", "ml.encoders", "ml.features", "ml.losses",
-    "ml.query_views", "ml.text_inputs", "ml.tokenizer", "ml.towers", "ml.training", "ml.wordnet_nltk",
+    "ml.backbones",
+    "ml.checkpoints",
+    "ml.distill",
+    "ml.encoders",
+    "ml.features",
+    "ml.losses",
+    "ml.query_views",
+    "ml.text_inputs",
+    "ml.tokenizer",
+    "ml.towers",
+    "ml.training",
+    "ml.wordnet_nltk",
     "searchsite.wsgi",  # the web process: loads the active model before serving (embeddings/warm.py)
 }
 PACKAGES = ("searchsite", "catalog", "embeddings", "ops", "ml")
@@ -68,8 +79,9 @@ def heavy_after_importing(modules: list[str]) -> list[str]:
         f"[importlib.import_module(m) for m in {modules!r}]; "
         f"print(json.dumps(sorted(h for h in {HEAVY!r} if h in sys.modules)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env(), capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -139,12 +151,21 @@ def test_prepare_worker_and_commands_run_without_torch(tmp_path) -> None:
     broker.flushdb()
     app.conf.task_always_eager = False
     env = {
-        **child_env(), "DATABASE_URL": database_url(), "REDIS_URL": settings.CELERY_BROKER_URL,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT), "VITRINE_DATA_DIR": str(settings.DATA_DIR),
+        **child_env(),
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": settings.CELERY_BROKER_URL,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "VITRINE_DATA_DIR": str(settings.DATA_DIR),
     }
     log = tmp_path / "worker-prepare.log"
-    worker = subprocess.Popen(celery_worker_argv("prepare"), cwd=REPO, env=env, stdout=open(log, "ab"),
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    worker = subprocess.Popen(
+        celery_worker_argv("prepare"),
+        cwd=REPO,
+        env=env,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         # queue_import registers the first model (this test process runs it, as the web process does)
         # and queues the import; the worker unpacks, saves products and photos, makes thumbnails.
@@ -169,6 +190,9 @@ def test_prepare_worker_and_commands_run_without_torch(tmp_path) -> None:
         broker.flushdb()
         app.conf.task_always_eager = True
     for argv in (["check"], ["showmigrations", "catalog"], ["embed_missing"], ["prune_search_log"]):
-        out = subprocess.run([sys.executable, "-c", COMMAND_PROBE, *argv], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, f"manage.py {' '.join(argv)}: exit {out.returncode} (3: imported torch)\n{out.stderr[-2000:]}"
+        out = subprocess.run(
+            [sys.executable, "-c", COMMAND_PROBE, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, (
+            f"manage.py {' '.join(argv)}: exit {out.returncode} (3: imported torch)\n{out.stderr[-2000:]}"
+        )

@@ -4,23 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0002_fulltext'),
+        ("catalog", "0002_fulltext"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='QueryImage',
+            name="QueryImage",
             fields=[
-                ('key', models.CharField(max_length=22, primary_key=True, serialize=False)),
-                ('photo', models.BinaryField()),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('filename', models.CharField(blank=True, max_length=200)),
-                ('model_id', models.IntegerField(null=True)),
-                ('vector', models.JSONField(default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("key", models.CharField(max_length=22, primary_key=True, serialize=False)),
+                ("photo", models.BinaryField()),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("filename", models.CharField(blank=True, max_length=200)),
+                ("model_id", models.IntegerField(null=True)),
+                ("vector", models.JSONField(default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
             ],
         ),
     ]

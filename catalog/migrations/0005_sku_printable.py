@@ -5,15 +5,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0004_sku_255'),
+        ("catalog", "0004_sku_255"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='product',
-            name='sku',
-            field=models.CharField(max_length=255, unique=True, validators=[django.core.validators.RegexValidator('^[^\\x00-\\x1f\\x7f]+\\Z', 'A sku may not contain control characters (tabs, line breaks...).')]),
+            model_name="product",
+            name="sku",
+            field=models.CharField(
+                max_length=255,
+                unique=True,
+                validators=[
+                    django.core.validators.RegexValidator(
+                        "^[^\\x00-\\x1f\\x7f]+\\Z", "A sku may not contain control characters (tabs, line breaks...)."
+                    )
+                ],
+            ),
         ),
     ]

@@ -6,60 +6,83 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0009_title_words_statistics'),
+        ("catalog", "0009_title_words_statistics"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SearchLog',
+            name="SearchLog",
             fields=[
-                ('id', models.UUIDField(primary_key=True, serialize=False)),
-                ('created_at', models.DateTimeField(db_index=True)),
-                ('kind', models.CharField(choices=[('text', 'Text'), ('photo', 'Photo'), ('photo+text', 'photo + words')], max_length=10)),
-                ('text', models.CharField(blank=True, max_length=500)),
-                ('mode', models.CharField(max_length=10)),
-                ('page', models.PositiveSmallIntegerField(default=1)),
-                ('results', models.PositiveIntegerField()),
-                ('took_ms', models.FloatField()),
-                ('source', models.CharField(max_length=4)),
+                ("id", models.UUIDField(primary_key=True, serialize=False)),
+                ("created_at", models.DateTimeField(db_index=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("text", "Text"), ("photo", "Photo"), ("photo+text", "photo + words")], max_length=10
+                    ),
+                ),
+                ("text", models.CharField(blank=True, max_length=500)),
+                ("mode", models.CharField(max_length=10)),
+                ("page", models.PositiveSmallIntegerField(default=1)),
+                ("results", models.PositiveIntegerField()),
+                ("took_ms", models.FloatField()),
+                ("source", models.CharField(max_length=4)),
             ],
             options={
-                'verbose_name': 'search analytics',
-                'verbose_name_plural': 'search analytics',
-                'ordering': ['-created_at'],
+                "verbose_name": "search analytics",
+                "verbose_name_plural": "search analytics",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="What uses it, e.g. 'nightly ERP export'.", max_length=100)),
-                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('prefix', models.CharField(editable=False, max_length=12)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(help_text="What uses it, e.g. 'nightly ERP export'.", max_length=100)),
+                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("prefix", models.CharField(editable=False, max_length=12)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API token',
-                'ordering': ['-created_at'],
+                "verbose_name": "API token",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='SearchClick',
+            name="SearchClick",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('rank', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.product')),
-                ('search', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='clicks', to='catalog.searchlog')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("rank", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="catalog.product"
+                    ),
+                ),
+                (
+                    "search",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="clicks", to="catalog.searchlog"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('search', 'product'), name='one_click_per_search_product')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("search", "product"), name="one_click_per_search_product")
+                ],
             },
         ),
     ]

@@ -5,48 +5,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0010_api_tokens_search_log'),
+        ("catalog", "0010_api_tokens_search_log"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ProductPopularity',
+            name="ProductPopularity",
             fields=[
-                ('product', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='catalog.product')),
-                ('clicks', models.PositiveIntegerField()),
-                ('score', models.FloatField()),
+                (
+                    "product",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="catalog.product",
+                    ),
+                ),
+                ("clicks", models.PositiveIntegerField()),
+                ("score", models.FloatField()),
             ],
         ),
         migrations.CreateModel(
-            name='VisitorSalt',
+            name="VisitorSalt",
             fields=[
-                ('day', models.DateField(primary_key=True, serialize=False)),
-                ('salt', models.BinaryField()),
+                ("day", models.DateField(primary_key=True, serialize=False)),
+                ("salt", models.BinaryField()),
             ],
         ),
         migrations.AddField(
-            model_name='searchlog',
-            name='corrected',
+            model_name="searchlog",
+            name="corrected",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='searchlog',
-            name='visitor',
-            field=models.CharField(blank=True, default='', max_length=16),
+            model_name="searchlog",
+            name="visitor",
+            field=models.CharField(blank=True, default="", max_length=16),
         ),
         migrations.CreateModel(
-            name='PopularQuery',
+            name="PopularQuery",
             fields=[
-                ('text', models.CharField(max_length=100, primary_key=True, serialize=False)),
-                ('visitors', models.PositiveIntegerField()),
-                ('score', models.FloatField()),
-                ('last_searched', models.DateTimeField()),
+                ("text", models.CharField(max_length=100, primary_key=True, serialize=False)),
+                ("visitors", models.PositiveIntegerField()),
+                ("score", models.FloatField()),
+                ("last_searched", models.DateTimeField()),
             ],
             options={
-                'verbose_name_plural': 'popular queries',
-                'indexes': [models.Index(fields=['text'], name='popularquery_prefix', opclasses=['varchar_pattern_ops'])],
+                "verbose_name_plural": "popular queries",
+                "indexes": [
+                    models.Index(fields=["text"], name="popularquery_prefix", opclasses=["varchar_pattern_ops"])
+                ],
             },
         ),
     ]

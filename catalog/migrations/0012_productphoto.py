@@ -6,25 +6,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0011_popularity'),
+        ("catalog", "0011_popularity"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ProductPhoto',
+            name="ProductPhoto",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField()),
-                ('image', models.ImageField(max_length=300, upload_to='products/')),
-                ('thumbnail', models.ImageField(max_length=300, upload_to='thumbs/')),
-                ('sha256', models.CharField(max_length=64)),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='photos', to='catalog.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveSmallIntegerField()),
+                ("image", models.ImageField(max_length=300, upload_to="products/")),
+                ("thumbnail", models.ImageField(max_length=300, upload_to="thumbs/")),
+                ("sha256", models.CharField(max_length=64)),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="photos", to="catalog.product"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['product', 'position'],
-                'constraints': [models.UniqueConstraint(fields=('product', 'sha256'), name='one_photo_per_content'), models.UniqueConstraint(deferrable=django.db.models.constraints.Deferrable['DEFERRED'], fields=('product', 'position'), name='one_photo_per_position')],
+                "ordering": ["product", "position"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("product", "sha256"), name="one_photo_per_content"),
+                    models.UniqueConstraint(
+                        deferrable=django.db.models.constraints.Deferrable["DEFERRED"],
+                        fields=("product", "position"),
+                        name="one_photo_per_position",
+                    ),
+                ],
             },
         ),
     ]

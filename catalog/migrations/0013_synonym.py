@@ -29,9 +29,19 @@ class Migration(migrations.Migration):
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("term", models.CharField(help_text="what a shopper types: a word or a short phrase", max_length=100)),
-                ("word", models.CharField(help_text="what the catalogue says instead: a word or a short phrase", max_length=100)),
+                (
+                    "word",
+                    models.CharField(
+                        help_text="what the catalogue says instead: a word or a short phrase", max_length=100
+                    ),
+                ),
                 ("term_key", models.CharField(db_index=True, editable=False, max_length=200)),
-                ("source", models.CharField(choices=[("admin", "admin"), ("wordnet", "WordNet")], default="admin", max_length=10)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("admin", "admin"), ("wordnet", "WordNet")], default="admin", max_length=10
+                    ),
+                ),
             ],
             options={
                 "constraints": [models.UniqueConstraint(fields=("term_key", "word"), name="one_synonym_per_term_word")],

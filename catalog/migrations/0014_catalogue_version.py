@@ -8,11 +8,18 @@ would see the counter before its own later writes: catalog/search_cache.py cache
 there.) One row per Postgres backend: a writer only ever updates its own row, so writers
 never wait on each other or deadlock over the counter, and readers sum a handful of rows.
 """
+
 from django.db import migrations
 
 TABLES = [
-    "catalog_product", "catalog_productphoto", "catalog_productpopularity", "catalog_searchword", "catalog_synonym",
-    "embeddings_productvector", "embeddings_photovector", "embeddings_embeddingmodel",
+    "catalog_product",
+    "catalog_productphoto",
+    "catalog_productpopularity",
+    "catalog_searchword",
+    "catalog_synonym",
+    "embeddings_productvector",
+    "embeddings_photovector",
+    "embeddings_embeddingmodel",
 ]
 
 SQL = """
@@ -33,10 +40,13 @@ END $$;
     for t in TABLES
 )
 
-REVERSE = "".join(f"DROP TRIGGER IF EXISTS catalog_catalogue_version ON {t};\n" for t in TABLES) + """
+REVERSE = (
+    "".join(f"DROP TRIGGER IF EXISTS catalog_catalogue_version ON {t};\n" for t in TABLES)
+    + """
 DROP FUNCTION IF EXISTS catalog_bump_catalogue_version();
 DROP TABLE IF EXISTS catalog_catalogueversion;
 """
+)
 
 
 class Migration(migrations.Migration):

@@ -16,7 +16,11 @@ class Migration(migrations.Migration):
             model_name="synonym",
             name="source",
             field=models.CharField(
-                choices=[("admin", "admin"), ("wordnet", "WordNet"), ("related", "WordNet, further (two levels up or down)")],
+                choices=[
+                    ("admin", "admin"),
+                    ("wordnet", "WordNet"),
+                    ("related", "WordNet, further (two levels up or down)"),
+                ],
                 default="admin",
                 max_length=10,
             ),

@@ -1,4 +1,5 @@
 """{% health_panel %}: the /healthz figures on the admin index."""
+
 from __future__ import annotations
 
 from django import template

@@ -7,55 +7,83 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('catalog', '0002_fulltext'),
+        ("catalog", "0002_fulltext"),
     ]
 
     operations = [
         VectorExtension(),
         migrations.CreateModel(
-            name='EmbeddingModel',
+            name="EmbeddingModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, unique=True)),
-                ('kind', models.CharField(choices=[('baseline', 'Baseline'), ('joint', 'Joint')], max_length=16)),
-                ('spec', models.JSONField()),
-                ('backbone', models.CharField(max_length=60)),
-                ('text_tower', models.CharField(max_length=60)),
-                ('image_dim', models.PositiveIntegerField()),
-                ('text_dim', models.PositiveIntegerField()),
-                ('training_data', models.JSONField(blank=True, default=dict)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('notes', models.TextField(blank=True)),
-                ('checkpoint', models.CharField(blank=True, max_length=500)),
-                ('curve', models.CharField(blank=True, max_length=500)),
-                ('status', models.CharField(choices=[('ready', 'Ready'), ('activating', 'Activating'), ('active', 'Active'), ('retired', 'Retired'), ('failed', 'Failed')], default='ready', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('activated_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120, unique=True)),
+                ("kind", models.CharField(choices=[("baseline", "Baseline"), ("joint", "Joint")], max_length=16)),
+                ("spec", models.JSONField()),
+                ("backbone", models.CharField(max_length=60)),
+                ("text_tower", models.CharField(max_length=60)),
+                ("image_dim", models.PositiveIntegerField()),
+                ("text_dim", models.PositiveIntegerField()),
+                ("training_data", models.JSONField(blank=True, default=dict)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("notes", models.TextField(blank=True)),
+                ("checkpoint", models.CharField(blank=True, max_length=500)),
+                ("curve", models.CharField(blank=True, max_length=500)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("ready", "Ready"),
+                            ("activating", "Activating"),
+                            ("active", "Active"),
+                            ("retired", "Retired"),
+                            ("failed", "Failed"),
+                        ],
+                        default="ready",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("activated_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status', 'active')), fields=('status',), name='one_active_embedding_model')],
+                "ordering": ["-created_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status", "active")), fields=("status",), name="one_active_embedding_model"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ProductVector',
+            name="ProductVector",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('image_vec', pgvector.django.vector.VectorField()),
-                ('text_vec', pgvector.django.vector.VectorField()),
-                ('content_hash', models.CharField(max_length=64)),
-                ('category', models.CharField(default='', max_length=120)),
-                ('price', models.DecimalField(decimal_places=2, default=0, max_digits=12)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='vectors', to='embeddings.embeddingmodel')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='vectors', to='catalog.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("image_vec", pgvector.django.vector.VectorField()),
+                ("text_vec", pgvector.django.vector.VectorField()),
+                ("content_hash", models.CharField(max_length=64)),
+                ("category", models.CharField(default="", max_length=120)),
+                ("price", models.DecimalField(decimal_places=2, default=0, max_digits=12)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="vectors",
+                        to="embeddings.embeddingmodel",
+                    ),
+                ),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="vectors", to="catalog.product"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('product', 'model'), name='one_vector_per_model')],
+                "constraints": [models.UniqueConstraint(fields=("product", "model"), name="one_vector_per_model")],
             },
         ),
     ]

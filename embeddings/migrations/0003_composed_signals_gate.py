@@ -5,45 +5,55 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('embeddings', '0002_training_evaluation'),
+        ("embeddings", "0002_training_evaluation"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='embeddingmodel',
-            name='fusion',
+            model_name="embeddingmodel",
+            name="fusion",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='embeddingmodel',
-            name='gate',
+            model_name="embeddingmodel",
+            name="gate",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='embeddingmodel',
-            name='image_feat_dim',
+            model_name="embeddingmodel",
+            name="image_feat_dim",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='embeddingmodel',
-            name='text_feat_dim',
+            model_name="embeddingmodel",
+            name="text_feat_dim",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='productvector',
-            name='image_feat',
+            model_name="productvector",
+            name="image_feat",
             field=pgvector.django.vector.VectorField(null=True),
         ),
         migrations.AddField(
-            model_name='productvector',
-            name='text_feat',
+            model_name="productvector",
+            name="text_feat",
             field=pgvector.django.vector.VectorField(null=True),
         ),
         migrations.AlterField(
-            model_name='embeddingmodel',
-            name='status',
-            field=models.CharField(choices=[('ready', 'Ready'), ('activating', 'Activating'), ('evaluating', 'Evaluating'), ('active', 'Active'), ('retired', 'Retired'), ('failed', 'Failed')], default='ready', max_length=16),
+            model_name="embeddingmodel",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("ready", "Ready"),
+                    ("activating", "Activating"),
+                    ("evaluating", "Evaluating"),
+                    ("active", "Active"),
+                    ("retired", "Retired"),
+                    ("failed", "Failed"),
+                ],
+                default="ready",
+                max_length=16,
+            ),
         ),
     ]

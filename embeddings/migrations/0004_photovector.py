@@ -19,28 +19,44 @@ def index_existing_models(apps: StateApps, schema_editor: BaseDatabaseSchemaEdit
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0012_productphoto'),
-        ('embeddings', '0003_composed_signals_gate'),
+        ("catalog", "0012_productphoto"),
+        ("embeddings", "0003_composed_signals_gate"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PhotoVector',
+            name="PhotoVector",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('category', models.CharField(default='', max_length=120)),
-                ('price', models.DecimalField(decimal_places=2, default=0, max_digits=12)),
-                ('image_vec', pgvector.django.vector.VectorField()),
-                ('image_feat', pgvector.django.vector.VectorField(null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='photo_vectors', to='embeddings.embeddingmodel')),
-                ('photo', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='vectors', to='catalog.productphoto')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("category", models.CharField(default="", max_length=120)),
+                ("price", models.DecimalField(decimal_places=2, default=0, max_digits=12)),
+                ("image_vec", pgvector.django.vector.VectorField()),
+                ("image_feat", pgvector.django.vector.VectorField(null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="photo_vectors",
+                        to="embeddings.embeddingmodel",
+                    ),
+                ),
+                (
+                    "photo",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="vectors", to="catalog.productphoto"
+                    ),
+                ),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="catalog.product"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('photo', 'model'), name='one_photo_vector_per_model')],
+                "constraints": [models.UniqueConstraint(fields=("photo", "model"), name="one_photo_vector_per_model")],
             },
         ),
         migrations.RunPython(index_existing_models, migrations.RunPython.noop),

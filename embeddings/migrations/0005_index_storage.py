@@ -11,13 +11,16 @@ def index_live_models(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) 
 
     EmbeddingModel = apps.get_model("embeddings", "EmbeddingModel")
     for model in EmbeddingModel.objects.filter(status__in=["active", "activating", "evaluating"]):
-        dims = {"image_vec": model.image_dim, "text_vec": model.text_dim, "image_feat": model.image_feat_dim,
-                "text_feat": model.text_feat_dim}
+        dims = {
+            "image_vec": model.image_dim,
+            "text_vec": model.text_dim,
+            "image_feat": model.image_feat_dim,
+            "text_feat": model.text_feat_dim,
+        }
         switch_storage(model.pk, {c: d for c, d in dims.items() if d})
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("embeddings", "0004_photovector"),
     ]

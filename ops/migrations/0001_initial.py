@@ -4,50 +4,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='WorkerHeartbeat',
+            name="WorkerHeartbeat",
             fields=[
-                ('nodename', models.CharField(max_length=200, primary_key=True, serialize=False)),
-                ('queues', models.CharField(max_length=200)),
-                ('pid', models.IntegerField()),
-                ('started_at', models.DateTimeField()),
-                ('beat_at', models.DateTimeField(db_index=True)),
-                ('task', models.CharField(blank=True, max_length=200)),
-                ('task_args', models.JSONField(blank=True, default=list)),
-                ('task_started_at', models.DateTimeField(blank=True, null=True)),
+                ("nodename", models.CharField(max_length=200, primary_key=True, serialize=False)),
+                ("queues", models.CharField(max_length=200)),
+                ("pid", models.IntegerField()),
+                ("started_at", models.DateTimeField()),
+                ("beat_at", models.DateTimeField(db_index=True)),
+                ("task", models.CharField(blank=True, max_length=200)),
+                ("task_args", models.JSONField(blank=True, default=list)),
+                ("task_started_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='EmbedLease',
+            name="EmbedLease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('product_id', models.BigIntegerField()),
-                ('model_id', models.BigIntegerField()),
-                ('queued_at', models.DateTimeField(db_index=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("product_id", models.BigIntegerField()),
+                ("model_id", models.BigIntegerField()),
+                ("queued_at", models.DateTimeField(db_index=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('product_id', 'model_id'), name='one_lease_per_vector')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("product_id", "model_id"), name="one_lease_per_vector")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='JobHeartbeat',
+            name="JobHeartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('import', 'Import'), ('training', 'Training')], max_length=16)),
-                ('job_id', models.BigIntegerField()),
-                ('owner', models.CharField(blank=True, max_length=200)),
-                ('beat_at', models.DateTimeField()),
-                ('resumes', models.PositiveIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("import", "Import"), ("training", "Training")], max_length=16)),
+                ("job_id", models.BigIntegerField()),
+                ("owner", models.CharField(blank=True, max_length=200)),
+                ("beat_at", models.DateTimeField()),
+                ("resumes", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('kind', 'job_id'), name='one_heartbeat_per_job')],
+                "constraints": [models.UniqueConstraint(fields=("kind", "job_id"), name="one_heartbeat_per_job")],
             },
         ),
     ]

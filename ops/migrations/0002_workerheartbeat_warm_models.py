@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ops', '0001_initial'),
+        ("ops", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='workerheartbeat',
-            name='warm_models',
+            model_name="workerheartbeat",
+            name="warm_models",
             field=models.JSONField(blank=True, default=list),
         ),
     ]

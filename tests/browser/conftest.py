@@ -3,6 +3,7 @@
 The live server runs in a thread of this process and sees only committed rows, so the
 catalogue is imported through transactional_db (live_server requests it).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,13 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = OUTPUT / "screenshots"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-gpu"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+]
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Issue #11 items 7 and 6 in a real browser: an API token made in the admin and used for a
 bulk import, and the search analytics page. Screenshots go to test-output/screenshots/."""
+
 from __future__ import annotations
 
 import io
@@ -50,9 +51,11 @@ def test_a_token_made_in_the_admin_imports_through_the_api(live_server, page, dj
     page.screenshot(path=SCREENSHOTS / "admin-api-token-created.png", full_page=True)
 
     api = page.context.request  # no session cookie is needed; the token alone must do
-    answer = api.post(base + "/api/imports", headers={"Authorization": f"Bearer {token}"},
-                      multipart={"file": {"name": "shop.zip", "mimeType": "application/zip",
-                                          "buffer": zip_bytes(SMALL_CSV.parent)}})
+    answer = api.post(
+        base + "/api/imports",
+        headers={"Authorization": f"Bearer {token}"},
+        multipart={"file": {"name": "shop.zip", "mimeType": "application/zip", "buffer": zip_bytes(SMALL_CSV.parent)}},
+    )
     assert answer.status == 202, answer.text()
     job = answer.json()
     state = api.get(job["url"], headers={"Authorization": f"Bearer {token}"}).json()

@@ -1,5 +1,6 @@
 """Issue #4 in a real browser: the embedding map (hover shows the product, click opens it)
 and the evaluation page. Screenshots go to test-output/screenshots/."""
+
 from __future__ import annotations
 
 import math
@@ -61,16 +62,50 @@ def test_map_hover_click_and_evaluation(shop, page, transactional_db):
     assert page.locator("h1").inner_text() == product["title"]
 
     EvaluationRun.objects.create(
-        queries_file="demo/eval/queries.jsonl", n_text_queries=3, n_image_queries=2,
-        results={"products": 40, "rows": [
-            {"method": "keyword (Postgres full-text)", "model": "-", "task": "text→image", "queries": 3,
-             "R@1": 0.1, "R@5": 0.2, "R@10": 0.3, "MRR@10": 0.3, "mAP@10": 0.25, "P@10": 0.3},
-            {"method": "semantic (MiniLM text→text, baseline)", "model": model.name, "task": "text→image",
-             "queries": 3, "R@1": 0.2, "R@5": 0.4, "R@10": 0.5, "MRR@10": 0.6, "mAP@10": 0.55, "P@10": 0.5},
-            {"method": f"photo→photo (pretrained {model.backbone} features, baseline)", "model": model.name,
-             "task": "image→image", "queries": 2, "R@1": 0.3, "R@5": 0.5, "R@10": 0.7, "MRR@10": 0.8,
-             "mAP@10": 0.7, "P@10": 0.6},
-        ]},
+        queries_file="demo/eval/queries.jsonl",
+        n_text_queries=3,
+        n_image_queries=2,
+        results={
+            "products": 40,
+            "rows": [
+                {
+                    "method": "keyword (Postgres full-text)",
+                    "model": "-",
+                    "task": "text→image",
+                    "queries": 3,
+                    "R@1": 0.1,
+                    "R@5": 0.2,
+                    "R@10": 0.3,
+                    "MRR@10": 0.3,
+                    "mAP@10": 0.25,
+                    "P@10": 0.3,
+                },
+                {
+                    "method": "semantic (MiniLM text→text, baseline)",
+                    "model": model.name,
+                    "task": "text→image",
+                    "queries": 3,
+                    "R@1": 0.2,
+                    "R@5": 0.4,
+                    "R@10": 0.5,
+                    "MRR@10": 0.6,
+                    "mAP@10": 0.55,
+                    "P@10": 0.5,
+                },
+                {
+                    "method": f"photo→photo (pretrained {model.backbone} features, baseline)",
+                    "model": model.name,
+                    "task": "image→image",
+                    "queries": 2,
+                    "R@1": 0.3,
+                    "R@5": 0.5,
+                    "R@10": 0.7,
+                    "MRR@10": 0.8,
+                    "mAP@10": 0.7,
+                    "P@10": 0.6,
+                },
+            ],
+        },
     )
     page.goto(shop + "/models/evaluation/")
     tables = page.locator("table.eval-table")

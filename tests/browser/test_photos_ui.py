@@ -1,6 +1,7 @@
 """Issue #11, item 3 in a real browser: a photo search finds a product by its third photo,
 the result card shows that photo and says which it is, and the product page opens its
 gallery at it. Screenshots go to test-output/screenshots/."""
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,17 @@ def photo_shop(shop, tmp_path, django_capture_on_commit_callbacks):
     shutil.copytree(SMALL_CSV.parent / "images", folder / "images")
     save_png(ImageOps.mirror(Image.open(folder / "images" / "SM-010.png")), folder / "images" / "tote-back.png")
     save_png(pattern("stripes"), folder / "images" / "tote-stripes.png")
-    rows = [["PH-1", "Canvas tote with striped lining", "Three photos: front, back, lining.", "Bags", "45",
-             "images/SM-010.png", "images/tote-back.png|images/tote-stripes.png"]]
+    rows = [
+        [
+            "PH-1",
+            "Canvas tote with striped lining",
+            "Three photos: front, back, lining.",
+            "Bags",
+            "45",
+            "images/SM-010.png",
+            "images/tote-back.png|images/tote-stripes.png",
+        ]
+    ]
     job = import_csv(write_csv(folder, rows), django_capture_on_commit_callbacks)
     assert job.created == 1, job.errors
     return shop, folder / "images" / "tote-stripes.png"
@@ -44,7 +54,8 @@ def test_a_result_shows_the_photo_that_matched_and_the_gallery_opens_at_it(photo
     src = card.locator(".card-photo img").get_attribute("src")
     assert src.startswith("/media/thumbs/") and src == page.evaluate(
         "fetch('/api/search?k=1&img=' + new URLSearchParams(location.search).get('img'))"
-        ".then(r => r.json()).then(b => new URL(b.results[0].matched_photo.thumbnail_url).pathname)")
+        ".then(r => r.json()).then(b => new URL(b.results[0].matched_photo.thumbnail_url).pathname)"
+    )
     # other results matched on their only photo: no badge
     assert page.locator("#results .card .matched-photo").count() == 1
     shot(page, "photos-result-1280.png")

@@ -1,6 +1,7 @@
 """Issue #11, item 4 in a real browser: "less like this" and "more like this" on result cards
 refine the search, shown as removable chips; words to avoid typed in the box. Screenshots go
 to test-output/screenshots/."""
+
 from __future__ import annotations
 
 import re
@@ -14,8 +15,12 @@ pytestmark = pytest.mark.browser
 
 
 def result_skus(page) -> list[str]:
-    return [href.split("/p/")[1].split("/")[0] for href in
-            page.locator("#results .card .card-link").evaluate_all("(links) => links.map((a) => a.getAttribute('href'))")]
+    return [
+        href.split("/p/")[1].split("/")[0]
+        for href in page.locator("#results .card .card-link").evaluate_all(
+            "(links) => links.map((a) => a.getAttribute('href'))"
+        )
+    ]
 
 
 def test_less_like_this_more_like_this_and_words_to_avoid(shop, page):

@@ -1,5 +1,6 @@
 """Issue #3 and #5 in a real browser: type and see results, filter, page, upload a photo,
 open a product and follow "more like this". Screenshots go to test-output/screenshots/."""
+
 from __future__ import annotations
 
 import re
@@ -137,8 +138,10 @@ def test_facets_follow_the_search_and_the_filters(shop, page):
     expected = first.locator(".n").inner_text()
     first.click()
     page.wait_for_function(f"location.search.includes('min_price={low.rstrip('0').rstrip('.')}')")
-    page.wait_for_function(f"document.querySelector('#category-facet input[value=\"Trousers\"]').closest('label')"
-                           f".querySelector('.count').textContent === '{expected}'")
+    page.wait_for_function(
+        f"document.querySelector('#category-facet input[value=\"Trousers\"]').closest('label')"
+        f".querySelector('.count').textContent === '{expected}'"
+    )
     assert page.locator("#min_price").input_value() == low and page.locator("#max_price").input_value() == high
     assert page.locator("#price-facet a.bar.selected").count() == 1
     prices = [float(p.strip("$")) for p in page.locator("#results .card .price").all_inner_texts()]

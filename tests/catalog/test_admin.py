@@ -80,8 +80,13 @@ def test_editing_a_product_in_the_admin_reembeds_it(staff_client, small_catalogu
     product = Product.objects.get(sku="SM-001")
     before = ProductVector.objects.get(product=product)
     url = reverse("admin:catalog_product_change", args=[product.pk])
-    form = {"sku": product.sku, "title": "Renamed in the admin", "description": product.description,
-            "category": product.category, "price": str(product.price)}
+    form = {
+        "sku": product.sku,
+        "title": "Renamed in the admin",
+        "description": product.description,
+        "category": product.category,
+        "price": str(product.price),
+    }
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(url, form)
     assert response.status_code == 302, response.content[:2000]
@@ -93,8 +98,10 @@ def test_editing_a_product_in_the_admin_reembeds_it(staff_client, small_catalogu
 
 def test_excel_unicode_text_upload_reports_notes_and_repeats(staff_client, django_capture_on_commit_callbacks):
     # Excel's "Unicode text": UTF-16 with a BOM, tab-separated; the same parser as the CLI
-    text = ("sku\ttitle\tdescription\tcategory\tprice\timage\tcolour\n"
-            "Ü-1\tFirst\t\tBags\t1\tnope.png\tred\nÜ-1\tSecond\t\tBags\t2\tnope.png\tblue\n")
+    text = (
+        "sku\ttitle\tdescription\tcategory\tprice\timage\tcolour\n"
+        "Ü-1\tFirst\t\tBags\t1\tnope.png\tred\nÜ-1\tSecond\t\tBags\t2\tnope.png\tblue\n"
+    )
     upload = io.BytesIO(text.encode("utf-16"))
     upload.name = "export.txt"
     with django_capture_on_commit_callbacks(execute=True):

@@ -1,4 +1,5 @@
 """Search analytics: searches logged without personal data, clicks, daily figures, export, pruning."""
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,9 @@ FIELDS = {"id", "created_at", "kind", "text", "mode", "page", "results", "took_m
 
 
 def test_a_page_search_is_logged_without_the_shopper(catalogue, db, client):
-    response = client.get("/", {"q": "dark trousers", "mode": "keyword"}, REMOTE_ADDR="203.0.113.9",
-                          HTTP_USER_AGENT="Secret/1.0")
+    response = client.get(
+        "/", {"q": "dark trousers", "mode": "keyword"}, REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Secret/1.0"
+    )
     row = SearchLog.objects.get()
     assert (row.kind, row.text, row.mode, row.page, row.source) == ("text", "dark trousers", "keyword", 1, "page")
     assert row.results == response.context["result"].total_candidates > 0 and row.took_ms > 0
@@ -67,8 +69,10 @@ def test_later_pages_count_as_the_same_search(catalogue, db, client):
     assert client.get("/", {"q": "bag", "page": 2, "k": 4, "query_id": str(first)}).context["query_id"] != first
     assert SearchLog.objects.filter(page=2).count() == 1
     api = client.get("/api/search", {"q": "dark", "k": 4}).json()
-    assert client.get("/api/search", {"q": "dark", "k": 4, "page": 2, "query_id": api["query_id"]}).json()["query_id"] \
+    assert (
+        client.get("/api/search", {"q": "dark", "k": 4, "page": 2, "query_id": api["query_id"]}).json()["query_id"]
         == api["query_id"]
+    )
 
 
 def test_clicks_are_recorded_once_per_result(catalogue, db, client):
@@ -79,15 +83,18 @@ def test_clicks_are_recorded_once_per_result(catalogue, db, client):
     assert (str(click.search_id), click.product.sku, click.rank) == (query_id, "SM-001", 3)
 
 
-@pytest.mark.parametrize("fields, status, needle", [
-    ({"sku": "SM-001", "rank": "1"}, 400, "query_id"),
-    ({"query_id": "nope", "sku": "SM-001", "rank": "1"}, 400, "query_id"),
-    ({"query_id": str(uuid.uuid4()), "rank": "1"}, 400, "sku is required"),
-    ({"query_id": str(uuid.uuid4()), "sku": "SM-001", "rank": "0"}, 400, "rank"),
-    ({"query_id": str(uuid.uuid4()), "sku": "SM-001", "rank": "²"}, 400, "rank"),
-    ({"query_id": str(uuid.uuid4()), "sku": "SM-001", "rank": "1"}, 404, "unknown"),
-    ({"query_id": str(uuid.uuid4()), "sku": "SM\x00", "rank": "1"}, 400, "Null"),
-])
+@pytest.mark.parametrize(
+    "fields, status, needle",
+    [
+        ({"sku": "SM-001", "rank": "1"}, 400, "query_id"),
+        ({"query_id": "nope", "sku": "SM-001", "rank": "1"}, 400, "query_id"),
+        ({"query_id": str(uuid.uuid4()), "rank": "1"}, 400, "sku is required"),
+        ({"query_id": str(uuid.uuid4()), "sku": "SM-001", "rank": "0"}, 400, "rank"),
+        ({"query_id": str(uuid.uuid4()), "sku": "SM-001", "rank": "²"}, 400, "rank"),
+        ({"query_id": str(uuid.uuid4()), "sku": "SM-001", "rank": "1"}, 404, "unknown"),
+        ({"query_id": str(uuid.uuid4()), "sku": "SM\x00", "rank": "1"}, 400, "Null"),
+    ],
+)
 def test_bad_clicks_say_why(catalogue, db, client, fields, status, needle):
     response = client.post("/api/click", fields)
     assert response.status_code == status and needle in response.json()["error"]
@@ -103,8 +110,16 @@ def test_logging_can_be_switched_off(catalogue, db, client, settings):
 
 
 def log(text: str, results: int, days_ago: int = 0, kind: str = "text") -> SearchLog:
-    return SearchLog.objects.create(id=uuid.uuid4(), created_at=timezone.now() - timedelta(days=days_ago), kind=kind,
-                                    text=text, mode="hybrid", results=results, took_ms=10, source="page")
+    return SearchLog.objects.create(
+        id=uuid.uuid4(),
+        created_at=timezone.now() - timedelta(days=days_ago),
+        kind=kind,
+        text=text,
+        mode="hybrid",
+        results=results,
+        took_ms=10,
+        source="page",
+    )
 
 
 def click(search: SearchLog, sku: str, rank: int) -> None:
@@ -113,7 +128,13 @@ def click(search: SearchLog, sku: str, rank: int) -> None:
 
 @pytest.fixture
 def history(catalogue, db):
-    today = [log("boots", 30), log("boots", 30), log("boots", 30), log("=cmd|' /C calc'!A0", 0), log("", 12, kind="photo")]
+    today = [
+        log("boots", 30),
+        log("boots", 30),
+        log("boots", 30),
+        log("=cmd|' /C calc'!A0", 0),
+        log("", 12, kind="photo"),
+    ]
     click(today[0], "SM-001", 1)
     click(today[0], "SM-002", 4)
     click(today[1], "SM-003", 7)
@@ -131,8 +152,10 @@ def test_daily_figures(history):
     assert (yesterday.searches, yesterday.zero_results, yesterday.mean_click_rank) == (2, 1, 2.0)
     top = analytics.top_queries(end, end)
     assert (top[0].text, top[0].searches, top[0].clicked, top[0].mean_click_rank) == ("boots", 3, 2, 4.0)
-    assert [q.text for q in analytics.top_queries(end - timedelta(days=6), end, zero_only=True)] == \
-        ["=cmd|' /C calc'!A0", "xyzzy"]
+    assert [q.text for q in analytics.top_queries(end - timedelta(days=6), end, zero_only=True)] == [
+        "=cmd|' /C calc'!A0",
+        "xyzzy",
+    ]
     week = analytics.total(analytics.days(end - timedelta(days=6), end))
     assert (week.searches, week.clicks, week.mean_click_rank) == (7, 4, pytest.approx(3.5))
 
@@ -149,8 +172,12 @@ def test_the_admin_report_and_its_csv(history, admin_client):
     assert export["Content-Type"].startswith("text/csv") and "attachment" in export["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(export.content.decode())))
     boots = next(r for r in rows if r["query"] == "boots")
-    assert (boots["searches"], boots["clicked_searches"], boots["click_through_rate"], boots["mean_click_rank"]) == \
-        ("3", "2", "0.6667", "4.00")
+    assert (boots["searches"], boots["clicked_searches"], boots["click_through_rate"], boots["mean_click_rank"]) == (
+        "3",
+        "2",
+        "0.6667",
+        "4.00",
+    )
     # a query that a spreadsheet would run as a formula is written as text
     assert any(r["query"] == "'=cmd|' /C calc'!A0" for r in rows) and not any(r["query"] == "old" for r in rows)
 

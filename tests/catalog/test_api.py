@@ -1,4 +1,5 @@
 """The JSON API contract: shape, rank order, parameters, and errors that name the problem."""
+
 from __future__ import annotations
 
 import io
@@ -46,15 +47,25 @@ def test_text_search_answers_the_contract_in_rank_order(catalogue, db, client):
 
 
 def test_all_parameters_apply(catalogue, db, client):
-    params = {"q": "dark", "k": 3, "mode": "semantic", "category": "Sneakers", "min_price": "50",
-              "max_price": "120", "sort": "price_desc", "page": 2}
+    params = {
+        "q": "dark",
+        "k": 3,
+        "mode": "semantic",
+        "category": "Sneakers",
+        "min_price": "50",
+        "max_price": "120",
+        "sort": "price_desc",
+        "page": 2,
+    }
     body = client.get("/api/search", params).json()
     assert body["mode"] == "semantic" and body["sort"] == "price_desc" and body["page"] == 2
     prices = [r["price"] for r in body["results"]]
     assert prices == sorted(prices, reverse=True)
     assert all(r["category"] == "Sneakers" and 50 <= r["price"] <= 120 for r in body["results"])
-    expected = sorted(Product.objects.filter(category="Sneakers", price__gte=50, price__lte=120)
-                      .values_list("price", flat=True), reverse=True)
+    expected = sorted(
+        Product.objects.filter(category="Sneakers", price__gte=50, price__lte=120).values_list("price", flat=True),
+        reverse=True,
+    )
     assert prices == [float(p) for p in expected[3:6]]
 
 
@@ -134,7 +145,9 @@ def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize(
@@ -180,8 +193,10 @@ def test_exif_rotation_is_honoured(catalogue, db, client):
 def test_categories_lists_names_and_counts(catalogue, db, client):
     body = client.get("/api/categories").json()
     assert body["categories"] == [
-        {"name": "Bags", "count": 10}, {"name": "Sneakers", "count": 10},
-        {"name": "T-shirts & tops", "count": 10}, {"name": "Trousers", "count": 10},
+        {"name": "Bags", "count": 10},
+        {"name": "Sneakers", "count": 10},
+        {"name": "T-shirts & tops", "count": 10},
+        {"name": "Trousers", "count": 10},
     ]
 
 
@@ -192,7 +207,8 @@ def test_openapi_lists_paths_and_parameters(client):
     assert {"q", "k", "mode", "category", "min_price", "max_price", "sort", "page", "min_score", "img"} <= names
     form = schema["paths"]["/api/search/image"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert {"image", "q", "mode", "category", "min_price", "max_price", "sort", "page", "min_score"} <= set(
-        form["properties"])
+        form["properties"]
+    )
     assert "sources" in schema["components"]["schemas"]["Result"]["properties"]
 
 

@@ -1,5 +1,6 @@
 """The bad-input corpus (demo/fixtures/bad_inputs/cases.json): CSV files and rows, images,
 image URLs and API parameters, each with the answer Vitrine must give. Never a 500."""
+
 from __future__ import annotations
 
 import http.server
@@ -52,7 +53,9 @@ def test_csv(case, db, tmp_path, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         job = run_import(ImportJob.objects.create(source_name=case["id"], csv_path=str(path)))
     if "file_error" in expect:
-        assert job.status == ImportJob.Status.FAILED and matches(job.error_message, expect["file_error"]), job.error_message
+        assert job.status == ImportJob.Status.FAILED and matches(job.error_message, expect["file_error"]), (
+            job.error_message
+        )
         assert Product.objects.count() == 0
         return
     assert job.status != ImportJob.Status.FAILED, job.error_message

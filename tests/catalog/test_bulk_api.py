@@ -3,6 +3,7 @@
 Uploads go through the admin's import (catalog.uploads.queue_import -> the import_catalogue
 task -> prepare_upload/run_import), with Celery eager as in tests/catalog/test_admin.py.
 """
+
 from __future__ import annotations
 
 import io
@@ -87,21 +88,28 @@ def test_bad_rows_are_listed_with_their_row_numbers(client, token, django_captur
 
 def test_a_file_that_cannot_be_read_fails_as_a_whole(client, token, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        url = client.post("/api/imports", {"file": named(b"sku,title,colour\nx,y,red\n", "shop.csv")}, **auth(token)).json()["url"]
+        url = client.post(
+            "/api/imports", {"file": named(b"sku,title,colour\nx,y,red\n", "shop.csv")}, **auth(token)
+        ).json()["url"]
     state = poll(client, url, token)
     assert state["status"] == "failed" and "missing" in state["error_message"] and Product.objects.count() == 0
 
 
-@pytest.mark.parametrize("header, status, needle", [
-    (None, 401, "authentication required"),
-    ("Token abc", 401, "must be 'Bearer <token>'"),
-    ("Bearer ", 401, "must be 'Bearer <token>'"),
-    ("Bearer vit_not-a-real-token", 401, "unknown API token"),
-])
+@pytest.mark.parametrize(
+    "header, status, needle",
+    [
+        (None, 401, "authentication required"),
+        ("Token abc", 401, "must be 'Bearer <token>'"),
+        ("Bearer ", 401, "must be 'Bearer <token>'"),
+        ("Bearer vit_not-a-real-token", 401, "unknown API token"),
+    ],
+)
 def test_requests_without_a_valid_token_are_refused(client, db, header, status, needle):
     extra = {"HTTP_AUTHORIZATION": header} if header is not None else {}
-    for response in (client.post("/api/imports", {"file": named(b"x", "a.csv")}, **extra),
-                     client.get("/api/imports/1", **extra)):
+    for response in (
+        client.post("/api/imports", {"file": named(b"x", "a.csv")}, **extra),
+        client.get("/api/imports/1", **extra),
+    ):
         assert response.status_code == status and needle in response.json()["error"]
         assert response["WWW-Authenticate"] == 'Bearer realm="vitrine"'
     assert not ImportJob.objects.exists()
@@ -130,18 +138,22 @@ def test_a_logged_in_staff_session_is_not_enough(client, staff):
 
 def test_token_requests_need_no_csrf_token(token, django_capture_on_commit_callbacks):
     client = Client(enforce_csrf_checks=True)
-    response = client.post("/api/imports", {"file": named(b"sku,title,description,category,price,image\n", "a.csv")},
-                           **auth(token))
+    response = client.post(
+        "/api/imports", {"file": named(b"sku,title,description,category,price,image\n", "a.csv")}, **auth(token)
+    )
     assert response.status_code == 202
 
 
-@pytest.mark.parametrize("data, content_type, status, needle", [
-    ({"file": named(b"%PDF-1.4", "notes.pdf")}, None, 400, "Upload a .csv or a .zip"),
-    ({"other": named(b"x", "a.csv")}, None, 400, "field 'file' is required"),
-    ({}, None, 400, "field 'file' is required"),
-    ("sku,title\n", "text/csv", 400, "multipart/form-data"),
-    ("--x\r\nbroken", "multipart/form-data", 400, "not valid multipart"),
-])
+@pytest.mark.parametrize(
+    "data, content_type, status, needle",
+    [
+        ({"file": named(b"%PDF-1.4", "notes.pdf")}, None, 400, "Upload a .csv or a .zip"),
+        ({"other": named(b"x", "a.csv")}, None, 400, "field 'file' is required"),
+        ({}, None, 400, "field 'file' is required"),
+        ("sku,title\n", "text/csv", 400, "multipart/form-data"),
+        ("--x\r\nbroken", "multipart/form-data", 400, "not valid multipart"),
+    ],
+)
 def test_bad_uploads_are_400s_that_say_why(client, token, data, content_type, status, needle):
     kwargs = {"content_type": content_type} if content_type else {}
     response = client.post("/api/imports", data, **kwargs, **auth(token))
@@ -183,8 +195,11 @@ def test_tokens_are_made_in_the_admin_shown_once_and_revocable(client, django_us
     assert api.get("/api/imports/1", **auth(token)).status_code == 404
     row.refresh_from_db()
     assert row.last_used_at is not None
-    response = client.post(reverse("admin:catalog_apitoken_changelist"),
-                           {"action": "revoke_tokens", "_selected_action": [row.pk]}, follow=True)
+    response = client.post(
+        reverse("admin:catalog_apitoken_changelist"),
+        {"action": "revoke_tokens", "_selected_action": [row.pk]},
+        follow=True,
+    )
     assert b"1 token(s) revoked" in response.content
     assert api.get("/api/imports/1", **auth(token)).status_code == 401
 
@@ -210,9 +225,16 @@ def fuzz_token(db, same_connection, django_user_model) -> str:
 
 
 @FUZZ_SCHEMA.parametrize()
-@hypothesis.settings(max_examples=EXAMPLES, deadline=None,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                            HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@hypothesis.settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 def test_the_imports_api_answers_staff_as_documented(case, fuzz_token):
     # an explicit header: schemathesis would otherwise send the scheme's made-up tokens
     case.call_and_validate(app=APP, checks=CHECKS, headers={"Authorization": f"Bearer {fuzz_token}"})

@@ -1,4 +1,5 @@
 """Skus in URLs: every printable sku has exactly one product URL, and it resolves back."""
+
 from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
@@ -8,8 +9,25 @@ from django.urls import resolve, reverse
 
 from catalog.converters import SkuConverter
 
-SKUS = ["SM-001", "A/B 50% #1?", "a b", "Ünïcødé ✓", "quote\"'s", "..", ".", "../x", "a/./b", "~.", "~~..",
-        "a//b", "/lead", "trail/", "~", "%2F", "x" * 255]
+SKUS = [
+    "SM-001",
+    "A/B 50% #1?",
+    "a b",
+    "Ünïcødé ✓",
+    "quote\"'s",
+    "..",
+    ".",
+    "../x",
+    "a/./b",
+    "~.",
+    "~~..",
+    "a//b",
+    "/lead",
+    "trail/",
+    "~",
+    "%2F",
+    "x" * 255,
+]
 
 
 @pytest.mark.parametrize("sku", SKUS)

@@ -1,6 +1,7 @@
 """More like this, less like that: example products, example photos and words to avoid in one
 query (catalog/examples.py, search.example_rankings), on real Postgres + pgvector and the real
 baseline encoder."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,16 +15,19 @@ from embeddings.models import EmbeddingModel
 from tests.catalog.test_search import catalogue, product_image, skus  # noqa: F401  (module fixture)
 
 
-@pytest.mark.parametrize("text, wanted, avoid", [
-    ("boots, not heeled", "boots", ["heeled"]),
-    ("boots not heeled", "boots", ["heeled"]),
-    ("boots -heeled", "boots", ["heeled"]),
-    ("black boots but not heeled; without laces", "black boots", ["heeled", "laces"]),
-    ("t-shirt, no print -red -red", "t-shirt", ["red", "print"]),
-    ("trousers", "trousers", []),
-    ("not", "not", []),
-    ("-heeled", "", ["heeled"]),
-])
+@pytest.mark.parametrize(
+    "text, wanted, avoid",
+    [
+        ("boots, not heeled", "boots", ["heeled"]),
+        ("boots not heeled", "boots", ["heeled"]),
+        ("boots -heeled", "boots", ["heeled"]),
+        ("black boots but not heeled; without laces", "black boots", ["heeled", "laces"]),
+        ("t-shirt, no print -red -red", "t-shirt", ["red", "print"]),
+        ("trousers", "trousers", []),
+        ("not", "not", []),
+        ("-heeled", "", ["heeled"]),
+    ],
+)
 def test_negations_are_split_off_the_words(text, wanted, avoid):
     got_wanted, got_avoid = split_negations(text)
     assert got_wanted == wanted
@@ -31,8 +35,10 @@ def test_negations_are_split_off_the_words(text, wanted, avoid):
 
 
 def test_a_negative_list_demotes_what_it_ranks_high_and_adds_nothing():
-    fused = rrf({"query": [("a", 0.9), ("b", 0.8), ("c", 0.7)], "avoid": [("a", 0.9), ("z", 0.8)]},
-                weights={"query": 1.0, "avoid": -1.0})
+    fused = rrf(
+        {"query": [("a", 0.9), ("b", 0.8), ("c", 0.7)], "avoid": [("a", 0.9), ("z", 0.8)]},
+        weights={"query": 1.0, "avoid": -1.0},
+    )
     assert [f.item for f in fused] == ["b", "c", "a"]  # a dropped to the bottom, z never came in
     assert fused[-1].score == pytest.approx(0.0)
     assert fused[0].sources == {"query": 0.8}
@@ -74,8 +80,9 @@ def test_positive_and_negative_examples_of_every_type_in_one_query(catalogue, db
     model = EmbeddingModel.active()
     dark_bag = image_query_vectors(model, product_image("SM-016", catalogue))
     light_bag = Product.objects.get(sku="SM-005")
-    result = search("bag", mode="hybrid", k=10, examples=Examples(
-        like_photos=(dark_bag,), unlike=(light_bag.pk,), avoid=("light",)))
+    result = search(
+        "bag", mode="hybrid", k=10, examples=Examples(like_photos=(dark_bag,), unlike=(light_bag.pk,), avoid=("light",))
+    )
     assert light_bag.sku not in skus(result)
     signals = {c.signal for h in result.hits for c in h.explanation}
     assert {"like:photo_pretrained", "unlike:photo_pretrained", "avoid:keyword", "avoid:text_minilm"} <= signals
@@ -86,8 +93,10 @@ def test_positive_and_negative_examples_of_every_type_in_one_query(catalogue, db
 
 def test_words_to_avoid_demote_in_every_mode(catalogue, db):
     def darkness(result) -> int:
-        return sum(any(w in (h.product.title + " " + h.product.description).lower() for w in ("dark", "deep"))
-                   for h in result.hits)
+        return sum(
+            any(w in (h.product.title + " " + h.product.description).lower() for w in ("dark", "deep"))
+            for h in result.hits
+        )
 
     for mode in ("keyword", "semantic", "hybrid"):
         plain = search("trousers", mode=mode, k=6)
@@ -123,13 +132,27 @@ def test_the_api_takes_examples_of_every_type_and_explains_the_negative(catalogu
     upload = client.post("/api/search/image", {"image": file(png_bytes((20, 20, 20)))})
     assert upload.status_code == 200, upload.content
     photo = upload.json()["query"]["image_id"]
-    response = client.get("/api/search", {"q": "bag, not light", "mode": "hybrid", "like": ["SM-016"],
-                                          "unlike": ["SM-005"], "like_img": [photo], "avoid": ["pale"]})
+    response = client.get(
+        "/api/search",
+        {
+            "q": "bag, not light",
+            "mode": "hybrid",
+            "like": ["SM-016"],
+            "unlike": ["SM-005"],
+            "like_img": [photo],
+            "avoid": ["pale"],
+        },
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["searched"] == "bag"
-    assert body["examples"] == {"like": ["SM-016"], "unlike": ["SM-005"], "like_img": [photo], "unlike_img": [],
-                                "avoid": ["pale", "light"]}
+    assert body["examples"] == {
+        "like": ["SM-016"],
+        "unlike": ["SM-005"],
+        "like_img": [photo],
+        "unlike_img": [],
+        "avoid": ["pale", "light"],
+    }
     found = [r["sku"] for r in body["results"]]
     assert "SM-016" not in found and "SM-005" not in found
     negative = [e for r in body["results"] for e in r["explanation"] if e["weight"] < 0]
@@ -138,11 +161,13 @@ def test_the_api_takes_examples_of_every_type_and_explains_the_negative(catalogu
         assert sum(e["contribution"] for e in r["explanation"]) == pytest.approx(r["score"], abs=1e-4)
     # More like this alone: the product's neighbours.
     alone = client.get("/api/search", {"like": "SM-010", "k": 3}).json()
-    assert [r["sku"] for r in alone["results"]][0] == skus(search(examples=Examples(
-        like=(Product.objects.get(sku="SM-010").pk,)), k=1))[0]
+    assert [r["sku"] for r in alone["results"]][0] == skus(
+        search(examples=Examples(like=(Product.objects.get(sku="SM-010").pk,)), k=1)
+    )[0]
     # A photo search with examples answers too.
-    composed = client.post("/api/search/image", {"image": file(png_bytes((20, 20, 20))),
-                                                 "unlike": ["SM-016"], "q": "bag"})
+    composed = client.post(
+        "/api/search/image", {"image": file(png_bytes((20, 20, 20))), "unlike": ["SM-016"], "q": "bag"}
+    )
     assert composed.status_code == 200 and "SM-016" not in [r["sku"] for r in composed.json()["results"]]
     refused = client.post("/api/search/image", {"image": file(png_bytes()), "like": ["NOPE"]})
     assert refused.status_code == 400 and refused.json()["error"] == "like: no product with sku 'NOPE'"

@@ -1,6 +1,7 @@
 """Facet counts of the current search (catalog/facets.py) on real Postgres and the 40-product
 fixture: what the matched set is in each mode, disjunctive counts, and price buckets that
 select exactly what they count."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -21,8 +22,11 @@ def counts(facets) -> dict[str, int]:
 
 
 def full_text_count(words: str, **filters) -> int:
-    return Product.objects.extra(where=["search_doc @@ websearch_to_tsquery('english', %s)"],
-                                 params=[words]).filter(**filters).count()
+    return (
+        Product.objects.extra(where=["search_doc @@ websearch_to_tsquery('english', %s)"], params=[words])
+        .filter(**filters)
+        .count()
+    )
 
 
 def test_price_step_is_round_and_gives_at_most_six_buckets():
@@ -43,7 +47,11 @@ def test_keyword_mode_counts_every_full_text_match(catalogue, db):
     assert facets.matched == 10 == full_text_count("sneakers")  # trainers too: category "Sneakers"
     # one word of two: any-word matches count, as keyword search returns them
     facets = search_facets(search("dark sneakers", mode="keyword"))
-    assert facets.matched == full_text_count("dark or sneakers") == search("dark sneakers", mode="keyword").total_candidates
+    assert (
+        facets.matched
+        == full_text_count("dark or sneakers")
+        == search("dark sneakers", mode="keyword").total_candidates
+    )
 
 
 def test_counts_are_disjunctive(catalogue, db):
@@ -84,8 +92,9 @@ def test_vector_modes_count_the_unfiltered_candidate_pool(catalogue, db, setting
     facets = search_facets(result)
     assert facets.basis == "candidates"
     assert facets.matched == facets.pool == result.total_candidates == 12
-    assert counts(facets) == {c: sum(1 for pid in result.candidates if Product.objects.get(pk=pid).category == c)
-                              for c in CATEGORIES}
+    assert counts(facets) == {
+        c: sum(1 for pid in result.candidates if Product.objects.get(pk=pid).category == c) for c in CATEGORIES
+    }
     assert counts(facets)["Trousers"] >= 5
     # filtered: the same pool, sliced by the other filters
     chosen = Filters("Bags")

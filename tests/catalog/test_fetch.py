@@ -1,4 +1,5 @@
 """Image URLs in a catalogue, against a real HTTP server on loopback (allowed for the test)."""
+
 from __future__ import annotations
 
 import functools
@@ -137,42 +138,69 @@ def test_rebinding_name_is_connected_to_the_checked_address_only(recorder, fake_
 def test_checked_address_gets_the_original_host_header(recorder, fake_dns):
     answers, _ = fake_dns
     answers["images.shop.test"] = ["127.0.0.1"]
-    data = read_url(f"http://images.shop.test:{recorder}/a b/ü.png?x=1", max_bytes=1000, timeout=5,
-                    allowed_networks=[ipaddress.ip_network("127.0.0.1/32")])
+    data = read_url(
+        f"http://images.shop.test:{recorder}/a b/ü.png?x=1",
+        max_bytes=1000,
+        timeout=5,
+        allowed_networks=[ipaddress.ip_network("127.0.0.1/32")],
+    )
     assert data == b"IMAGE"
     assert _Recorder.seen == [("/a%20b/%C3%BC.png?x=1", f"images.shop.test:{recorder}")]
 
 
-@pytest.mark.parametrize("target", ["http://127.0.0.2:{port}/x.png", "http://10.0.0.8/x.png",
-                                    "http://169.254.169.254/latest/meta-data", "http://[::1]:{port}/x.png",
-                                    "http://private.example:{port}/x.png"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.2:{port}/x.png",
+        "http://10.0.0.8/x.png",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]:{port}/x.png",
+        "http://private.example:{port}/x.png",
+    ],
+)
 def test_a_redirect_to_a_private_address_is_refused(recorder, fake_dns, target):
     answers, _ = fake_dns
     answers["private.example"] = ["192.168.1.10"]
     allowed = [ipaddress.ip_network("127.0.0.1/32")]  # the first hop only
     location = target.format(port=recorder)
     with pytest.raises(FetchError, match="non-public address"):
-        read_url(f"http://127.0.0.1:{recorder}/redirect?to={location}", max_bytes=1000, timeout=5,
-                 allowed_networks=allowed)
+        read_url(
+            f"http://127.0.0.1:{recorder}/redirect?to={location}", max_bytes=1000, timeout=5, allowed_networks=allowed
+        )
     assert [path for path, _ in _Recorder.seen] == [f"/redirect?to={location}"]
 
 
 def test_a_redirect_within_allowed_addresses_is_followed(recorder):
     allowed = [ipaddress.ip_network("127.0.0.0/8")]
-    data = read_url(f"http://127.0.0.1:{recorder}/redirect?to=/final.png", max_bytes=1000, timeout=5,
-                    allowed_networks=allowed)
+    data = read_url(
+        f"http://127.0.0.1:{recorder}/redirect?to=/final.png", max_bytes=1000, timeout=5, allowed_networks=allowed
+    )
     assert data == b"IMAGE" and [p for p, _ in _Recorder.seen] == ["/redirect?to=/final.png", "/final.png"]
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "::1", "::ffff:127.0.0.1", "64:ff9b::a00:1",
-                                     "2002:7f00:1::", "fe80::1", "169.254.169.254", "0.0.0.0", "224.0.0.1",
-                                     "100.64.0.1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "::1",
+        "::ffff:127.0.0.1",
+        "64:ff9b::a00:1",
+        "2002:7f00:1::",
+        "fe80::1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "224.0.0.1",
+        "100.64.0.1",
+    ],
+)
 def test_non_public_addresses(address):
     assert not is_public(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/x.png", "http:///x.png", "http://exa mple.com:99999/x",
-                                 "http://[::1/x"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/x.png", "http:///x.png", "http://exa mple.com:99999/x", "http://[::1/x"]
+)
 def test_malformed_urls_are_refused_clearly(url):
     with pytest.raises(FetchError):
         read_url(url, max_bytes=1000, timeout=1)

@@ -1,4 +1,5 @@
 """The activation gate: a trained model is measured against the active one before it serves."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,9 @@ def random_heads(model: EmbeddingModel, tmp_path) -> EmbeddingModel:
     ckpt = torch.load(model.checkpoint, map_location="cpu", weights_only=True)
     generator = torch.Generator().manual_seed(1)
     for part in ("image_tower", "text_tower"):
-        ckpt[part] = {k: torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
-                      for k, v in ckpt[part].items()}
+        ckpt[part] = {
+            k: torch.randn(v.shape, generator=generator) if v.is_floating_point() else v for k, v in ckpt[part].items()
+        }
     path = tmp_path / "random-heads.pt"
     torch.save(ckpt, path)
     bad = register_checkpoint(path, name="random-heads", training_data=model.training_data)
@@ -80,7 +82,9 @@ def test_decide_needs_no_kind_worse_and_one_better():
     assert decision == "rejected" and "worse on paraphrase (hybrid) by 0.100" in reason
 
 
-def test_a_gate_that_breaks_leaves_the_model_refused_not_stuck(trained, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_gate_that_breaks_leaves_the_model_refused_not_stuck(
+    trained, monkeypatch, django_capture_on_commit_callbacks
+):
     def broken(*args, **kwargs):
         raise RuntimeError("probe photos unreadable")
 
@@ -161,8 +165,11 @@ def test_a_gate_whose_worker_died_is_run_again(trained, django_capture_on_commit
 
     settings.RECONCILE_GRACE_SECONDS = 0  # the fixture's products were saved a moment ago
     trained.status = EmbeddingModel.Status.EVALUATING
-    trained.gate = {"required": True, "decision": "pending",
-                    "started_at": (timezone.now() - timedelta(hours=2)).isoformat()}
+    trained.gate = {
+        "required": True,
+        "decision": "pending",
+        "started_at": (timezone.now() - timedelta(hours=2)).isoformat(),
+    }
     trained.save(update_fields=["status", "gate"])
     with django_capture_on_commit_callbacks(execute=True):
         reconcile_vectors()  # back to activating; its vectors are re-queued, and completing them runs the gate
@@ -174,12 +181,17 @@ def test_a_gate_whose_worker_died_is_run_again(trained, django_capture_on_commit
 def test_a_fitted_mix_judged_worse_falls_back_to_the_baselines(trained):
     from catalog.search import kind_signals
 
-    trained.fusion = {"hybrid": {"text_joint": 1.0, "keyword": 0.5}, "photo": {"photo_joint": 1.0},
-                      "photo_words": {"composed": 1.0}}
+    trained.fusion = {
+        "hybrid": {"text_joint": 1.0, "keyword": 0.5},
+        "photo": {"photo_joint": 1.0},
+        "photo_words": {"composed": 1.0},
+    }
     trained.save(update_fields=["fusion"])
-    rows = [{"kind": "keyword", "mode": "hybrid", "verdict": "worse"},
-            {"kind": "photo", "mode": "photo", "verdict": "better"},
-            {"kind": "nodesc", "mode": "text_photo", "verdict": "worse"}]
+    rows = [
+        {"kind": "keyword", "mode": "hybrid", "verdict": "worse"},
+        {"kind": "photo", "mode": "photo", "verdict": "better"},
+        {"kind": "nodesc", "mode": "text_photo", "verdict": "worse"},
+    ]
     assert fall_back(trained, rows) == ["hybrid"]  # text_photo has nothing fitted to reset
     trained.refresh_from_db()
     assert trained.fusion["hybrid"] == baseline_weights("hybrid", kind_signals(trained, "hybrid"))

@@ -1,4 +1,5 @@
 """/healthz and the admin panel: database, workers per queue, queue depth, backlog, stuck jobs."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -26,8 +27,13 @@ def live_workers(*queues: str) -> None:
 
 def test_no_live_worker_is_a_503_naming_the_queue(client, small_catalogue):
     live_workers("prepare")
-    WorkerHeartbeat.objects.create(nodename="embed@old", queues="embed", pid=2, started_at=timezone.now(),
-                                   beat_at=timezone.now() - timedelta(hours=1))
+    WorkerHeartbeat.objects.create(
+        nodename="embed@old",
+        queues="embed",
+        pid=2,
+        started_at=timezone.now(),
+        beat_at=timezone.now() - timedelta(hours=1),
+    )
     response = client.get("/healthz")
     assert response.status_code == 503
     body = response.json()

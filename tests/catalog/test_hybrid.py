@@ -1,4 +1,5 @@
 """The fusion rule on hand-made rankings: pure functions, no database."""
+
 from __future__ import annotations
 
 import pytest
@@ -68,8 +69,11 @@ def test_fitted_fusion_is_never_below_its_best_single_signal():
         good = sorted(items, key=lambda i: (i not in relevant, rng.random()))  # relevant first
         noisy = sorted(items, key=lambda i: (rng.random() < 0.5 and i not in relevant, rng.random()))
         random_list = rng.sample(items, len(items))
-        rankings = {"good": [(i, 0.0) for i in (good if q % 3 else noisy)], "noisy": [(i, 0.0) for i in noisy],
-                    "random": [(i, 0.0) for i in random_list]}
+        rankings = {
+            "good": [(i, 0.0) for i in (good if q % 3 else noisy)],
+            "noisy": [(i, 0.0) for i in noisy],
+            "random": [(i, 0.0) for i in random_list],
+        }
         queries.append(FitQuery(rankings, relevant, "map@10" if q % 2 else "r@1", "kind-a" if q % 4 else "kind-b"))
     result = fit_weights(queries, ["good", "noisy", "random"])
     assert result.objective >= max(result.singles.values()) - 1e-12

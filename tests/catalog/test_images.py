@@ -1,5 +1,6 @@
 """Product photos and thumbnails (catalog/images.py): a large JPEG decodes at reduced scale for
 its thumbnail, and a truncated or corrupt one is still refused."""
+
 from __future__ import annotations
 
 import io

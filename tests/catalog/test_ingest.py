@@ -108,15 +108,42 @@ def test_wrong_header_fails_the_whole_file(db, tmp_path, django_capture_on_commi
 @pytest.mark.parametrize(
     "raw, message",
     [
-        ({"sku": "A1", "title": "t", "description": "", "category": "c", "price": "abc", "image": "i.png"}, "not a number"),
-        ({"sku": "A1", "title": "t", "description": "", "category": "c", "price": "-1", "image": "i.png"}, "must be a number from 0"),
-        ({"sku": "A\x071", "title": "t", "description": "", "category": "c", "price": "1", "image": "i.png"}, "sku 'A\\x071' contains a control character (U+0007)"),
-        ({"sku": "A" * 256, "title": "t", "description": "", "category": "c", "price": "1", "image": "i.png"}, "sku is longer than 255 characters"),
-        ({"sku": "A1", "title": "t", "description": "", "category": "c", "price": "1e99", "image": "i.png"}, "must be a number from 0"),
-        ({"sku": "A1", "title": "t\x00", "description": "", "category": "c", "price": "1", "image": "i.png"}, "title contains a control character"),
-        ({"sku": "A1", "title": "t", "description": "a\x00b", "category": "c", "price": "1", "image": "i.png"}, "description contains a control character"),
-        ({"sku": "A1", "title": "t", "description": "", "category": "c", "price": "1", "image": None}, "missing field(s): image"),
-        ({"sku": "A1", "title": "", "description": "", "category": "", "price": "1", "image": "x"}, "title is empty; category is empty"),
+        (
+            {"sku": "A1", "title": "t", "description": "", "category": "c", "price": "abc", "image": "i.png"},
+            "not a number",
+        ),
+        (
+            {"sku": "A1", "title": "t", "description": "", "category": "c", "price": "-1", "image": "i.png"},
+            "must be a number from 0",
+        ),
+        (
+            {"sku": "A\x071", "title": "t", "description": "", "category": "c", "price": "1", "image": "i.png"},
+            "sku 'A\\x071' contains a control character (U+0007)",
+        ),
+        (
+            {"sku": "A" * 256, "title": "t", "description": "", "category": "c", "price": "1", "image": "i.png"},
+            "sku is longer than 255 characters",
+        ),
+        (
+            {"sku": "A1", "title": "t", "description": "", "category": "c", "price": "1e99", "image": "i.png"},
+            "must be a number from 0",
+        ),
+        (
+            {"sku": "A1", "title": "t\x00", "description": "", "category": "c", "price": "1", "image": "i.png"},
+            "title contains a control character",
+        ),
+        (
+            {"sku": "A1", "title": "t", "description": "a\x00b", "category": "c", "price": "1", "image": "i.png"},
+            "description contains a control character",
+        ),
+        (
+            {"sku": "A1", "title": "t", "description": "", "category": "c", "price": "1", "image": None},
+            "missing field(s): image",
+        ),
+        (
+            {"sku": "A1", "title": "", "description": "", "category": "", "price": "1", "image": "x"},
+            "title is empty; category is empty",
+        ),
     ],
 )
 def test_parse_row_names_the_problem(raw, message):
@@ -201,8 +228,17 @@ def shop(db, copy_catalogue):
     return copy_catalogue().parent
 
 
-ODD_SKUS = ["A/B 50% #1?", "sku with spaces", "Ünïcødé-ßku ✓", 'quote"s and \'apostrophes\'', "x" * 255,
-            "../..", "~.", "a//b/", "100%"]
+ODD_SKUS = [
+    "A/B 50% #1?",
+    "sku with spaces",
+    "Ünïcødé-ßku ✓",
+    "quote\"s and 'apostrophes'",
+    "x" * 255,
+    "../..",
+    "~.",
+    "a//b/",
+    "100%",
+]
 
 
 def test_printable_skus_land_and_their_pages_answer(shop, client, django_capture_on_commit_callbacks):
@@ -224,14 +260,20 @@ def test_printable_skus_land_and_their_pages_answer(shop, client, django_capture
         assert page.status_code == 200 and page.context["product"].sku == result["sku"]
 
 
-@pytest.mark.parametrize("sku, message", [
-    ("tab\there", "contains a control character (U+0009)"),
-    ("bell\x07", "contains a control character (U+0007)"),
-    ("", "sku is empty"),
-    ("x" * 256, "sku is longer than 255 characters"),
-])
+@pytest.mark.parametrize(
+    "sku, message",
+    [
+        ("tab\there", "contains a control character (U+0009)"),
+        ("bell\x07", "contains a control character (U+0007)"),
+        ("", "sku is empty"),
+        ("x" * 256, "sku is longer than 255 characters"),
+    ],
+)
 def test_bad_skus_are_row_errors(shop, django_capture_on_commit_callbacks, sku, message):
-    rows = [[sku, "Bad sku", "", "Bags", "10", "images/SM-001.png"], ["GOOD-1", "Good", "", "Bags", "1", "images/SM-002.png"]]
+    rows = [
+        [sku, "Bad sku", "", "Bags", "10", "images/SM-001.png"],
+        ["GOOD-1", "Good", "", "Bags", "1", "images/SM-002.png"],
+    ]
     job = import_file(write_catalogue(shop, rows), django_capture_on_commit_callbacks)
     assert job.created == 1 and job.failed == 1
     assert job.errors[0]["row"] == 1 and message in job.errors[0]["error"]
@@ -240,13 +282,17 @@ def test_bad_skus_are_row_errors(shop, django_capture_on_commit_callbacks, sku, 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252"])
 @pytest.mark.parametrize("delimiter", [",", ";", "\t"])
 def test_encodings_and_delimiters(shop, django_capture_on_commit_callbacks, encoding, delimiter):
-    rows = [["ENC-1", "Café crème tote", "Naïve\nmulti-line, \"quoted\"; description", "Bags", "12.50", "images/SM-001.png"],
-            ["ENC-2", "Plain tote", "", "Bags", "3", "images/SM-002.png"]]
-    job = import_file(write_catalogue(shop, rows, delimiter=delimiter, encoding=encoding), django_capture_on_commit_callbacks)
+    rows = [
+        ["ENC-1", "Café crème tote", 'Naïve\nmulti-line, "quoted"; description', "Bags", "12.50", "images/SM-001.png"],
+        ["ENC-2", "Plain tote", "", "Bags", "3", "images/SM-002.png"],
+    ]
+    job = import_file(
+        write_catalogue(shop, rows, delimiter=delimiter, encoding=encoding), django_capture_on_commit_callbacks
+    )
     assert (job.created, job.failed, job.total_rows) == (2, 0, 2), job.errors
     product = Product.objects.get(sku="ENC-1")
     assert product.title == "Café crème tote"
-    assert product.description == "Naïve\nmulti-line, \"quoted\"; description"
+    assert product.description == 'Naïve\nmulti-line, "quoted"; description'
     assert product.price == Decimal("12.50")
     if encoding == "cp1252":
         assert len(job.notes) == 1 and "not UTF-8" in job.notes[0] and "Windows-1252" in job.notes[0]
@@ -255,22 +301,35 @@ def test_encodings_and_delimiters(shop, django_capture_on_commit_callbacks, enco
 
 
 def test_decimal_comma_prices(shop, django_capture_on_commit_callbacks):
-    rows = [["P1", "t", "", "Bags", "12,50", "images/SM-001.png"], ["P2", "t", "", "Bags", "1.234,56", "images/SM-002.png"],
-            ["P3", "t", "", "Bags", "1,234.56", "images/SM-003.png"], ["P4", "t", "", "Bags", "1,234", "images/SM-004.png"]]
+    rows = [
+        ["P1", "t", "", "Bags", "12,50", "images/SM-001.png"],
+        ["P2", "t", "", "Bags", "1.234,56", "images/SM-002.png"],
+        ["P3", "t", "", "Bags", "1,234.56", "images/SM-003.png"],
+        ["P4", "t", "", "Bags", "1,234", "images/SM-004.png"],
+    ]
     import_file(write_catalogue(shop, rows, delimiter=";"), django_capture_on_commit_callbacks)
     prices = dict(Product.objects.values_list("sku", "price"))
     assert prices == {"P1": Decimal("12.50"), "P2": Decimal("1234.56"), "P3": Decimal("1234.56"), "P4": Decimal("1234")}
 
 
-@pytest.mark.parametrize("data, needle", [
-    (b"sku,title,description,category,price,image\nA,caf\x81,d,c,1,x.png\n", "is not UTF-8 text (byte 0x81 on line 2"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "the first line must be a header naming the columns"),
-    (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff;", "its first line has NUL bytes"),
-    (b"", "is empty"),
-    (b"name;cost\nA;1\n", "first line must be a header naming the columns"),
-    (b"sku;title;price\nA;t;1\n", "missing description, category, image (the header was read as semicolon-separated)"),
-    (b"sku,title,description,category,price,image,price\n", "price appear more than once"),
-])
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        (
+            b"sku,title,description,category,price,image\nA,caf\x81,d,c,1,x.png\n",
+            "is not UTF-8 text (byte 0x81 on line 2",
+        ),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "the first line must be a header naming the columns"),
+        (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff;", "its first line has NUL bytes"),
+        (b"", "is empty"),
+        (b"name;cost\nA;1\n", "first line must be a header naming the columns"),
+        (
+            b"sku;title;price\nA;t;1\n",
+            "missing description, category, image (the header was read as semicolon-separated)",
+        ),
+        (b"sku,title,description,category,price,image,price\n", "price appear more than once"),
+    ],
+)
 def test_unreadable_files_fail_whole_and_clearly(shop, django_capture_on_commit_callbacks, data, needle):
     before = Product.objects.count()
     path = shop / "broken.csv"
@@ -281,8 +340,12 @@ def test_unreadable_files_fail_whole_and_clearly(shop, django_capture_on_commit_
 
 
 def test_repeated_sku_last_row_wins_and_earlier_rows_are_reported(shop, django_capture_on_commit_callbacks):
-    rows = [["R1", "first", "", "Bags", "1", "images/SM-001.png"], ["R2", "other", "", "Bags", "1", "images/SM-002.png"],
-            ["R1", "second", "", "Bags", "2", "images/SM-001.png"], ["R1", "third", "", "Bags", "3", "images/SM-003.png"]]
+    rows = [
+        ["R1", "first", "", "Bags", "1", "images/SM-001.png"],
+        ["R2", "other", "", "Bags", "1", "images/SM-002.png"],
+        ["R1", "second", "", "Bags", "2", "images/SM-001.png"],
+        ["R1", "third", "", "Bags", "3", "images/SM-003.png"],
+    ]
     job = import_file(write_catalogue(shop, rows), django_capture_on_commit_callbacks)
     assert (job.created, job.failed, job.duplicates) == (2, 0, 2)
     assert [(e["row"], e["sku"]) for e in job.errors] == [(1, "R1"), (3, "R1")]
@@ -293,8 +356,10 @@ def test_repeated_sku_last_row_wins_and_earlier_rows_are_reported(shop, django_c
 
 def test_unknown_columns_are_noted_once_and_ignored(shop, django_capture_on_commit_callbacks):
     header = ["SKU", " Title ", "colour", "description", "category", "price", "image", "", "weight"]
-    rows = [["X1", "t", "red", "", "Bags", "1", "images/SM-001.png", "", "2kg"],
-            ["X2", "t", "blue", "", "Bags", "1", "images/SM-002.png", "", "1kg"]]
+    rows = [
+        ["X1", "t", "red", "", "Bags", "1", "images/SM-001.png", "", "2kg"],
+        ["X2", "t", "blue", "", "Bags", "1", "images/SM-002.png", "", "1kg"],
+    ]
     job = import_file(write_catalogue(shop, rows, header=header), django_capture_on_commit_callbacks)
     assert (job.created, job.failed) == (2, 0)
     assert job.notes == ["ignored 3 column(s) Vitrine does not use: colour, (unnamed column 8), weight"]
@@ -325,8 +390,10 @@ def test_bad_file_changes_nothing_stored(small_catalogue, copy_catalogue, django
     before = list(Product.objects.order_by("sku").values_list("sku", "title", "content_hash"))
     path = copy_catalogue().parent / "bad.csv"
     # good rows first; a byte neither UTF-8 nor Windows-1252 on the last line refuses the whole file
-    path.write_bytes(b"sku,title,description,category,price,image\nSM-001,New title,,Bags,1,images/SM-001.png\n"
-                     b"SM-002,\x81,,Bags,1,images/SM-002.png\n")
+    path.write_bytes(
+        b"sku,title,description,category,price,image\nSM-001,New title,,Bags,1,images/SM-001.png\n"
+        b"SM-002,\x81,,Bags,1,images/SM-002.png\n"
+    )
     job = import_file(path, django_capture_on_commit_callbacks)
     assert job.status == ImportJob.Status.FAILED
     assert list(Product.objects.order_by("sku").values_list("sku", "title", "content_hash")) == before
@@ -335,7 +402,10 @@ def test_bad_file_changes_nothing_stored(small_catalogue, copy_catalogue, django
 def test_cli_reports_notes_and_rows(shop, capsys):
     from django.core.management import call_command
 
-    rows = [["C1", "Crème", "", "Bags", "1", "images/SM-001.png", "x"], ["C1", "Crème 2", "", "Bags", "1", "images/SM-001.png", "y"]]
+    rows = [
+        ["C1", "Crème", "", "Bags", "1", "images/SM-001.png", "x"],
+        ["C1", "Crème 2", "", "Bags", "1", "images/SM-001.png", "y"],
+    ]
     path = write_catalogue(shop, rows, delimiter=";", encoding="cp1252", header=HEADER + ["extra"])
     call_command("ingest_csv", str(path))
     out, err = capsys.readouterr()

@@ -5,6 +5,7 @@ The parser-only properties run a few hundred examples in seconds; the end-to-end
 imports into the real database on a small sample (vectors are not computed: that is
 tests/catalog/test_ingest.py's job). For a longer hunt: INGEST_PROPERTY_EXAMPLES=2000.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,8 +27,37 @@ EXAMPLES = int(os.environ.get("INGEST_PROPERTY_EXAMPLES", "150"))
 FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 IMAGES = sorted(p.name for p in (SMALL_CSV.parent / "images").iterdir())[:3]
 # Characters spreadsheets, people and attackers put in cells.
-SPECIALS = [",", ";", "\t", '"', "'", "\n", "\r", "\r\n", "\x00", "\x07", "\u2028", "\ufeff", " ", "#", "?", "%",
-            "/", "\\", "..", "é", "€", "✓", "𝔘", "0", "-1", "1e9999", "NaN", "12,50", "=cmd|' /C calc'!A0"]
+SPECIALS = [
+    ",",
+    ";",
+    "\t",
+    '"',
+    "'",
+    "\n",
+    "\r",
+    "\r\n",
+    "\x00",
+    "\x07",
+    "\u2028",
+    "\ufeff",
+    " ",
+    "#",
+    "?",
+    "%",
+    "/",
+    "\\",
+    "..",
+    "é",
+    "€",
+    "✓",
+    "𝔘",
+    "0",
+    "-1",
+    "1e9999",
+    "NaN",
+    "12,50",
+    "=cmd|' /C calc'!A0",
+]
 cell_text = st.one_of(
     st.text(max_size=12),
     st.lists(st.sampled_from(SPECIALS) | st.text(max_size=3), max_size=5).map("".join),
@@ -72,8 +102,11 @@ def test_arbitrary_bytes_never_crash_the_parser(data):
 
 
 @FAST
-@given(st.sampled_from([",", ";", "\t"]), st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp1252"]),
-       st.lists(st.sampled_from(list(",;\t\"\n\r abcé€\x00")) | st.text(max_size=2), max_size=200).map("".join))
+@given(
+    st.sampled_from([",", ";", "\t"]),
+    st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp1252"]),
+    st.lists(st.sampled_from(list(',;\t"\n\r abcé€\x00')) | st.text(max_size=2), max_size=200).map("".join),
+)
 def test_csv_shaped_text_never_crashes_the_parser(delimiter, encoding, body):
     header = delimiter.join(COLUMNS) + "\n"
     data = (header + body).encode(encoding, errors="replace")
@@ -87,9 +120,14 @@ def catalogues(draw, skus=st.sampled_from(["A", "B", "C", "D", " A ", "", "x" * 
     rows = []
     for _ in range(draw(st.integers(0, 12))):
         if draw(st.booleans()):
-            row = [draw(st.sampled_from(["A", "A/B 50% #1?", "Ünï code"]) | st.integers(0, 40).map("S{}".format)),
-                   draw(st.sampled_from(["Title", "  padded  ", "Crème"])), draw(st.text(max_size=30)), "Bags",
-                   draw(st.sampled_from(["1", "12.50", "12,50", "1,234.00"])), draw(good_image)]
+            row = [
+                draw(st.sampled_from(["A", "A/B 50% #1?", "Ünï code"]) | st.integers(0, 40).map("S{}".format)),
+                draw(st.sampled_from(["Title", "  padded  ", "Crème"])),
+                draw(st.text(max_size=30)),
+                "Bags",
+                draw(st.sampled_from(["1", "12.50", "12,50", "1,234.00"])),
+                draw(good_image),
+            ]
             if draw(st.integers(0, 3)) == 0:
                 row[draw(st.integers(0, 5))] = draw(cell_text)
         else:
@@ -99,8 +137,13 @@ def catalogues(draw, skus=st.sampled_from(["A", "B", "C", "D", " A ", "", "x" * 
                 draw(cell_text),
                 draw(st.sampled_from(["Bags", ""]) | cell_text),
                 draw(st.sampled_from(["1", "12.50", "12,50", "-1", "abc", "", "1e99"]) | cell_text),
-                draw(st.sampled_from(["images/missing.png", "../../etc/passwd", "/etc/passwd", "",
-                                      "http://127.0.0.1:9/x.png"]) | good_image | cell_text),
+                draw(
+                    st.sampled_from(
+                        ["images/missing.png", "../../etc/passwd", "/etc/passwd", "", "http://127.0.0.1:9/x.png"]
+                    )
+                    | good_image
+                    | cell_text
+                ),
                 *draw(st.lists(cell_text, max_size=2)),  # extra cells: reported unless empty
             ]
         rows.append(row)
@@ -116,18 +159,30 @@ def write(rows: list[list[str]], delimiter: str, encoding: str, quoting: int, ex
 
 
 @FAST
-@given(catalogues(), st.sampled_from([",", ";", "\t"]), st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp1252"]),
-       st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]), st.booleans())
+@given(
+    catalogues(),
+    st.sampled_from([",", ";", "\t"]),
+    st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp1252"]),
+    st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
+    st.booleans(),
+)
 def test_every_generated_row_is_numbered_exactly_once(rows, delimiter, encoding, quoting, extra_column):
     numbers = parse_everything(in_file(write(rows, delimiter, encoding, quoting, extra_column)))
     assert numbers == list(range(1, len(rows) + 1))
 
 
 @pytest.mark.django_db
-@settings(max_examples=max(20, EXAMPLES // 10), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(catalogues(), st.sampled_from([",", ";", "\t"]), st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]),
-       st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
+@settings(
+    max_examples=max(20, EXAMPLES // 10),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    catalogues(),
+    st.sampled_from([",", ";", "\t"]),
+    st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]),
+    st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
+)
 def test_every_row_lands_or_is_reported_with_its_number(rows, delimiter, encoding, quoting):
     # Each example's skus are its own: the database is not reset between examples.
     prefix = uuid.uuid4().hex[:8] + "-"

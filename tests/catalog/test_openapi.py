@@ -5,6 +5,7 @@ numbers, odd strings, broken multipart bodies); every answer must be a documente
 with a body that matches the schema, and never a 5xx. The catalogue is the 40-product
 fixture, embedded, so searches really rank products.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,15 @@ def test_the_served_schema_is_openapi_py(client):
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 def test_api_answers_every_request_as_documented(case, catalogue, db, same_connection):
     case.call_and_validate(app=APP, checks=CHECKS)

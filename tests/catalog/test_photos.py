@@ -1,6 +1,7 @@
 """Several photos per product: the CSV's `images` column, photos kept by content across
 re-imports, every photo embedded, a product scored by its best photo (and the result says
 which), on real Postgres + pgvector and the real baseline encoder."""
+
 from __future__ import annotations
 
 import csv
@@ -86,9 +87,13 @@ def import_csv(path, capture) -> ImportJob:
 
 # Ten products from the fixture; B-01 has three further photos, B-02 one.
 def base_rows(b01_images="images/stripes.png|images/dots.png|images/checker.png", b01_title="Striped tote"):
-    rows = [["B-01", b01_title, "", "Bags", "30", "images/SM-010.png", b01_images],
-            ["B-02", "Ring bag", "", "Bags", "20", "images/SM-014.png", "images/ring.png"]]
-    rows += [[f"T-{i:02d}", f"Item {i}", "", "T-shirts & tops", "10", f"images/SM-{i:03d}.png", ""] for i in range(21, 29)]
+    rows = [
+        ["B-01", b01_title, "", "Bags", "30", "images/SM-010.png", b01_images],
+        ["B-02", "Ring bag", "", "Bags", "20", "images/SM-014.png", "images/ring.png"],
+    ]
+    rows += [
+        [f"T-{i:02d}", f"Item {i}", "", "T-shirts & tops", "10", f"images/SM-{i:03d}.png", ""] for i in range(21, 29)
+    ]
     return rows
 
 
@@ -117,8 +122,17 @@ def test_images_column_lands_and_every_photo_is_embedded(shop, django_capture_on
 
 
 def test_repeated_photos_are_kept_once(shop, django_capture_on_commit_callbacks):
-    rows = [["D-1", "Dup", "", "Bags", "1", "images/SM-031.png",
-             "images/stripes.png|images/SM-031.png| images/stripes.png |images/dots.png||"]]
+    rows = [
+        [
+            "D-1",
+            "Dup",
+            "",
+            "Bags",
+            "1",
+            "images/SM-031.png",
+            "images/stripes.png|images/SM-031.png| images/stripes.png |images/dots.png||",
+        ]
+    ]
     job = import_csv(write_csv(shop, rows), django_capture_on_commit_callbacks)
     assert job.created == 1
     assert [p.position for p in Product.objects.get(sku="D-1").gallery()] == [0, 1, 2]
@@ -137,14 +151,18 @@ def test_reimport_keeps_photos_by_content(shop, django_capture_on_commit_callbac
     # Reordered: each photo keeps its row and vector at its new place; the product changes
     # (its content hash covers the order) and is re-embedded, its further photos are not.
     vector_times = dict(PhotoVector.objects.values_list("pk", "updated_at"))
-    reordered = import_csv(write_csv(shop, base_rows("images/checker.png|images/stripes.png|images/dots.png")),
-                           django_capture_on_commit_callbacks)
+    reordered = import_csv(
+        write_csv(shop, base_rows("images/checker.png|images/stripes.png|images/dots.png")),
+        django_capture_on_commit_callbacks,
+    )
     assert (reordered.updated, reordered.unchanged) == (1, 9), reordered.errors
     assert photo_state("B-01") == [(checker[0], 1, checker[2]), (stripes[0], 2, stripes[2]), (dots[0], 3, dots[2])]
     assert dict(PhotoVector.objects.values_list("pk", "updated_at")) == vector_times
 
     # Removed: its row and vector go; a new one is added and embedded.
-    changed = import_csv(write_csv(shop, base_rows("images/dots.png|images/ring.png")), django_capture_on_commit_callbacks)
+    changed = import_csv(
+        write_csv(shop, base_rows("images/dots.png|images/ring.png")), django_capture_on_commit_callbacks
+    )
     assert changed.updated == 1
     state = photo_state("B-01")
     assert [(pid, pos) for pid, pos, _ in state][0] == (dots[0], 1) and state[0][2] == dots[2]
@@ -174,13 +192,16 @@ def test_changed_words_do_not_reembed_further_photos(shop, django_capture_on_com
     assert set(PhotoVector.objects.filter(product=b01).values_list("category", flat=True)) == {"Totes"}
 
 
-@pytest.mark.parametrize("images, message", [
-    ("images/stripes.png|images/bomb.png", "images photo 2 'images/bomb.png': image too large"),
-    ("images/nope.png", "images photo 1 'images/nope.png': image file 'images/nope.png' not found"),
-    ("../secret.png", "images photo 1 '../secret.png': image path '../secret.png' escapes the CSV's folder"),
-    ("http://127.0.0.1:9/x.png", "images photo 1 'http://127.0.0.1:9/x.png': "),
-    ("images/dots.png\x07", "images contains a control character"),
-])
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        ("images/stripes.png|images/bomb.png", "images photo 2 'images/bomb.png': image too large"),
+        ("images/nope.png", "images photo 1 'images/nope.png': image file 'images/nope.png' not found"),
+        ("../secret.png", "images photo 1 '../secret.png': image path '../secret.png' escapes the CSV's folder"),
+        ("http://127.0.0.1:9/x.png", "images photo 1 'http://127.0.0.1:9/x.png': "),
+        ("images/dots.png\x07", "images contains a control character"),
+    ],
+)
 def test_a_bad_photo_is_a_row_error_and_loses_nothing(shop, django_capture_on_commit_callbacks, images, message):
     import_csv(write_csv(shop, base_rows()), django_capture_on_commit_callbacks)
     before = (Product.objects.get(sku="B-01").content_hash, photo_state("B-01"))
@@ -199,7 +220,8 @@ def test_too_many_photos_is_a_row_error(shop, django_capture_on_commit_callbacks
     job = import_csv(write_csv(shop, base_rows()), django_capture_on_commit_callbacks)
     assert job.failed == 1 and job.created == 9
     assert job.errors[0]["error"] == (
-        "images names 3 photos: a product has at most 3 (image and 2 more; PRODUCT_MAX_PHOTOS)")
+        "images names 3 photos: a product has at most 3 (image and 2 more; PRODUCT_MAX_PHOTOS)"
+    )
 
 
 class _Photos(http.server.BaseHTTPRequestHandler):
@@ -225,8 +247,10 @@ def test_photo_urls_are_downloaded(shop, django_capture_on_commit_callbacks, set
     settings.INGEST_ALLOWED_PRIVATE_NETWORKS = [ipaddress.ip_network("127.0.0.1/32")]
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        rows = [["U-1", "Url photos", "", "Bags", "5", "images/SM-031.png", f"{base}/stripes.png|{base}/dots.png"],
-                ["U-2", "Missing", "", "Bags", "5", "images/SM-032.png", f"{base}/gone.png"]]
+        rows = [
+            ["U-1", "Url photos", "", "Bags", "5", "images/SM-031.png", f"{base}/stripes.png|{base}/dots.png"],
+            ["U-2", "Missing", "", "Bags", "5", "images/SM-032.png", f"{base}/gone.png"],
+        ]
         job = import_csv(write_csv(shop, rows), django_capture_on_commit_callbacks)
     finally:
         server.shutdown()
@@ -250,6 +274,7 @@ def test_zip_with_photos_imports(shop, tmp_path, django_capture_on_commit_callba
 
 
 # --- search: a product scores by its best photo ---------------------------------------------
+
 
 @pytest.fixture
 def photo_shop(shop, django_capture_on_commit_callbacks):
@@ -294,8 +319,9 @@ def test_photo_vector_search_equals_the_best_photo_by_brute_force(db):
     from embeddings.vector_index import create_indexes
 
     dim = 16
-    model = EmbeddingModel.objects.create(name="random-photos", kind="baseline", spec={}, backbone="none",
-                                          text_tower="none", image_dim=dim, text_dim=dim)
+    model = EmbeddingModel.objects.create(
+        name="random-photos", kind="baseline", spec={}, backbone="none", text_tower="none", image_dim=dim, text_dim=dim
+    )
     rng = np.random.default_rng(7)
 
     def unit(n):
@@ -303,19 +329,38 @@ def test_photo_vector_search_equals_the_best_photo_by_brute_force(db):
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
     products = Product.objects.bulk_create(
-        Product(sku=f"P-{i:03d}", title=f"p {i}", category="Odd" if i % 3 == 0 else "Even",
-                price=Decimal(i), image=f"products/p{i}.png", content_hash=str(i)) for i in range(120))
+        Product(
+            sku=f"P-{i:03d}",
+            title=f"p {i}",
+            category="Odd" if i % 3 == 0 else "Even",
+            price=Decimal(i),
+            image=f"products/p{i}.png",
+            content_hash=str(i),
+        )
+        for i in range(120)
+    )
     main = unit(len(products))
     ProductVector.objects.bulk_create(
-        ProductVector(product=p, model=model, image_vec=v.tolist(), text_vec=v.tolist(), content_hash=str(i),
-                      category=p.category, price=p.price) for i, (p, v) in enumerate(zip(products, main)))
+        ProductVector(
+            product=p,
+            model=model,
+            image_vec=v.tolist(),
+            text_vec=v.tolist(),
+            content_hash=str(i),
+            category=p.category,
+            price=p.price,
+        )
+        for i, (p, v) in enumerate(zip(products, main))
+    )
     vectors = {p.pk: [(None, main[i])] for i, p in enumerate(products)}
     for i, p in enumerate(products[:60]):
         for position, v in enumerate(unit(1 + i % 4), start=1):
-            photo = ProductPhoto.objects.create(product=p, position=position, image="x.png", thumbnail="x.jpg",
-                                                sha256=f"{i}-{position}")
-            PhotoVector.objects.create(photo=photo, model=model, product=p, category=p.category, price=p.price,
-                                       image_vec=v.tolist())
+            photo = ProductPhoto.objects.create(
+                product=p, position=position, image="x.png", thumbnail="x.jpg", sha256=f"{i}-{position}"
+            )
+            PhotoVector.objects.create(
+                photo=photo, model=model, product=p, category=p.category, price=p.price, image_vec=v.tolist()
+            )
             vectors[p.pk].append((photo.pk, v))
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -327,12 +372,15 @@ def test_photo_vector_search_equals_the_best_photo_by_brute_force(db):
         for pid, photos in vectors.items():
             photo_id, v = max(photos, key=lambda item: float(item[1] @ query))
             best[pid] = (float(v @ query), photo_id)
-        for filters, keep in ((Filters(), lambda pid: True), (Filters(category="Odd"), lambda pid: categories[pid] == "Odd")):
+        for filters, keep in (
+            (Filters(), lambda pid: True),
+            (Filters(category="Odd"), lambda pid: categories[pid] == "Odd"),
+        ):
             expected = sorted((pid for pid in best if keep(pid)), key=lambda pid: -best[pid][0])
             for k, offset in ((10, 0), (10, 10), (25, 5)):
                 ranking = vector_search(model, "image_vec", query, k, offset, filters)
                 assert isinstance(ranking, PhotoRanking)
-                assert [pid for pid, _ in ranking] == expected[offset:offset + k]
+                assert [pid for pid, _ in ranking] == expected[offset : offset + k]
                 for pid, score in ranking:
                     assert score == pytest.approx(best[pid][0], abs=1e-4)
                     assert ranking.photos.get(pid) == best[pid][1]
@@ -341,6 +389,7 @@ def test_photo_vector_search_equals_the_best_photo_by_brute_force(db):
 
 
 # --- the API and the pages -------------------------------------------------------------------
+
 
 def test_api_says_which_photo_matched(photo_shop, client):
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -367,7 +416,7 @@ def test_result_card_shows_the_matched_photo_and_links_to_it(photo_shop, client)
     assert response.status_code == 200
     html = response.content.decode()
     b01 = Product.objects.get(sku="B-01")
-    card = html[html.index('data-sku="B-01"'):]
+    card = html[html.index('data-sku="B-01"') :]
     card = card[: card.index("</li>")]
     assert b01.photos.get(position=2).thumbnail.url in card
     assert "photo 3/4" in card and "photo=2" in card
@@ -420,8 +469,9 @@ def test_words_against_photos_use_each_products_best_photo(small_catalogue, shop
     images = [Image.open(ph.image.path).convert("RGB") for ph in photos]
     full = encoder.encode_image_signals(images)
     for column in ("image_vec", "image_feat"):
-        stored = np.stack([np.asarray(getattr(PhotoVector.objects.get(photo=ph, model=joint), column), np.float32)
-                           for ph in photos])
+        stored = np.stack(
+            [np.asarray(getattr(PhotoVector.objects.get(photo=ph, model=joint), column), np.float32) for ph in photos]
+        )
         assert (stored * full[column]).sum(axis=1).min() > 0.995, column
     further_won = 0
     for words in ("striped bag", "dotted tote", "green checked bag", "dark trousers", "light sneakers"):

@@ -1,5 +1,6 @@
 """Popularity from the search log: visitors told apart without being kept, popular past
 queries in autocomplete (privacy threshold, decay, pruning), clicked products as a signal."""
+
 from __future__ import annotations
 
 import io
@@ -23,11 +24,21 @@ def request(ip: str = "198.51.100.7", agent: str = "Shopper/1.0"):
     return RequestFactory().get("/", REMOTE_ADDR=ip, HTTP_USER_AGENT=agent)
 
 
-def searched(text: str, visitor: str, days_ago: float = 0, results: int = 12, corrected: bool = False,
-             kind: str = "text") -> SearchLog:
+def searched(
+    text: str, visitor: str, days_ago: float = 0, results: int = 12, corrected: bool = False, kind: str = "text"
+) -> SearchLog:
     return SearchLog.objects.create(
-        id=uuid.uuid4(), created_at=timezone.now() - timedelta(days=days_ago), kind=kind, text=text, mode="hybrid",
-        results=results, took_ms=5, source="page", visitor=visitor, corrected=corrected)
+        id=uuid.uuid4(),
+        created_at=timezone.now() - timedelta(days=days_ago),
+        kind=kind,
+        text=text,
+        mode="hybrid",
+        results=results,
+        took_ms=5,
+        source="page",
+        visitor=visitor,
+        corrected=corrected,
+    )
 
 
 def test_a_visitor_is_the_same_within_a_day_and_untraceable_after(db):
@@ -68,12 +79,15 @@ def test_a_query_is_suggested_once_enough_visitors_searched_it(catalogue, db):
     assert row.visitors == 3 and row.score == pytest.approx(3, rel=0.01)
 
 
-@pytest.mark.parametrize("history", [
-    [("one shopper, many times", "a", 0)] * 6,  # never a query only one visitor typed
-    [("two shoppers", "a", 0), ("two shoppers", "b", 0)],  # under SUGGEST_POPULAR_MIN_VISITORS (3)
-    # three visitor-days, but never two visitors on one day: it may be one shopper on three days
-    [("one a day", "a", 0), ("one a day", "b", 1), ("one a day", "c", 2)],
-])
+@pytest.mark.parametrize(
+    "history",
+    [
+        [("one shopper, many times", "a", 0)] * 6,  # never a query only one visitor typed
+        [("two shoppers", "a", 0), ("two shoppers", "b", 0)],  # under SUGGEST_POPULAR_MIN_VISITORS (3)
+        # three visitor-days, but never two visitors on one day: it may be one shopper on three days
+        [("one a day", "a", 0), ("one a day", "b", 1), ("one a day", "c", 2)],
+    ],
+)
 def test_a_query_too_few_visitors_searched_is_never_suggested(catalogue, db, history):
     for text, visitor, days_ago in history:
         searched(text, visitor, days_ago)
@@ -112,7 +126,7 @@ def test_recent_queries_outrank_older_more_searched_ones(catalogue, db, settings
     searched("dark bag", "c", days_ago=1)
     popularity.refresh()
     assert popularity.popular_queries("dark", 5) == ["dark bag", "dark boots"]
-    assert PopularQuery.objects.get(text="dark boots").score == pytest.approx(4 * 0.5 ** 3, rel=0.05)
+    assert PopularQuery.objects.get(text="dark boots").score == pytest.approx(4 * 0.5**3, rel=0.05)
 
 
 def test_popular_queries_take_at_most_three_places_and_never_repeat_a_category(catalogue, db, settings):
@@ -197,18 +211,23 @@ def test_the_boost_is_off_unless_the_setting_turns_it_on(catalogue, db, settings
 def test_the_suite_measures_the_boost_on_held_out_queries(catalogue, db):
     from catalog.suite import SuiteQuery, popularity_rows, popularity_table, CatalogueResult
 
-    by_category = {c: frozenset(Product.objects.filter(category=c).values_list("sku", flat=True))
-                   for c in ("Trousers", "Sneakers", "Bags")}
+    by_category = {
+        c: frozenset(Product.objects.filter(category=c).values_list("sku", flat=True))
+        for c in ("Trousers", "Sneakers", "Bags")
+    }
     photos = [catalogue / Product.objects.get(sku=sku).image.name for sku in ("SM-004", "SM-019")]
-    queries = [SuiteQuery("keyword", by_category["Trousers"], "dark trousers"),
-               SuiteQuery("keyword", by_category["Sneakers"], "sneakers"),
-               SuiteQuery("paraphrase", by_category["Bags"], "handbag"),
-               SuiteQuery("paraphrase", by_category["Trousers"], "pants"),
-               SuiteQuery("photo", frozenset({"SM-004"}), image=photos[0]),
-               SuiteQuery("photo", frozenset({"SM-019"}), image=photos[1])]
+    queries = [
+        SuiteQuery("keyword", by_category["Trousers"], "dark trousers"),
+        SuiteQuery("keyword", by_category["Sneakers"], "sneakers"),
+        SuiteQuery("paraphrase", by_category["Bags"], "handbag"),
+        SuiteQuery("paraphrase", by_category["Trousers"], "pants"),
+        SuiteQuery("photo", frozenset({"SM-004"}), image=photos[0]),
+        SuiteQuery("photo", frozenset({"SM-019"}), image=photos[1]),
+    ]
     rows = popularity_rows(EmbeddingModel.active(), queries, [0.0, 1.0], seed=3)
-    assert {(r["kind"], r["weight"]) for r in rows} == {(k, w) for k in ("keyword", "paraphrase", "photo")
-                                                         for w in (0.0, 1.0)}
+    assert {(r["kind"], r["weight"]) for r in rows} == {
+        (k, w) for k in ("keyword", "paraphrase", "photo") for w in (0.0, 1.0)
+    }
     assert all(r["queries"] == 2 and 0 <= r["score"] <= 1 for r in rows)  # each query scored once per weight
     assert rows[0]["clicks"] > 0
     assert not SearchLog.objects.exists() and not ProductPopularity.objects.exists()  # cleaned up after

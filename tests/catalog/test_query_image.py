@@ -1,4 +1,5 @@
 """Stored query photos stay bounded: expired ones go, then the oldest beyond a count and a size."""
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,6 +1,7 @@
 """Per-client rate limits on the public pages and API: a 429 that says when to retry.
 
 Limits here are per hour: a per-minute window could roll over between two requests of a test."""
+
 from __future__ import annotations
 
 import uuid
@@ -90,16 +91,24 @@ def test_an_empty_limit_switches_it_off(db, client, fresh_counters):
 
 
 def test_the_embedded_default_counts_in_a_file_cache(db, client, settings, tmp_path):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                                   "LOCATION": str(tmp_path / "cache")}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
     settings.SEARCH_RATE_LIMIT = "2/h"
     assert [client.get("/api/categories").status_code for _ in range(3)] == [200, 200, 429]
 
 
 def test_search_keeps_answering_when_the_cache_is_down(db, client, settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
-                                   "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
     settings.SEARCH_RATE_LIMIT = "1/h"
     assert [client.get("/api/categories").status_code for _ in range(2)] == [200, 200]
 

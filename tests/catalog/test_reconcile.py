@@ -1,4 +1,5 @@
 """The reconciler: what a crash lost is queued again, exactly once; stuck jobs resume or end."""
+
 from __future__ import annotations
 
 import base64
@@ -70,15 +71,30 @@ def test_an_expired_lease_is_queued_again(small_catalogue, settings, django_capt
         assert reconcile().vectors.queued == {model.name: 3}
 
 
-def test_batches_waiting_in_the_broker_or_in_flight_are_left_alone(small_catalogue, fs_broker, django_capture_on_commit_callbacks):
+def test_batches_waiting_in_the_broker_or_in_flight_are_left_alone(
+    small_catalogue, fs_broker, django_capture_on_commit_callbacks
+):
     model, ids = lose_vectors(6)
     body = base64.b64encode(json.dumps([[ids[:3], model.pk], {}, {}]).encode()).decode()
-    (fs_broker / "1_x.embed.msg").write_text(json.dumps(
-        {"body": body, "headers": {"task": "embeddings.tasks.embed_products"}, "properties": {"body_encoding": "base64"}}
-    ))
+    (fs_broker / "1_x.embed.msg").write_text(
+        json.dumps(
+            {
+                "body": body,
+                "headers": {"task": "embeddings.tasks.embed_products"},
+                "properties": {"body_encoding": "base64"},
+            }
+        )
+    )
     now = timezone.now()
-    WorkerHeartbeat.objects.create(nodename="embed@h", queues="embed", pid=1, started_at=now, beat_at=now,
-                                   task="embeddings.tasks.embed_products", task_args=[ids[3:5], model.pk])
+    WorkerHeartbeat.objects.create(
+        nodename="embed@h",
+        queues="embed",
+        pid=1,
+        started_at=now,
+        beat_at=now,
+        task="embeddings.tasks.embed_products",
+        task_args=[ids[3:5], model.pk],
+    )
     with django_capture_on_commit_callbacks(execute=False):
         report = reconcile()
     assert report.vectors.queued == {model.name: 1}  # only ids[5]: the others are queued or running
@@ -96,8 +112,14 @@ def test_an_activating_model_whose_last_batch_died_is_switched_to(small_catalogu
     """Every vector landed, but the worker died before the batch's completion step."""
     old = EmbeddingModel.active()
     new = EmbeddingModel.objects.create(
-        name="next", kind=old.kind, spec=old.spec, backbone=old.backbone, text_tower=old.text_tower,
-        image_dim=old.image_dim, text_dim=old.text_dim, status=EmbeddingModel.Status.ACTIVATING,
+        name="next",
+        kind=old.kind,
+        spec=old.spec,
+        backbone=old.backbone,
+        text_tower=old.text_tower,
+        image_dim=old.image_dim,
+        text_dim=old.text_dim,
+        status=EmbeddingModel.Status.ACTIVATING,
     )
     copies = list(ProductVector.objects.filter(model=old))
     for vector in copies:
@@ -134,7 +156,9 @@ def interrupted_import(copy_catalogue, monkeypatch, django_capture_on_commit_cal
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_interrupted_import_resumes_after_its_last_chunk(copy_catalogue, monkeypatch, django_capture_on_commit_callbacks):
+def test_an_interrupted_import_resumes_after_its_last_chunk(
+    copy_catalogue, monkeypatch, django_capture_on_commit_callbacks
+):
     job = interrupted_import(copy_catalogue, monkeypatch, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=True):
         report = reconcile()
@@ -148,7 +172,9 @@ def test_an_interrupted_import_resumes_after_its_last_chunk(copy_catalogue, monk
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_import_that_keeps_dying_ends_failed_with_the_row_reached(copy_catalogue, monkeypatch, settings, django_capture_on_commit_callbacks):
+def test_an_import_that_keeps_dying_ends_failed_with_the_row_reached(
+    copy_catalogue, monkeypatch, settings, django_capture_on_commit_callbacks
+):
     job = interrupted_import(copy_catalogue, monkeypatch, django_capture_on_commit_callbacks)
     stale_beat("import", job.pk, resumes=settings.IMPORT_MAX_RESUMES)
     report = reconcile()
@@ -159,8 +185,13 @@ def test_an_import_that_keeps_dying_ends_failed_with_the_row_reached(copy_catalo
 
 
 def test_an_import_whose_file_is_gone_ends_failed(db, tmp_path):
-    job = ImportJob.objects.create(source_name="x.csv", csv_path=str(tmp_path / "gone.csv"),
-                                   status=ImportJob.Status.RUNNING, processed_rows=200, total_rows=1000)
+    job = ImportJob.objects.create(
+        source_name="x.csv",
+        csv_path=str(tmp_path / "gone.csv"),
+        status=ImportJob.Status.RUNNING,
+        processed_rows=200,
+        total_rows=1000,
+    )
     stale_beat("import", job.pk)
     assert reconcile().imports.failed == [job.pk]
     job.refresh_from_db()
@@ -179,7 +210,9 @@ def test_a_live_import_is_left_alone(db, tmp_path):
 
 
 def test_a_training_whose_process_died_ends_failed(db):
-    dead = TrainingJob.objects.create(status=TrainingJob.Status.RUNNING, progress={"phase": "train", "epoch": 3, "epochs": 40})
+    dead = TrainingJob.objects.create(
+        status=TrainingJob.Status.RUNNING, progress={"phase": "train", "epoch": 3, "epochs": 40}
+    )
     stale_beat("training", dead.pk)
     alive = TrainingJob.objects.create(status=TrainingJob.Status.RUNNING)
     JobHeartbeat.objects.create(kind="training", job_id=alive.pk, beat_at=timezone.now())

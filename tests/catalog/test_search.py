@@ -1,5 +1,6 @@
 """search(): modes, filters, min_score, sort, paging, keyword search, composed queries and the
 filtered HNSW scan, on real Postgres + pgvector and the real baseline encoder."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -58,13 +59,26 @@ def store_vectors(model, vectors, rare: set[int], name: str) -> list:
     both their image and text vectors under `model`; FK checks made immediate so that an
     HNSW index can be built in the same transaction."""
     products = Product.objects.bulk_create(
-        Product(sku=f"{name[0].upper()}-{i:05d}", title=f"{name} {i}", category="Rare" if i in rare else "Common",
-                price=Decimal("10.00"), image=f"products/{name[0]}{i}.png", content_hash=str(i))
+        Product(
+            sku=f"{name[0].upper()}-{i:05d}",
+            title=f"{name} {i}",
+            category="Rare" if i in rare else "Common",
+            price=Decimal("10.00"),
+            image=f"products/{name[0]}{i}.png",
+            content_hash=str(i),
+        )
         for i in range(len(vectors))
     )
     ProductVector.objects.bulk_create(
-        ProductVector(product=p, model=model, image_vec=v.tolist(), text_vec=v.tolist(), content_hash=str(i),
-                      category=p.category, price=p.price)
+        ProductVector(
+            product=p,
+            model=model,
+            image_vec=v.tolist(),
+            text_vec=v.tolist(),
+            content_hash=str(i),
+            category=p.category,
+            price=p.price,
+        )
         for i, (p, v) in enumerate(zip(products, vectors, strict=True))
     )
     with connection.cursor() as cursor:
@@ -175,7 +189,8 @@ def test_sort_by_price_reorders_the_relevant_set(catalogue, db, sort):
     assert prices == expected
     page2 = search("trousers", mode="keyword", k=5, offset=5, sort=sort)
     assert [h.product.price for h in page2.hits] == sorted(
-        (h.product.price for h in relevant.hits), reverse=sort == "price_desc")[5:10]
+        (h.product.price for h in relevant.hits), reverse=sort == "price_desc"
+    )[5:10]
 
 
 def test_bad_arguments_are_refused(catalogue, db):
@@ -247,7 +262,12 @@ def random_model(db):
     from embeddings.vector_index import create_indexes
 
     model = EmbeddingModel.objects.create(
-        name="random-32", kind="baseline", spec={}, backbone="none", text_tower="none", image_dim=DIM,
+        name="random-32",
+        kind="baseline",
+        spec={},
+        backbone="none",
+        text_tower="none",
+        image_dim=DIM,
         text_dim=DIM,
     )
     rng = np.random.default_rng(42)
@@ -301,7 +321,9 @@ def test_explanations_add_up_to_the_score(catalogue, db):
     rankings = signal_rankings(result.model, ["text_minilm", "keyword"], 200, q="dark trousers")
     for hit in result.hits:
         assert [c.signal for c in hit.explanation if c.rank] == sorted(
-            (c.signal for c in hit.explanation if c.rank), key=lambda s: -next(c.share for c in hit.explanation if c.signal == s))
+            (c.signal for c in hit.explanation if c.rank),
+            key=lambda s: -next(c.share for c in hit.explanation if c.signal == s),
+        )
         assert sum(c.share for c in hit.explanation) == pytest.approx(hit.score, abs=1e-9)
         for c in hit.explanation:
             ids = [pid for pid, _ in rankings[c.signal]]

@@ -4,6 +4,7 @@ catalogue write or a model switch is never hidden by a cached page.
 Real Postgres with real commits (transactional_db): the catalogue version is bumped inside the
 writing transaction, which only a committed write shows to another connection.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -55,7 +56,9 @@ def skus(body: dict) -> list[str]:
 
 def test_version_moves_with_every_catalogue_write_and_only_then(committed_catalogue):
     v0 = search_cache.catalogue_version()
-    SearchLog.objects.create(id=uuid.uuid4(), created_at=timezone.now(), kind="text", text="shoes", mode="semantic", results=3, took_ms=1.0)
+    SearchLog.objects.create(
+        id=uuid.uuid4(), created_at=timezone.now(), kind="text", text="shoes", mode="semantic", results=3, took_ms=1.0
+    )
     assert search_cache.catalogue_version() == v0  # logging a search changes no result
     product = Product.objects.first()
     Product.objects.filter(pk=product.pk).update(price=product.price + 1)

@@ -1,5 +1,6 @@
 """Typo tolerance and autocomplete (catalog/suggest.py, migration 0006) on real Postgres, the
 40-product fixture catalogue and the real baseline encoder."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -40,10 +41,19 @@ def test_misspelt_words_are_corrected_to_catalogue_words(catalogue, db):
 def test_a_swap_in_a_short_word_is_found_among_closer_looking_words(catalogue, db):
     # 60 words sharing three trigrams with "bgas" ("  b", " bg", "bga"), "bags" only one;
     # all of them are two edits away, "bags" one.
-    Product.objects.bulk_create([
-        Product(sku=f"BG-{i}", title=f"Bga{a}{b} tote", category="Bags", price=Decimal("9"), image="x.png",
-                content_hash="h") for i, (a, b) in enumerate((a, b) for a in "xyzwqk" for b in "abcdefghij")
-    ])
+    Product.objects.bulk_create(
+        [
+            Product(
+                sku=f"BG-{i}",
+                title=f"Bga{a}{b} tote",
+                category="Bags",
+                price=Decimal("9"),
+                image="x.png",
+                content_hash="h",
+            )
+            for i, (a, b) in enumerate((a, b) for a in "xyzwqk" for b in "abcdefghij")
+        ]
+    )
     assert correct_query("bgas").corrected == "bags"
 
 
@@ -51,7 +61,9 @@ def test_hyphenated_words_are_in_the_vocabulary(catalogue, db):
     assert correct_query("tshirt").corrected == "t-shirt"  # not "shirt": one edit, more shared trigrams
     assert correct_query("t-shrit").corrected == "t-shirt"  # a hyphen inside a word is no exclusion
     assert correct_query("fulllength trousers").corrected == "full-length trousers"
-    assert [h.product.category for h in search("tshirt", mode="keyword", k=3, correct=True).hits] == ["T-shirts & tops"] * 3
+    assert [h.product.category for h in search("tshirt", mode="keyword", k=3, correct=True).hits] == [
+        "T-shirts & tops"
+    ] * 3
 
 
 def test_phrases_exclusions_and_short_words_are_left_as_typed(catalogue, db):
@@ -62,8 +74,9 @@ def test_phrases_exclusions_and_short_words_are_left_as_typed(catalogue, db):
 
 def test_the_vocabulary_follows_the_catalogue(catalogue, db):
     assert correct_query("lofers") is None
-    product = Product.objects.create(sku="NEW-1", title="Velvet loafers", category="Shoes", price=Decimal("80"),
-                                     image="x.png", content_hash="h")
+    product = Product.objects.create(
+        sku="NEW-1", title="Velvet loafers", category="Shoes", price=Decimal("80"), image="x.png", content_hash="h"
+    )
     assert correct_query("lofers").corrected == "loafers"  # the insert trigger added the word
     product.description = "Soft suede moccasins"
     product.save()
@@ -83,10 +96,19 @@ def vocabulary_has(word: str) -> bool:
 
 
 def test_a_bulk_insert_adds_every_new_word_and_updates_only_changed_text(catalogue, db):
-    Product.objects.bulk_create([
-        Product(sku=f"B-{i}", title=f"{word} scarf", category="Scarves", price=Decimal("20"), image="x.png",
-                content_hash="h") for i, word in enumerate(["cashmere", "mohair", "alpaca"])
-    ])
+    Product.objects.bulk_create(
+        [
+            Product(
+                sku=f"B-{i}",
+                title=f"{word} scarf",
+                category="Scarves",
+                price=Decimal("20"),
+                image="x.png",
+                content_hash="h",
+            )
+            for i, word in enumerate(["cashmere", "mohair", "alpaca"])
+        ]
+    )
     assert all(vocabulary_has(w) for w in ["cashmere", "mohair", "alpaca", "scarf", "scarves"])
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM catalog_searchword WHERE word = 'mohair'")
@@ -144,19 +166,25 @@ def test_api_suggest(catalogue, db, client):
     body = client.get("/api/suggest", {"q": "snea", "k": 3}).json()
     assert body["query"] == "snea"
     assert [s["kind"] for s in body["suggestions"]] == ["category", "product", "product"]
-    assert body["suggestions"][0] == {"text": "Sneakers", "kind": "category",
-                                      "url": "http://testserver/?category=Sneakers"}
+    assert body["suggestions"][0] == {
+        "text": "Sneakers",
+        "kind": "category",
+        "url": "http://testserver/?category=Sneakers",
+    }
     assert body["suggestions"][1]["url"].startswith("http://testserver/p/SM-")
     assert client.get("/api/suggest").json() == {"query": "", "suggestions": []}
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"q": "tro", "k": "0"}, "k must be from 1 to 20"),
-    ({"q": "tro", "k": "21"}, "k must be from 1 to 20"),
-    ({"q": "tro", "k": "many"}, "k must be a whole number"),
-    ({"q": "x" * 101}, "q is longer than 100 characters"),
-    ({"q": "tro\x00"}, "q: Null characters"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"q": "tro", "k": "0"}, "k must be from 1 to 20"),
+        ({"q": "tro", "k": "21"}, "k must be from 1 to 20"),
+        ({"q": "tro", "k": "many"}, "k must be a whole number"),
+        ({"q": "x" * 101}, "q is longer than 100 characters"),
+        ({"q": "tro\x00"}, "q: Null characters"),
+    ],
+)
 def test_api_suggest_refuses_bad_parameters(catalogue, db, client, params, message):
     response = client.get("/api/suggest", params)
     assert response.status_code == 400

@@ -1,4 +1,5 @@
 """`make eval` end to end on the tiny suite: build it, then run eval_suite as the Makefile does."""
+
 from __future__ import annotations
 
 import subprocess
@@ -12,8 +13,13 @@ from embeddings.models import EmbeddingModel
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "build_eval_suite.py"
-DEBIAN_DATA = ("/usr/share/wordnet", "/usr/share/datasets/fashion-mnist", "/usr/share/openclipart",
-               "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf", "/usr/share/unicode/cldr")
+DEBIAN_DATA = (
+    "/usr/share/wordnet",
+    "/usr/share/datasets/fashion-mnist",
+    "/usr/share/openclipart",
+    "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
+    "/usr/share/unicode/cldr",
+)
 MISSING = [p for p in DEBIAN_DATA if not Path(p).exists()]
 
 
@@ -24,8 +30,9 @@ def test_make_eval_runs_end_to_end_on_the_tiny_suite(tmp_path, transactional_db,
     built = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(suite)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     out = tmp_path / "results.md"
-    call_command("eval_suite", suite=suite, towers="gru,minilm", epochs=1, wipe=True, markdown=out,
-                 text_weights="0,0.5,1")
+    call_command(
+        "eval_suite", suite=suite, towers="gru,minilm", epochs=1, wipe=True, markdown=out, text_weights="0,0.5,1"
+    )
     table = out.read_text()
     for name in ("fashion", "emoji", "clipart"):
         for kind in ("keyword", "paraphrase", "nodesc", "photo"):

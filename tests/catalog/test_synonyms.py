@@ -1,5 +1,6 @@
 """Synonyms for keyword search (catalog/synonyms.py, migration 0013) on real Postgres, the
 40-product fixture catalogue and the Debian WordNet."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
 """Photo versus words: text_weight in search(), the API and the page, and the rule that picks
 SEARCH_TEXT_WEIGHT from the evaluation suite's grid; real Postgres + pgvector, the real
 baseline encoder."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,8 @@ def test_text_weight_default_comes_from_the_setting_and_is_checked(catalogue, db
     image = product_image("SM-037", catalogue)
     settings.SEARCH_TEXT_WEIGHT = 1.0
     assert skus(search("dark", image=image, mode="hybrid", k=10)) == skus(
-        search("dark", image=image, mode="hybrid", k=10, text_weight=1.0))
+        search("dark", image=image, mode="hybrid", k=10, text_weight=1.0)
+    )
     for bad in (-0.1, 1.01, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="text_weight must be from 0 to 1"):
             search("dark", image=image, text_weight=bad)
@@ -51,8 +53,10 @@ def test_the_api_takes_text_weight(catalogue, db, client):
     from tests.catalog.test_api import upload
     from tests.conftest import png_bytes
 
-    first = client.post("/api/search/image", {"image": upload(png_bytes((230, 230, 230))), "q": "dark",
-                                              "mode": "hybrid", "text_weight": "0"})
+    first = client.post(
+        "/api/search/image",
+        {"image": upload(png_bytes((230, 230, 230))), "q": "dark", "mode": "hybrid", "text_weight": "0"},
+    )
     assert first.status_code == 200, first.content
     assert first.json()["text_weight"] == 0.0
     key = first.json()["query"]["image_id"]
@@ -82,8 +86,11 @@ def test_the_page_shows_the_slider_for_a_photo_search(catalogue, db, client):
 
 
 def _result(name: str, grid: dict[tuple[str, str], dict[float, float]]) -> CatalogueResult:
-    rows = [{"method": m, "mode": mode, "text_weight": w, "score": s, "queries": 10}
-            for (m, mode), by_weight in grid.items() for w, s in by_weight.items()]
+    rows = [
+        {"method": m, "mode": mode, "text_weight": w, "score": s, "queries": 10}
+        for (m, mode), by_weight in grid.items()
+        for w, s in by_weight.items()
+    ]
     return CatalogueResult(name, 100, grid=rows)
 
 

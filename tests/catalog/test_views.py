@@ -1,4 +1,5 @@
 """The HTML pages: search with filters and paging in the URL, photo searches, product pages."""
+
 from __future__ import annotations
 
 import io
@@ -97,8 +98,11 @@ def test_facets_count_the_search_and_disable_empty_choices(catalogue, db, client
     pool = client.get("/", {"q": "trousers", "mode": "semantic", "max_price": "30"}).content.decode()
     assert "Counts of the best 40 matches" in pool  # the pool, not what the price filter leaves of it
     assert re.search(r'value="Trousers"> Trousers <span class="count">5</span>', block)
-    assert re.search(r'<label class="choice disabled"><input type="radio" name="category" value="Bags" disabled> '
-                     r'Bags <span class="count">0</span>', block)
+    assert re.search(
+        r'<label class="choice disabled"><input type="radio" name="category" value="Bags" disabled> '
+        r'Bags <span class="count">0</span>',
+        block,
+    )
     bars = facet_block(html, "price-facet")
     # the histogram ignores the price filter: all 10 trousers, in links that set both ends
     assert sum(int(n) for n in re.findall(r'<span class="n" aria-hidden="true">(\d+)</span>', bars)) == 10

@@ -13,8 +13,18 @@ def staff_client(client, django_user_model):
     return client
 
 
-def test_staff_trains_and_activates_a_model_from_the_site(staff_client, small_catalogue, django_capture_on_commit_callbacks):
-    form = {"backbone": "efficientnet_lite0", "text": "gru", "dim": 64, "epochs": 2, "mining": "semi-hard", "margin": 0.4, "activate": "on"}
+def test_staff_trains_and_activates_a_model_from_the_site(
+    staff_client, small_catalogue, django_capture_on_commit_callbacks
+):
+    form = {
+        "backbone": "efficientnet_lite0",
+        "text": "gru",
+        "dim": 64,
+        "epochs": 2,
+        "mining": "semi-hard",
+        "margin": 0.4,
+        "activate": "on",
+    }
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(reverse("admin:embeddings_trainingjob_train"), form)
     job = TrainingJob.objects.get()
@@ -33,12 +43,17 @@ def test_staff_trains_and_activates_a_model_from_the_site(staff_client, small_ca
 
 
 def test_train_form_rejects_bad_values(staff_client, db):
-    response = staff_client.post(reverse("admin:embeddings_trainingjob_train"), {"backbone": "vgg", "text": "gru", "dim": 0, "epochs": 2, "mining": "semi-hard", "margin": 0.4})
+    response = staff_client.post(
+        reverse("admin:embeddings_trainingjob_train"),
+        {"backbone": "vgg", "text": "gru", "dim": 0, "epochs": 2, "mining": "semi-hard", "margin": 0.4},
+    )
     assert response.status_code == 200 and not TrainingJob.objects.exists()
     assert b"Select a valid choice" in response.content
 
 
-def test_activate_action_switches_through_the_workers(staff_client, small_catalogue, django_capture_on_commit_callbacks):
+def test_activate_action_switches_through_the_workers(
+    staff_client, small_catalogue, django_capture_on_commit_callbacks
+):
     from django.core.management import call_command
 
     call_command("train_embeddings", epochs=1, name="tiny", backbone="efficientnet_lite0")
@@ -54,14 +69,31 @@ def test_activate_action_switches_through_the_workers(staff_client, small_catalo
     assert model.status == EmbeddingModel.Status.ACTIVE
 
 
-def test_activating_a_model_the_gate_refused_asks_first(staff_client, small_catalogue, django_capture_on_commit_callbacks):
+def test_activating_a_model_the_gate_refused_asks_first(
+    staff_client, small_catalogue, django_capture_on_commit_callbacks
+):
     from django.core.management import call_command
 
     call_command("train_embeddings", epochs=1, name="refused", backbone="efficientnet_lite0")
     model = EmbeddingModel.objects.get(name="refused")
-    model.gate = {"required": True, "decision": "rejected", "reason": "not activated: worse on photo (photo) by 0.200 r@1",
-                  "kinds": [{"kind": "photo", "mode": "photo", "metric": "r@1", "queries": 20, "candidate": 0.5,
-                             "incumbent": 0.7, "diff": -0.2, "noise": 0.05, "verdict": "worse"}]}
+    model.gate = {
+        "required": True,
+        "decision": "rejected",
+        "reason": "not activated: worse on photo (photo) by 0.200 r@1",
+        "kinds": [
+            {
+                "kind": "photo",
+                "mode": "photo",
+                "metric": "r@1",
+                "queries": 20,
+                "candidate": 0.5,
+                "incumbent": 0.7,
+                "diff": -0.2,
+                "noise": 0.05,
+                "verdict": "worse",
+            }
+        ],
+    }
     model.save(update_fields=["gate"])
     url = reverse("admin:embeddings_embeddingmodel_changelist")
     warning = staff_client.post(url, {"action": "activate_selected", "_selected_action": [model.pk]})
@@ -70,6 +102,8 @@ def test_activating_a_model_the_gate_refused_asks_first(staff_client, small_cata
     model.refresh_from_db()
     assert model.status == EmbeddingModel.Status.READY  # nothing happened yet
     with django_capture_on_commit_callbacks(execute=True):
-        staff_client.post(url, {"action": "activate_selected", "_selected_action": [model.pk], "confirm": "yes"}, follow=True)
+        staff_client.post(
+            url, {"action": "activate_selected", "_selected_action": [model.pk], "confirm": "yes"}, follow=True
+        )
     model.refresh_from_db()
     assert model.status == EmbeddingModel.Status.ACTIVE

@@ -1,6 +1,7 @@
 """The embed worker's pipeline (embeddings/tasks.py embed_batch): photos decoded in a thread
 while the text tower runs, JPEGs decoded at reduced scale (EMBED_JPEG_DRAFT); the stored
 vectors are those of the encoder on the same decoded photos."""
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,9 @@ def jpeg_catalogue(folder, side: int = 640):
 
 
 @pytest.mark.parametrize("draft", [True, False])
-def test_stored_vectors_are_the_encoders_on_the_same_decode(db, settings, tmp_path, draft,
-                                                            django_capture_on_commit_callbacks):
+def test_stored_vectors_are_the_encoders_on_the_same_decode(
+    db, settings, tmp_path, draft, django_capture_on_commit_callbacks
+):
     from django.core.files.storage import default_storage
 
     from catalog.ingest import run_import

@@ -1,4 +1,5 @@
 """Training from the catalogue, registering, and switching models without mixing them."""
+
 from __future__ import annotations
 
 import pytest
@@ -94,7 +95,10 @@ def test_a_joint_model_reads_the_stored_pretrained_vectors(trained):
     for p in products:
         with default_storage.open(p.image.name, "rb") as handle:
             images.append(open_image(handle.read()))
-    full = {**encoder.encode_image_signals(images), **encoder.encode_text_signals([p.text_for_embedding for p in products])}
+    full = {
+        **encoder.encode_image_signals(images),
+        **encoder.encode_text_signals([p.text_for_embedding for p in products]),
+    }
     for column in ("image_vec", "image_feat", "text_vec", "text_feat"):
         fast = np.stack([np.asarray(getattr(stored[p.pk], column), np.float32) for p in products])
         cosines = (fast * full[column]).sum(axis=1)
@@ -138,8 +142,10 @@ def test_a_baseline_is_named_after_the_backbone_it_runs(tmp_path) -> None:
     assert asked.name == "baseline-efficientnet_lite0" and asked.backbone == "efficientnet_lite0"
     # ResNet50 weights that are not there: it runs EfficientNet-Lite0, says so in its name, and
     # is a model of its own, not the one that asked for Lite0.
-    with override_settings(RESNET50_WEIGHTS=str(tmp_path / "missing.pth")), \
-            pytest.warns(RuntimeWarning, match="resnet50 weights unavailable"):
+    with (
+        override_settings(RESNET50_WEIGHTS=str(tmp_path / "missing.pth")),
+        pytest.warns(RuntimeWarning, match="resnet50 weights unavailable"),
+    ):
         fell_back = register_baseline("resnet50")
     assert fell_back.name == "baseline-efficientnet_lite0-fallback" and fell_back.backbone == "efficientnet_lite0"
     assert fell_back.pk != asked.pk and fell_back.spec["requested_backbone"] == "resnet50"

@@ -1,6 +1,7 @@
 """The HNSW index storages (HNSW_STORAGE: vector, halfvec, binary with re-ranking) and their build
 settings, on real Postgres + pgvector: each is the index the site's query uses, and answers like
 exact search."""
+
 from __future__ import annotations
 
 
@@ -23,8 +24,14 @@ N, N_RARE, DIM = 2000, 8, 32
 def clustered(db):
     """2,000 products around 20 seeded centres under their own model; 8 are 'Rare'."""
     model = EmbeddingModel.objects.create(
-        name="clustered-32", kind="baseline", spec={}, backbone="none", text_tower="none", image_dim=DIM,
-        text_dim=DIM, status=EmbeddingModel.Status.ACTIVE,
+        name="clustered-32",
+        kind="baseline",
+        spec={},
+        backbone="none",
+        text_tower="none",
+        image_dim=DIM,
+        text_dim=DIM,
+        status=EmbeddingModel.Status.ACTIVE,
     )
     rng = np.random.default_rng(7)
     centres = rng.normal(size=(20, DIM))
@@ -60,7 +67,10 @@ def test_each_storage_serves_the_query_and_ranks_like_exact_search(clustered, st
         # (plan_and_rows' SET LOCALs last until the test's transaction ends: after the search)
         plan, rows = plan_and_rows(model, query, 10)
         assert index_name("text_vec", model.pk) in plan
-        assert index_name("text_vec", model.pk) == f"pv_text_vec_m{model.pk}_hnsw" + {"vector": "", "halfvec": "_half", "binary": "_bit"}[storage]
+        assert (
+            index_name("text_vec", model.pk)
+            == f"pv_text_vec_m{model.pk}_hnsw" + {"vector": "", "halfvec": "_half", "binary": "_bit"}[storage]
+        )
     exact = ids[np.argsort(-(vectors @ query))[:10]]
     got = [pid for pid, _ in hits]
     assert len(set(got) & set(exact.tolist())) >= 9
@@ -91,8 +101,9 @@ def test_an_unknown_storage_is_a_clear_error(clustered):
 
 @pytest.mark.django_db(transaction=True)
 def test_build_settings_hold_only_while_building():
-    model = EmbeddingModel.objects.create(name="empty-8", kind="baseline", spec={}, backbone="none",
-                                          text_tower="none", image_dim=8, text_dim=8)
+    model = EmbeddingModel.objects.create(
+        name="empty-8", kind="baseline", spec={}, backbone="none", text_tower="none", image_dim=8, text_dim=8
+    )
     with connection.cursor() as cursor:
         cursor.execute("SHOW maintenance_work_mem")
         before = cursor.fetchone()[0]

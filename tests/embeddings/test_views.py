@@ -1,4 +1,5 @@
 """The public model pages: registry, evaluation table, curve files and the embedding map."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,12 @@ pytestmark = pytest.mark.django_db
 
 def make_model(name: str = "joint-1", **fields: object) -> EmbeddingModel:
     defaults: dict = {
-        "kind": EmbeddingModel.Kind.JOINT, "spec": {"kind": "checkpoint"}, "backbone": "efficientnet_lite0",
-        "text_tower": "gru", "image_dim": 64, "text_dim": 64,
+        "kind": EmbeddingModel.Kind.JOINT,
+        "spec": {"kind": "checkpoint"},
+        "backbone": "efficientnet_lite0",
+        "text_tower": "gru",
+        "image_dim": 64,
+        "text_dim": 64,
         "training_data": {"products": 40, "categories": 4, "params": {"backbone": "resnet50", "epochs": 3}},
         "metrics": {"epoch": 2, "t2i_recall@1": 0.25, "t2i_map@10": 0.4, "i2t_recall@1": 0.2},
     }
@@ -23,14 +28,30 @@ def make_model(name: str = "joint-1", **fields: object) -> EmbeddingModel:
 
 
 def row(method: str, model: str, task: str, value: float) -> dict:
-    return {"method": method, "model": model, "task": task, "queries": 10, "R@1": value / 4, "R@5": value / 2,
-            "R@10": value, "MRR@10": value, "mAP@10": value, "P@10": value}
+    return {
+        "method": method,
+        "model": model,
+        "task": task,
+        "queries": 10,
+        "R@1": value / 4,
+        "R@5": value / 2,
+        "R@10": value,
+        "MRR@10": value,
+        "mAP@10": value,
+        "P@10": value,
+    }
 
 
 def test_registry_lists_models_and_fallback_notes(client):
     make_model("joint-1")
-    make_model("baseline-x", kind="baseline", status="active", training_data={}, metrics={},
-               notes="ResNet50 unavailable, fell back to efficientnet_lite0")
+    make_model(
+        "baseline-x",
+        kind="baseline",
+        status="active",
+        training_data={},
+        metrics={},
+        notes="ResNet50 unavailable, fell back to efficientnet_lite0",
+    )
     page = client.get(reverse("embeddings:registry")).content.decode()
     assert "joint-1" in page and "baseline-x" in page
     assert "ResNet50 unavailable, fell back to efficientnet_lite0" in page
@@ -81,12 +102,17 @@ def test_curve_is_served_only_from_models_dir(client, settings, tmp_path):
 def test_evaluation_renders_the_run_and_highlights_the_best(client):
     make_model("joint-1")
     run = EvaluationRun.objects.create(
-        queries_file="demo/eval/queries.jsonl", n_text_queries=10, n_image_queries=5,
-        results={"products": 40, "rows": [
-            row("keyword (Postgres full-text)", "-", "text→image", 0.2),
-            row("semantic (text→photo)", "joint-1", "text→image", 0.6),
-            row("photo→photo", "joint-1", "image→image", 0.7),
-        ]},
+        queries_file="demo/eval/queries.jsonl",
+        n_text_queries=10,
+        n_image_queries=5,
+        results={
+            "products": 40,
+            "rows": [
+                row("keyword (Postgres full-text)", "-", "text→image", 0.2),
+                row("semantic (text→photo)", "joint-1", "text→image", 0.6),
+                row("photo→photo", "joint-1", "image→image", 0.7),
+            ],
+        },
     )
     page = client.get(reverse("embeddings:evaluation")).content.decode()
     assert f"Run <strong>#{run.pk}</strong>" in page
@@ -99,10 +125,13 @@ def test_evaluation_renders_the_run_and_highlights_the_best(client):
 
 
 def test_evaluation_selects_older_runs_and_explains_when_empty(client):
-    assert "python manage.py evaluate demo/eval/queries.jsonl" in client.get(
-        reverse("embeddings:evaluation")).content.decode()
-    old = EvaluationRun.objects.create(queries_file="old.jsonl", results={"rows": [
-        row("keyword (Postgres full-text)", "-", "text→image", 0.1)]})
+    assert (
+        "python manage.py evaluate demo/eval/queries.jsonl"
+        in client.get(reverse("embeddings:evaluation")).content.decode()
+    )
+    old = EvaluationRun.objects.create(
+        queries_file="old.jsonl", results={"rows": [row("keyword (Postgres full-text)", "-", "text→image", 0.1)]}
+    )
     EvaluationRun.objects.create(queries_file="new.jsonl", results={"rows": []})
     assert "new.jsonl" in client.get(reverse("embeddings:evaluation")).content.decode()
     page = client.get(reverse("embeddings:evaluation") + f"?run={old.pk}").content.decode()
@@ -147,8 +176,9 @@ def test_map_of_a_joint_model_is_one_picture(small_catalogue):
     assert data["joint"] and len(data["panels"]) == 1
     kinds = [p["kind"] for p in data["panels"][0]["points"]]
     assert kinds.count("image") == 30 and kinds.count("text") == 30
-    sampled = build_map(MapInput(1, True, items, ["h"] * 30, rng.normal(size=(30, 8)),
-                                 rng.normal(size=(30, 8))), max_points=10)
+    sampled = build_map(
+        MapInput(1, True, items, ["h"] * 30, rng.normal(size=(30, 8)), rng.normal(size=(30, 8))), max_points=10
+    )
     assert sampled["sampled"] and len(sampled["products"]) == 10
 
 

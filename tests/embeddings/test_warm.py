@@ -1,4 +1,5 @@
 """Web processes load the active model, and a model being activated, before search needs it."""
+
 from __future__ import annotations
 
 import time
@@ -17,8 +18,13 @@ def test_active_and_activating_models_are_warmed_once(small_catalogue, monkeypat
     monkeypatch.setattr(warm, "_warm", set())
     active = EmbeddingModel.active()
     activating = EmbeddingModel.objects.create(
-        name="next", kind=active.kind, spec={**active.spec, "note": "a different spec"}, backbone=active.backbone,
-        text_tower=active.text_tower, image_dim=active.image_dim, text_dim=active.text_dim,
+        name="next",
+        kind=active.kind,
+        spec={**active.spec, "note": "a different spec"},
+        backbone=active.backbone,
+        text_tower=active.text_tower,
+        image_dim=active.image_dim,
+        text_dim=active.text_dim,
         status=EmbeddingModel.Status.ACTIVATING,
     )
     assert warm.warm_targets() == [active.name, activating.name]
@@ -29,8 +35,14 @@ def test_a_model_that_fails_to_load_is_retried_later_not_every_poll(small_catalo
     monkeypatch.setattr(warm, "_warm", set())
     monkeypatch.setattr(warm, "_retry_at", {})
     EmbeddingModel.objects.create(
-        name="broken", kind=EmbeddingModel.Kind.JOINT, spec={"kind": "checkpoint", "path": "/nonexistent.pt"},
-        backbone="x", text_tower="gru", image_dim=8, text_dim=8, status=EmbeddingModel.Status.ACTIVATING,
+        name="broken",
+        kind=EmbeddingModel.Kind.JOINT,
+        spec={"kind": "checkpoint", "path": "/nonexistent.pt"},
+        backbone="x",
+        text_tower="gru",
+        image_dim=8,
+        text_dim=8,
+        status=EmbeddingModel.Status.ACTIVATING,
     )
     assert warm.warm_targets() == [EmbeddingModel.active().name]
     assert warm.warm_targets() == []
@@ -52,16 +64,18 @@ def test_a_web_worker_reports_the_models_it_has_warm(small_catalogue, monkeypatc
 
 def beating_web_worker(name: str, warm_models: list[int], seconds_ago: float = 0) -> None:
     at = timezone.now() - timedelta(seconds=seconds_ago)
-    WorkerHeartbeat.objects.create(nodename=name, queues=WEB_QUEUE, pid=1, started_at=at, beat_at=at,
-                                   warm_models=warm_models)
+    WorkerHeartbeat.objects.create(
+        nodename=name, queues=WEB_QUEUE, pid=1, started_at=at, beat_at=at, warm_models=warm_models
+    )
 
 
 def test_the_switch_waits_for_live_web_workers_only(small_catalogue):
     model = EmbeddingModel.active()
     beating_web_worker("web@a:1", [model.pk])
     beating_web_worker("web@dead:2", [], seconds_ago=settings.HEARTBEAT_STALE_SECONDS + 1)
-    WorkerHeartbeat.objects.create(nodename="embed@a", queues="embed", pid=3, started_at=timezone.now(),
-                                   beat_at=timezone.now())  # Celery workers serve no search
+    WorkerHeartbeat.objects.create(
+        nodename="embed@a", queues="embed", pid=3, started_at=timezone.now(), beat_at=timezone.now()
+    )  # Celery workers serve no search
     assert cold_web_workers(model) == []
     assert wait_for_web_workers(model, timeout=5)
     beating_web_worker("web@b:4", [])
@@ -75,8 +89,14 @@ def test_an_activation_waits_for_a_web_worker_to_warm_the_new_model(small_catalo
     """finish_activation_if_complete does not switch while a live web worker is still loading."""
     active = EmbeddingModel.active()
     new = EmbeddingModel.objects.create(
-        name="next", kind=active.kind, spec=active.spec, backbone=active.backbone, text_tower=active.text_tower,
-        image_dim=active.image_dim, text_dim=active.text_dim, status=EmbeddingModel.Status.ACTIVATING,
+        name="next",
+        kind=active.kind,
+        spec=active.spec,
+        backbone=active.backbone,
+        text_tower=active.text_tower,
+        image_dim=active.image_dim,
+        text_dim=active.text_dim,
+        status=EmbeddingModel.Status.ACTIVATING,
     )
     for vector in ProductVector.objects.filter(model=active):  # every product searchable under `new`
         vector.pk, vector.model = None, new

@@ -8,6 +8,7 @@ the active model, no import or training job is stuck, and the site never answere
 The two kill -9 tests (filesystem broker and Redis) run in `make test`; the heavier ones are
 marked `faults` and run by `make test-faults`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -114,9 +115,22 @@ class Site:
     # --- the runner ---
     def start(self) -> Site:
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runsite", "--no-demo", "--no-train", "--port", str(self.port),
-             "--web-workers", "1"],
-            cwd=REPO, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "manage.py",
+                "runsite",
+                "--no-demo",
+                "--no-train",
+                "--port",
+                str(self.port),
+                "--web-workers",
+                "1",
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.wait_for(lambda: self.get("/healthz")[0] in (200, 503), 180, "the web server to answer")
         self.wait_for(lambda: self.get("/healthz")[0] == 200, 180, "both workers alive (/healthz 200)")
@@ -158,7 +172,9 @@ class Site:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                pytest.fail(f"runsite exited ({self.process.returncode}) while waiting for {what}:\n{self.text()[-3000:]}")
+                pytest.fail(
+                    f"runsite exited ({self.process.returncode}) while waiting for {what}:\n{self.text()[-3000:]}"
+                )
             try:
                 if condition():
                     return
@@ -199,7 +215,11 @@ class Site:
     # --- commands run as the site runs them (same broker, same database) ---
     def manage(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True, text=True,
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
         if check and result.returncode != 0:
@@ -209,7 +229,10 @@ class Site:
     def ingest(self, csv_path: Path) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "manage.py", "ingest_csv", str(csv_path), "--quiet-errors"],
-            cwd=REPO, env=self.env, stdout=open(self.tmp / "ingest.log", "ab"), stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=self.env,
+            stdout=open(self.tmp / "ingest.log", "ab"),
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -231,8 +254,19 @@ def own_redis(tmp_path):
     port = free_port()
     folder = tmp_path / "redis"
     folder.mkdir()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(folder)]
+    argv = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(folder),
+    ]
 
     class OwnRedis:
         url = f"redis://127.0.0.1:{port}/0"
@@ -293,7 +327,8 @@ def kill_embed_worker_during_ingest(site: Site, csv_path: Path, kills: int) -> l
     for _ in range(kills):
         seen = site.worker_log("embed").count("embeddings.tasks.embed_products[")
         site.wait_for(
-            lambda: site.worker_log("embed").count("embeddings.tasks.embed_products[") > seen, 240,
+            lambda: site.worker_log("embed").count("embeddings.tasks.embed_products[") > seen,
+            240,
             "the embed worker to take a batch",
         )
         pid = site.pid("worker-embed")
@@ -369,8 +404,13 @@ def restart_postgres() -> None:
     data_dir = Path(os.environ.get("VITRINE_DATA_DIR", REPO / "var")).resolve() / "pg"
     postgres = Path((data_dir / "postmaster.opts").read_text().split()[0].strip('"'))
     connection.close()
-    pgexec("pg_ctl", ("-D", str(data_dir), "restart", "-m", "fast", "-w", "-t", "60"), bin_path=postgres.parent,
-           user="pgserver" if os.geteuid() == 0 else None, timeout=90)
+    pgexec(
+        "pg_ctl",
+        ("-D", str(data_dir), "restart", "-m", "fast", "-w", "-t", "60"),
+        bin_path=postgres.parent,
+        user="pgserver" if os.geteuid() == 0 else None,
+        timeout=90,
+    )
 
 
 @pytest.mark.faults
@@ -400,8 +440,11 @@ def test_redis_restarted_mid_ingest(own_redis, tmp_path):
     try:
         site.poll_http()
         ingest = site.ingest(csv_path)
-        site.wait_for(lambda: site.worker_log("embed").count("embeddings.tasks.embed_products[") >= 2, 240,
-                      "embedding to be under way")
+        site.wait_for(
+            lambda: site.worker_log("embed").count("embeddings.tasks.embed_products[") >= 2,
+            240,
+            "embedding to be under way",
+        )
         own_redis.stop()  # no persistence: every queued batch is lost with it
         time.sleep(3)
         own_redis.start()
@@ -420,23 +463,31 @@ def test_whole_site_stopped_mid_training(broker, tmp_path, request):
     site = Site(tmp_path, redis_url).start()
     try:
         site.manage("ingest_csv", str(csv_path), "--wait", "--quiet-errors")
-        site.manage("shell", "-c", (
-            "from django.db import transaction; from embeddings.models import TrainingJob; "
-            "from embeddings.tasks import train_model; "
-            "job = TrainingJob.objects.create(params={'epochs': 200, 'backbone': 'efficientnet_lite0'}, activate=True); "
-            "transaction.on_commit(lambda: train_model.delay(job.pk))"
-        ))
+        site.manage(
+            "shell",
+            "-c",
+            (
+                "from django.db import transaction; from embeddings.models import TrainingJob; "
+                "from embeddings.tasks import train_model; "
+                "job = TrainingJob.objects.create(params={'epochs': 200, 'backbone': 'efficientnet_lite0'}, activate=True); "
+                "transaction.on_commit(lambda: train_model.delay(job.pk))"
+            ),
+        )
         job = db(lambda: TrainingJob.objects.get())
-        site.wait_for(lambda: db(lambda: TrainingJob.objects.get(pk=job.pk).status) == "running", 240,
-                      "the training to start")
+        site.wait_for(
+            lambda: db(lambda: TrainingJob.objects.get(pk=job.pk).status) == "running", 240, "the training to start"
+        )
         site.process.send_signal(signal.SIGTERM)  # the whole site, mid-training
         assert site.process.wait(60) == 0
         site.stop()
         assert db(lambda: TrainingJob.objects.get(pk=job.pk).status) == "running"  # what the crash left
         site = Site(tmp_path, redis_url).start()
         site.poll_http()
-        site.wait_for(lambda: db(lambda: TrainingJob.objects.get(pk=job.pk).status) == "failed", 120,
-                      "the interrupted training to end failed")
+        site.wait_for(
+            lambda: db(lambda: TrainingJob.objects.get(pk=job.pk).status) == "failed",
+            120,
+            "the interrupted training to end failed",
+        )
         job.refresh_from_db()
         assert job.error.startswith("Interrupted: the process running this training stopped"), job.error
         settle(site)

@@ -3,6 +3,7 @@
 The worker is a separate process started here; it reaches the pytest database through
 DATABASE_URL and the broker through REDIS_URL (database 15 of the machine's Redis).
 """
+
 from __future__ import annotations
 
 import os
@@ -63,9 +64,29 @@ class Worker:
             "CELERY_VISIBILITY_TIMEOUT": "10",
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "searchsite", "worker", "-Q", "prepare,embed", "-c", "1",
-             "-n", f"itest-{time.monotonic_ns()}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=REPO, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "searchsite",
+                "worker",
+                "-Q",
+                "prepare,embed",
+                "-c",
+                "1",
+                "-n",
+                f"itest-{time.monotonic_ns()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=open(log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def text(self) -> str:
@@ -94,9 +115,12 @@ def wait_for(condition, timeout: float, what: str, worker: Worker) -> None:
 
 
 def current_vectors() -> int:
-    return ProductVector.objects.filter(
-        content_hash__in=Product.objects.values("content_hash")
-    ).values("product").distinct().count()
+    return (
+        ProductVector.objects.filter(content_hash__in=Product.objects.values("content_hash"))
+        .values("product")
+        .distinct()
+        .count()
+    )
 
 
 def import_small() -> ImportJob:
@@ -134,8 +158,12 @@ def test_worker_embeds_every_photo_of_a_product(broker, tmp_path):
     try:
         job = run_import(ImportJob.objects.create(source_name="photos", csv_path=str(folder / "shop.csv")))
         assert job.created == 2, job.errors
-        wait_for(lambda: current_vectors() == 2 and PhotoVector.objects.count() == 2, 240,
-                 "2 products and 2 further photos embedded", worker)
+        wait_for(
+            lambda: current_vectors() == 2 and PhotoVector.objects.count() == 2,
+            240,
+            "2 products and 2 further photos embedded",
+            worker,
+        )
     finally:
         worker.stop()
     assert set(PhotoVector.objects.values_list("photo__position", flat=True)) == {1, 2}

@@ -8,8 +8,18 @@ from ml.distill import Distiller, teacher_vectors
 from ml.towers import GRUTextTower
 
 TEXTS = [
-    "blue jeans", "denim trousers", "flip flops", "beach sandals", "parka", "winter coat",
-    "running shoes", "trainers", "leather handbag", "tote bag", "summer dress", "frock",
+    "blue jeans",
+    "denim trousers",
+    "flip flops",
+    "beach sandals",
+    "parka",
+    "winter coat",
+    "running shoes",
+    "trainers",
+    "leather handbag",
+    "tote bag",
+    "summer dress",
+    "frock",
 ]
 
 

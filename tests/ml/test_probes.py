@@ -1,4 +1,5 @@
 """Probe queries made from held-out products (ml/probes.py): pure Python, no services."""
+
 from __future__ import annotations
 
 from ml.probes import KINDS, PHOTO_WORDS_MAX_RELEVANT, ProbeItem, build_probes, split_halves

@@ -11,7 +11,11 @@ def views_of(texts, titles, categories) -> TextViews:
 
 
 def test_a_view_is_not_a_negative_for_products_it_also_describes():
-    views = views_of(["Dark coat. Warm wool", "Dark dress. Light fabric", "Pale coat"], ["Dark coat", "Dark dress", "Pale coat"], ["Coats", "Dresses", "Coats"])
+    views = views_of(
+        ["Dark coat. Warm wool", "Dark dress. Light fabric", "Pale coat"],
+        ["Dark coat", "Dark dress", "Pale coat"],
+        ["Coats", "Dresses", "Coats"],
+    )
     mask = views.also_described([0, 1, 2], [["dark"], ["dress"], ["coat"]])
     # "dark" (product 0's view) also describes product 1, not product 2
     assert mask[:, 0].tolist() == [False, True, False]

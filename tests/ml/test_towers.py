@@ -128,6 +128,10 @@ def test_efficientnet_lite0_weights_classify_known_images() -> None:
     noise = Image.effect_noise((224, 224), 80).convert("RGB")
     spec = backbone_spec("efficientnet_lite0")
     with torch.no_grad():
-        conf = model(torch.from_numpy(to_model_input([open_image(MPL_SAMPLE)], 224, spec.mean, spec.std))).softmax(-1).max()
+        conf = (
+            model(torch.from_numpy(to_model_input([open_image(MPL_SAMPLE)], 224, spec.mean, spec.std)))
+            .softmax(-1)
+            .max()
+        )
         noise_conf = model(torch.from_numpy(to_model_input([noise], 224, spec.mean, spec.std))).softmax(-1).max()
     assert conf > noise_conf

@@ -17,8 +17,14 @@ from ml.towers import ImageTower
 from ml.training import TrainResult, train
 
 COLOURS = {
-    "red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220), "yellow": (235, 210, 20),
-    "purple": (130, 40, 160), "orange": (245, 130, 20), "black": (20, 20, 20), "pink": (250, 150, 190),
+    "red": (220, 30, 30),
+    "green": (30, 170, 40),
+    "blue": (30, 60, 220),
+    "yellow": (235, 210, 20),
+    "purple": (130, 40, 160),
+    "orange": (245, 130, 20),
+    "black": (20, 20, 20),
+    "pink": (250, 150, 190),
 }
 SHAPES = ["circle", "square", "triangle", "cross", "ring"]
 SIZES = {"small": 0.35, "large": 0.8}
@@ -54,11 +60,17 @@ def shape_catalogue(seed: int = 0) -> list[Record]:
     rng = random.Random(seed)
     return [
         Record(
-            sku=f"{size}-{colour}-{shape}", title=f"{size} {colour} {shape}",
-            description=f"A {size} {colour} {shape} printed on a card.", category=shape, price=1.0,
-            image_path=None, image_bytes=draw(colour, shape, size, rng),
+            sku=f"{size}-{colour}-{shape}",
+            title=f"{size} {colour} {shape}",
+            description=f"A {size} {colour} {shape} printed on a card.",
+            category=shape,
+            price=1.0,
+            image_path=None,
+            image_bytes=draw(colour, shape, size, rng),
         )
-        for size in SIZES for colour in COLOURS for shape in SHAPES
+        for size in SIZES
+        for colour in COLOURS
+        for shape in SHAPES
     ]
 
 
@@ -159,6 +171,7 @@ def test_known_plain_view_features_spare_that_backbone_pass(tmp_path) -> None:
 
     rng = np.random.default_rng(0)
     stored = {r.sku: rng.normal(size=tower.feat_dim).astype(np.float32) for r in records}
+
     def fetch(skus):
         return {sku: stored[sku] for sku in skus}
 
@@ -169,5 +182,7 @@ def test_known_plain_view_features_spare_that_backbone_pass(tmp_path) -> None:
 
     # Features of another backbone or input size are never mixed in.
     for other in (KnownFeatures("resnet50", 96, fetch), KnownFeatures("efficientnet_lite0", 224, fetch)):
-        again, _ = extract_features(records, tower, tmp_path / f"c-{other.backbone}-{other.image_size}", views=3, known=other)
+        again, _ = extract_features(
+            records, tower, tmp_path / f"c-{other.backbone}-{other.image_size}", views=3, known=other
+        )
         assert np.allclose(again, computed, atol=1e-2)

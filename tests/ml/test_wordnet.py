@@ -99,9 +99,16 @@ def test_distillation_corpus_sized_mixed_and_deterministic() -> None:
 
 def test_same_order_under_any_hash_seed() -> None:
     code = "from ml.wordnet import alternatives as a; print(a('neon'), a('pink'))"
-    outs = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout
-            for seed in ("1", "2")}
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert len(outs) == 1
 
 

@@ -1,4 +1,5 @@
 """Heartbeats: a beating job is alive; one whose process stopped goes stale."""
+
 from __future__ import annotations
 
 import time
@@ -28,10 +29,23 @@ def test_a_job_beats_while_it_runs(settings):
 
 def test_only_live_workers_count():
     now = timezone.now()
-    WorkerHeartbeat.objects.create(nodename="embed@a", queues="embed", pid=1, started_at=now, beat_at=now,
-                                   task="embeddings.tasks.embed_products", task_args=[[1, 2], 3])
-    WorkerHeartbeat.objects.create(nodename="embed@dead", queues="embed", pid=2, started_at=now,
-                                   beat_at=now - timedelta(hours=1), task="embeddings.tasks.embed_products",
-                                   task_args=[[9], 3])
+    WorkerHeartbeat.objects.create(
+        nodename="embed@a",
+        queues="embed",
+        pid=1,
+        started_at=now,
+        beat_at=now,
+        task="embeddings.tasks.embed_products",
+        task_args=[[1, 2], 3],
+    )
+    WorkerHeartbeat.objects.create(
+        nodename="embed@dead",
+        queues="embed",
+        pid=2,
+        started_at=now,
+        beat_at=now - timedelta(hours=1),
+        task="embeddings.tasks.embed_products",
+        task_args=[[9], 3],
+    )
     assert [w.nodename for w in live_workers()] == ["embed@a"]
     assert in_flight("embeddings.tasks.embed_products") == [[[1, 2], 3]]

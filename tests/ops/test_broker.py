@@ -1,4 +1,5 @@
 """Reading the broker's queues without consuming them, on the filesystem transport and on Redis."""
+
 from __future__ import annotations
 
 import base64
@@ -16,7 +17,9 @@ REDIS_TEST_URL = os.environ.get("FAULTS_REDIS_URL", "redis://127.0.0.1:6379/11")
 def envelope(task: str, args: list, queue: str) -> dict:
     body = base64.b64encode(json.dumps([args, {}, {}]).encode()).decode()
     return {
-        "body": body, "content-encoding": "utf-8", "content-type": "application/json",
+        "body": body,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
         "headers": {"task": task, "id": "x"},
         "properties": {"body_encoding": "base64", "delivery_info": {"routing_key": queue}},
     }
@@ -39,7 +42,9 @@ def redis_broker(settings):
 
 
 def test_it_reads_the_filesystem_queue(fs_broker):
-    (fs_broker / "1_a.embed.msg").write_text(json.dumps(envelope("embeddings.tasks.embed_products", [[1, 2], 7], "embed")))
+    (fs_broker / "1_a.embed.msg").write_text(
+        json.dumps(envelope("embeddings.tasks.embed_products", [[1, 2], 7], "embed"))
+    )
     (fs_broker / "2_b.embed.msg").write_text(json.dumps(envelope("embeddings.tasks.embed_products", [[3], 7], "embed")))
     (fs_broker / "3_c.prepare.msg").write_text(json.dumps(envelope("catalog.tasks.reconcile", [], "prepare")))
     (fs_broker / "4_d.embed.msg").write_text("not json")  # half-written: skipped, not an error

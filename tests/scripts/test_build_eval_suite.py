@@ -1,4 +1,5 @@
 """scripts/build_eval_suite.py --tiny: every file, header, query and skus, and determinism."""
+
 from __future__ import annotations
 
 import csv
@@ -30,15 +31,23 @@ MISSING = builder.sources_missing()
 pytestmark = pytest.mark.skipif(
     bool(MISSING), reason=f"Debian data packages missing: {' '.join(MISSING)} (make debian-data)"
 )
-CATALOGUES = {"fashion": set(builder.KINDS), "emoji": set(builder.KINDS) - {"unseen_photo"},
-              "clipart": set(builder.KINDS) - {"unseen_photo"}}
+CATALOGUES = {
+    "fashion": set(builder.KINDS),
+    "emoji": set(builder.KINDS) - {"unseen_photo"},
+    "clipart": set(builder.KINDS) - {"unseen_photo"},
+}
 
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("evalsuite") / "suite"
-    run = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(out)],
-                         check=False, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--out", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     for name in CATALOGUES:
         assert f"{name}: " in run.stdout
@@ -59,8 +68,7 @@ def test_writes_only_the_three_catalogues(suite: Path) -> None:
     assert sorted(p.name for p in suite.iterdir()) == sorted(CATALOGUES)
     for name in CATALOGUES:
         files = {p.name for p in (suite / name).iterdir()}
-        assert files == {"catalogue.csv", "catalogue-nodesc.csv", "images", "queries",
-                         "queries.jsonl", "README.md"}
+        assert files == {"catalogue.csv", "catalogue-nodesc.csv", "images", "queries", "queries.jsonl", "README.md"}
 
 
 @pytest.mark.parametrize("name", sorted(CATALOGUES))
@@ -127,8 +135,7 @@ def test_photo_query_is_a_perturbed_catalogue_photo(suite: Path) -> None:
     d = suite / "clipart"
     _, rows = read_rows(d / "catalogue.csv")
     image_of = {r["sku"]: r["image"] for r in rows}
-    q = next(json.loads(line) for line in (d / "queries.jsonl").read_text().splitlines()
-             if '"photo"' in line)
+    q = next(json.loads(line) for line in (d / "queries.jsonl").read_text().splitlines() if '"photo"' in line)
     with Image.open(d / q["image"]) as query, Image.open(d / image_of[q["relevant"][0]]) as item:
         assert 0.74 <= query.width / item.width <= 0.96
         assert 0.74 <= query.height / item.height <= 0.96
@@ -136,9 +143,14 @@ def test_photo_query_is_a_perturbed_catalogue_photo(suite: Path) -> None:
 
 def test_deterministic(suite: Path, tmp_path: Path) -> None:
     # Another process with another hash seed: set order must not leak into the output.
-    run = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(tmp_path)],
-                         check=False, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONHASHSEED": "12345"})
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--out", str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
     assert run.returncode == 0, run.stderr
     for name in CATALOGUES:
         for f in ("queries.jsonl", "catalogue.csv"):

@@ -1,4 +1,5 @@
 """A database that is down answers 503 with a clear message, never a 500."""
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ by docker-compose.yml's own entrypoint (docker/db-replica.sh: ``pg_basebackup -R
 primary, the tests' database included, then postgres as a hot standby on a socket of its own,
 streaming from the primary). Replay is paused with ``pg_wal_replay_pause()`` to make it lag.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,24 +56,42 @@ class StreamingReplica:
             shutil.chown(self.socket, self.user)
 
     def run(self, *argv: str) -> None:
-        subprocess.run([str(self.bin / argv[0]), *argv[1:]], check=True, user=self.user, capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            [str(self.bin / argv[0]), *argv[1:]], check=True, user=self.user, capture_output=True, timeout=120
+        )
 
     def start(self) -> None:
         """docker-compose.yml's db-replica entrypoint, run here with the embedded binaries."""
         env = {
-            "PATH": f"{self.bin}:{os.environ['PATH']}", "PGDATA": str(self.data),
-            "PRIMARY_HOST": self.primary["HOST"], "PRIMARY_PORT": self.primary["PORT"] or "5432",
+            "PATH": f"{self.bin}:{os.environ['PATH']}",
+            "PGDATA": str(self.data),
+            "PRIMARY_HOST": self.primary["HOST"],
+            "PRIMARY_PORT": self.primary["PORT"] or "5432",
             "PRIMARY_USER": self.primary["USER"] or "postgres",
         }
         self.log = self.root / "replica.log"
         self.process = subprocess.Popen(
-            ["sh", str(REPO / "docker" / "db-replica.sh"), "-c", "listen_addresses=", "-k", str(self.socket),
-             "-p", str(REPLICA_PORT)],
-            cwd=self.root, env=env, user=self.user, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+            [
+                "sh",
+                str(REPO / "docker" / "db-replica.sh"),
+                "-c",
+                "listen_addresses=",
+                "-k",
+                str(self.socket),
+                "-p",
+                str(REPLICA_PORT),
+            ],
+            cwd=self.root,
+            env=env,
+            user=self.user,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
         )
-        wait_until(lambda: (self.socket / f".s.PGSQL.{REPLICA_PORT}").exists() or self.process.poll() is not None,
-                   60, "the replica to start")
+        wait_until(
+            lambda: (self.socket / f".s.PGSQL.{REPLICA_PORT}").exists() or self.process.poll() is not None,
+            60,
+            "the replica to start",
+        )
         assert self.process.poll() is None, self.log.read_text()[-2000:]
 
     def stop(self) -> None:
@@ -119,8 +138,10 @@ def streaming_replica(django_db_setup, django_db_blocker) -> Iterator[StreamingR
         try:
             replica.start()
             # MIRROR: the test case's clean-up flushes the primary only (the replica follows it).
-            settings.DATABASES[REPLICA] = {**replica.settings_dict(),
-                                           "TEST": {**replica.primary["TEST"], "MIRROR": DEFAULT_DB_ALIAS}}
+            settings.DATABASES[REPLICA] = {
+                **replica.settings_dict(),
+                "TEST": {**replica.primary["TEST"], "MIRROR": DEFAULT_DB_ALIAS},
+            }
             wait_until(streaming, 60, "the replica to stream")
             lag_cache.clear()
             yield replica
@@ -176,8 +197,15 @@ def test_search_reads_the_replica_and_the_primary_while_it_lags(streaming_replic
 
     # Replay paused: a product saved on the primary now is not on the replica.
     execute(REPLICA, "SELECT pg_wal_replay_pause()")
-    Product.objects.create(sku="QK-1", title="Quokka lamp", description="A lamp shaped like a quokka.",
-                           category="Lamps", price="19.90", image="products/qk-1.png", content_hash="qk-1")
+    Product.objects.create(
+        sku="QK-1",
+        title="Quokka lamp",
+        description="A lamp shaped like a quokka.",
+        category="Lamps",
+        price="19.90",
+        image="products/qk-1.png",
+        content_hash="qk-1",
+    )
     where, body = api(client, "/api/search?q=quokka&mode=keyword")
     assert where.startswith("replica; ") and body["results"] == []  # stale, but within the limit
     assert SearchLog.objects.count() > logged

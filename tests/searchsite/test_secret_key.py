@@ -1,5 +1,6 @@
 """SECRET_KEY: never a published default; a random one made on first run, kept (0600) and
 shared by every process started on the same data dir."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -52,8 +53,14 @@ def test_a_damaged_key_file_is_refused_not_used(tmp_path):
 def test_settings_without_secret_key_use_the_kept_one(tmp_path):
     def secret_key(**env: str) -> str:
         show = "import searchsite.settings as s; print(s.SECRET_KEY)"
-        result = subprocess.run([sys.executable, "-c", show], cwd=REPO, env=settings_env(tmp_path, **env),
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", show],
+            cwd=REPO,
+            env=settings_env(tmp_path, **env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 

@@ -1,5 +1,6 @@
 """Secure by default: production HTTPS settings from the environment (`check --deploy` clean),
 plain http in development, who the client is, and the admin login throttled."""
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,16 @@ PRODUCTION_ENV = {
     "SESSION_COOKIE_SECURE": "true",
     "CSRF_COOKIE_SECURE": "true",
 }
-SETTING_VARS = {*PRODUCTION_ENV, "SECRET_KEY", "SECRET_KEY_FILE", "VITRINE_DATA_DIR", "DATABASE_URL",
-                "REDIS_URL", "TRUSTED_PROXY_COUNT", "DJANGO_SETTINGS_MODULE"}
+SETTING_VARS = {
+    *PRODUCTION_ENV,
+    "SECRET_KEY",
+    "SECRET_KEY_FILE",
+    "VITRINE_DATA_DIR",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "TRUSTED_PROXY_COUNT",
+    "DJANGO_SETTINGS_MODULE",
+}
 
 
 def settings_env(tmp_path: Path, **env: str) -> dict[str, str]:
@@ -38,26 +47,36 @@ def settings_env(tmp_path: Path, **env: str) -> dict[str, str]:
     embedded Postgres is started."""
     # DJANGO_*: e.g. DJANGO_ALLOW_ASYNC_UNSAFE, which the browser tests set in this process
     base = {k: v for k, v in os.environ.items() if k not in SETTING_VARS and not k.startswith("DJANGO_")}
-    base.update({
-        "DJANGO_SETTINGS_MODULE": "searchsite.settings",
-        "VITRINE_DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": "postgres://vitrine:vitrine@127.0.0.1:9/vitrine",
-        "REDIS_URL": "redis://127.0.0.1:9/0",
-    })
+    base.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "searchsite.settings",
+            "VITRINE_DATA_DIR": str(tmp_path / "data"),
+            "DATABASE_URL": "postgres://vitrine:vitrine@127.0.0.1:9/vitrine",
+            "REDIS_URL": "redis://127.0.0.1:9/0",
+        }
+    )
     base.update(env)
     return base
 
 
 def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=settings_env(tmp_path, **env),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=settings_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 # --- production settings ---
 
+
 def test_check_deploy_is_clean_with_the_production_environment(tmp_path):
-    result = manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING",
-                    SECRET_KEY=secrets.token_urlsafe(50), **PRODUCTION_ENV)
+    result = manage(
+        tmp_path, "check", "--deploy", "--fail-level", "WARNING", SECRET_KEY=secrets.token_urlsafe(50), **PRODUCTION_ENV
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
 
@@ -91,6 +110,7 @@ def test_production_settings_redirect_to_https_and_send_hsts(db, client, setting
 
 
 # --- the client's address ---
+
 
 def request(remote: str = "10.0.0.2", forwarded: str | None = None):
     extra = {"REMOTE_ADDR": remote}
@@ -133,9 +153,9 @@ def test_ipv6_clients_share_their_slash_64(settings):
 
 # --- admin login throttling ---
 
+
 def login(client: Client, password: str, ip: str):
-    return client.post("/admin/login/?next=/admin/", {"username": "alice", "password": password},
-                       REMOTE_ADDR=ip)
+    return client.post("/admin/login/?next=/admin/", {"username": "alice", "password": password}, REMOTE_ADDR=ip)
 
 
 def test_admin_login_locks_out_after_five_failures(db, django_user_model, settings):
@@ -167,11 +187,19 @@ def test_lockout_is_per_client_address_behind_a_trusted_proxy(db, django_user_mo
     django_user_model.objects.create_superuser("alice", "alice@example.com", "the-right-password")
     attacker = Client()
     for attempt in range(5):
-        attacker.post("/admin/login/", {"username": "alice", "password": f"guess-{attempt}"},
-                      REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.7")
+        attacker.post(
+            "/admin/login/",
+            {"username": "alice", "password": f"guess-{attempt}"},
+            REMOTE_ADDR="10.0.0.2",
+            HTTP_X_FORWARDED_FOR="203.0.113.7",
+        )
     # Same proxy, another shopper: not locked out.
-    response = Client().post("/admin/login/?next=/admin/", {"username": "alice", "password": "the-right-password"},
-                             REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.20")
+    response = Client().post(
+        "/admin/login/?next=/admin/",
+        {"username": "alice", "password": "the-right-password"},
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR="198.51.100.20",
+    )
     assert response.status_code == 302
 
 

@@ -1,4 +1,5 @@
 """runsite's supervisor: a dead child is restarted and logged, with back-off; stop ends all."""
+
 from __future__ import annotations
 
 import os

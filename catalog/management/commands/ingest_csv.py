@@ -17,13 +17,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", type=Path)
-        parser.add_argument(
-            "--wait", action="store_true", help="return only when every imported product is searchable"
-        )
+        parser.add_argument("--wait", action="store_true", help="return only when every imported product is searchable")
         parser.add_argument("--timeout", type=float, default=3600, help="seconds --wait may take")
         parser.add_argument("--quiet-errors", action="store_true", help="do not list bad rows")
 
-    def handle(self, *args: object, path: Path, wait: bool, timeout: float, quiet_errors: bool, **options: object) -> None:
+    def handle(
+        self, *args: object, path: Path, wait: bool, timeout: float, quiet_errors: bool, **options: object
+    ) -> None:
         if not path.is_file():
             raise CommandError(f"{path} does not exist or is not a file")
         ensure_active_model()
@@ -57,9 +57,7 @@ class Command(BaseCommand):
         if wait:
             self._wait(job, timeout)
         state = job_state(job)
-        self.stdout.write(
-            f"import #{job.pk}: {job.summary()}; {state['embedded']}/{state['to_embed']} embedded"
-        )
+        self.stdout.write(f"import #{job.pk}: {job.summary()}; {state['embedded']}/{state['to_embed']} embedded")
 
     def _wait(self, job: ImportJob, timeout: float) -> None:
         total = len(job.product_ids)

@@ -12,7 +12,9 @@ class Command(BaseCommand):
     help = "Delete logged searches and their clicks older than SEARCH_LOG_DAYS (or --days)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--days", type=int, default=None, help=f"keep this many days (default {settings.SEARCH_LOG_DAYS})")
+        parser.add_argument(
+            "--days", type=int, default=None, help=f"keep this many days (default {settings.SEARCH_LOG_DAYS})"
+        )
 
     def handle(self, *args: Any, days: int | None, **options: Any) -> None:
         keep = settings.SEARCH_LOG_DAYS if days is None else days

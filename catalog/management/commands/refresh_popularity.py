@@ -8,8 +8,10 @@ from catalog.popularity import refresh
 
 
 class Command(BaseCommand):
-    help = ("Rebuild popular past queries (autocomplete) and clicked products (the popularity signal) from the "
-            "search log now; Celery beat does it every POPULARITY_REFRESH_MINUTES.")
+    help = (
+        "Rebuild popular past queries (autocomplete) and clicked products (the popularity signal) from the "
+        "search log now; Celery beat does it every POPULARITY_REFRESH_MINUTES."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         queries, products = refresh()

@@ -49,8 +49,18 @@ class Command(BaseCommand):
             # Celery beat: the periodic reconcile (re-queues what a crash lost, ends stuck jobs).
             supervisor.add(
                 "beat",
-                [sys.executable, "-m", "celery", "-A", "searchsite", "beat", "--loglevel", "INFO",
-                 "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "searchsite",
+                    "beat",
+                    "--loglevel",
+                    "INFO",
+                    "--schedule",
+                    str(settings.DATA_DIR / "celerybeat-schedule"),
+                ],
                 log_dir / "beat.log",
             )
             supervisor.watch()
@@ -60,13 +70,21 @@ class Command(BaseCommand):
                 # In a child process: on a fresh site the import registers the first model, which
                 # loads it (torch, ~600 MB); this supervisor lives as long as the site and runs none.
                 subprocess.run(
-                    [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "ingest_csv", str(DEMO_CSV),
-                     "--wait", "--quiet-errors"],
+                    [
+                        sys.executable,
+                        str(Path(settings.BASE_DIR) / "manage.py"),
+                        "ingest_csv",
+                        str(DEMO_CSV),
+                        "--wait",
+                        "--quiet-errors",
+                    ],
                     check=True,
                 )
             bind = f"{opts['host']}:{opts['port']}"
             supervisor.add("web", gunicorn_argv(bind, opts["web_workers"], log_dir / "access.log"))
-            self.stdout.write(self.style.SUCCESS(f"Vitrine is running at http://{bind}/  (admin: http://{bind}/admin/)"))
+            self.stdout.write(
+                self.style.SUCCESS(f"Vitrine is running at http://{bind}/  (admin: http://{bind}/admin/)")
+            )
             if not opts["no_train"] and Product.objects.exists():
                 self._train_if_needed()
             self.stdout.write(f"Press Ctrl-C to stop. Health: http://{bind}/healthz")

@@ -12,8 +12,10 @@ LIVE = (EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING, Embeddin
 
 
 class Command(BaseCommand):
-    help = ("Build the HNSW indexes of the configured HNSW_STORAGE for every live model (active, activating, "
-            "evaluating); with --drop-others, then drop their indexes of the other storages.")
+    help = (
+        "Build the HNSW indexes of the configured HNSW_STORAGE for every live model (active, activating, "
+        "evaluating); with --drop-others, then drop their indexes of the other storages."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--drop-others", action="store_true", help="drop the indexes of the other storages")
@@ -28,5 +30,7 @@ class Command(BaseCommand):
             else:
                 create_indexes(model.pk, model.column_dims())
             built += len(model.column_dims())
-        self.stdout.write(f"{storage} indexes present for {built} model columns, {dropped} other indexes dropped "
-                          f"in {time.perf_counter() - started:.1f} s")
+        self.stdout.write(
+            f"{storage} indexes present for {built} model columns, {dropped} other indexes dropped "
+            f"in {time.perf_counter() - started:.1f} s"
+        )

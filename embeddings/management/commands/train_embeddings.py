@@ -16,10 +16,14 @@ class Command(BaseCommand):
     help = "Train the joint image/text towers on the catalogue and register the model."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--backbone", help="resnet50 | efficientnet_lite0 | efficientnet_lite2 (default: EMBEDDINGS_IMAGE_BACKBONE)")
+        parser.add_argument(
+            "--backbone", help="resnet50 | efficientnet_lite0 | efficientnet_lite2 (default: EMBEDDINGS_IMAGE_BACKBONE)"
+        )
         parser.add_argument("--text", choices=["gru", "minilm"], default="gru")
         parser.add_argument("--dim", type=int, help="joint dimension (default: EMBED_DIM)")
-        parser.add_argument("--epochs", type=int, help=f"upper bound, early stopping ends sooner (default: {DEFAULTS['epochs']})")
+        parser.add_argument(
+            "--epochs", type=int, help=f"upper bound, early stopping ends sooner (default: {DEFAULTS['epochs']})"
+        )
         parser.add_argument("--mining", choices=["hardest", "semi-hard"], help=f"default: {DEFAULTS['mining']}")
         parser.add_argument("--margin", type=float, help=f"default: {DEFAULTS['margin']}")
         parser.add_argument("--seed", type=int, help=f"default: {DEFAULTS['seed']}")
@@ -35,7 +39,9 @@ class Command(BaseCommand):
         def echo(event: dict) -> None:
             phase = event.get("phase", "")
             if phase == "features":
-                bar = bars.setdefault("features", tqdm(total=event.get("total", 0), desc="backbone features", unit="img"))
+                bar = bars.setdefault(
+                    "features", tqdm(total=event.get("total", 0), desc="backbone features", unit="img")
+                )
                 bar.n = event.get("done", 0)
                 bar.refresh()
             elif phase == "train" and "epoch" in event:
@@ -71,10 +77,12 @@ class Command(BaseCommand):
                 break
             if (model.gate or {}).get("decision") == "rejected" and model.status == EmbeddingModel.Status.READY:
                 bar.close()
-                self.stdout.write(self.style.WARNING(
-                    f"{model.name} was not activated by the gate: {model.gate.get('reason')}. "
-                    "Search keeps the current model; see /models/ for the comparison."
-                ))
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"{model.name} was not activated by the gate: {model.gate.get('reason')}. "
+                        "Search keeps the current model; see /models/ for the comparison."
+                    )
+                )
                 return
             bar.total = product_model().objects.count()
             bar.n = bar.total - missing_count(model)
