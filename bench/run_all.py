@@ -1,9 +1,9 @@
 """Run every benchmark in turn (``make bench``); each writes bench/results/<name>.json.
 
-Budgets on the 2-core reference machine: about 2-5 min each, under 15 min in all, so
+Budgets on the 2-core reference machine: about 2-5 min each, about 25 min in all, so
 the slowest options are trimmed here (torch.compile only for ResNet50, HNSW at 100k,
-a 20,000-row bulk import; the load test keeps its 2 minutes). On a machine others are
-using it takes longer.
+a 20,000-row bulk import; the load test's four 1-minute runs: two query mixes, caches on
+and off). On a machine others are using it takes longer.
 Run a module on its own for the full options.
 
     .venv/bin/python -m bench.run_all [--only search_latency,hnsw_recall]

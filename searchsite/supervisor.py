@@ -36,7 +36,7 @@ def web_torch_threads() -> str:
     A query is a batch of one: a second thread gains little (Lite0: 24.7 ms with one thread,
     27 ms with two, docs/benchmarks.md section 5), and with one worker per core two threads
     each would contend, every forward stalling at an OpenMP barrier whenever another process
-    holds a core (docs/benchmarks.md section 7).
+    holds a core (docs/benchmarks.md sections 0 and 5).
     """
     # From the environment, not Django's settings: the container's command (serve_web) builds
     # gunicorn's command line before anything loads Django.
