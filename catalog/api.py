@@ -266,16 +266,10 @@ def search_text(request: HttpRequest) -> JsonResponse:
         examples = form_examples(form)
         result = cached_search(
             form.query,
-            mode=form.search_mode,
-            filters=form.filters,
-            k=form.per_page_k,
-            offset=form.offset,
-            sort=form.sort_order,
-            min_score=form.score_cutoff,
+            **form.search_arguments(),
             image_vector=vector,
             correct=correct,
             examples=examples,
-            text_weight=form.words_weight,
         )
         facets = (
             search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
@@ -340,16 +334,10 @@ def search_image(request: HttpRequest) -> JsonResponse:
         stored = store_query_image(image, model, vector, upload.name or "")
         result = cached_search(
             form.query,
-            mode=form.search_mode,
-            filters=form.filters,
-            k=form.per_page_k,
-            offset=form.offset,
-            sort=form.sort_order,
-            min_score=form.score_cutoff,
+            **form.search_arguments(),
             image_vector=vector,
             correct=correct,
             examples=examples,
-            text_weight=form.words_weight,
         )
         facets = (
             search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)

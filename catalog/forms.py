@@ -183,6 +183,18 @@ class SearchForm(forms.Form):
         """text_weight: how much words weigh against the photo (None: SEARCH_TEXT_WEIGHT)."""
         return self.cleaned_data.get("text_weight")
 
+    def search_arguments(self) -> dict[str, Any]:
+        """The search() arguments this form sets, the same for the page and the API."""
+        return {
+            "mode": self.search_mode,
+            "filters": self.filters,
+            "k": self.per_page_k,
+            "offset": self.offset,
+            "sort": self.sort_order,
+            "min_score": self.score_cutoff,
+            "text_weight": self.words_weight,
+        }
+
     @property
     def image_key(self) -> str:
         return self.cleaned_data.get("img") or ""

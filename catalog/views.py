@@ -87,27 +87,16 @@ def search_page(request: HttpRequest) -> HttpResponse:
             vector = query_vector(stored, active_model())
             result = search(
                 form.query,
-                mode=form.search_mode,
-                filters=form.filters,
-                k=form.per_page_k,
-                offset=form.offset,
-                sort=form.sort_order,
-                min_score=form.score_cutoff,
+                **form.search_arguments(),
                 image_vector=vector,
                 correct=correct,
                 examples=examples,
-                text_weight=form.words_weight,
             )
             context["query_kind"] = "photo+text" if form.query else "photo"
         elif form.query or form.has_examples:
             result = search(
                 form.query,
-                mode=form.search_mode,
-                filters=form.filters,
-                k=form.per_page_k,
-                offset=form.offset,
-                sort=form.sort_order,
-                min_score=form.score_cutoff,
+                **form.search_arguments(),
                 correct=correct,
                 examples=examples,
             )
