@@ -21,6 +21,10 @@ When a gated model's vectors are complete (embeddings.registry sends
 
 Keyword synonyms (catalog/synonyms.py) are off while it fits and judges: they are the same
 for every model, and they invert the WordNet relation the paraphrase probes are made with.
+With SEARCH_SYNONYMS on, keyword and paraphrase probes are also judged in hybrid mode *with*
+them (mode "hybrid+synonyms"), as shoppers search: a mix fitted without them may weigh the
+keyword list less than the baseline does, and that costs relevance only where synonyms make
+that list strong. Such a row judged worse falls back like any hybrid row.
 
 Noise, per kind: the paired per-query differences d (candidate - active) have mean m and
 standard error se; the kind is *worse* when m < -max(MIN_NOISE, 2·se) and *better* when
@@ -43,7 +47,7 @@ from PIL import Image
 
 from catalog.hybrid import FitQuery, fit_weights
 from catalog.models import Product
-from catalog.synonyms import without_synonyms
+from catalog.synonyms import synonyms_used, without_synonyms
 from catalog.search import (
     FUSION_KINDS,
     PHOTO_WORDS_METHODS,
@@ -82,6 +86,9 @@ JUDGED = (
     ("photo_words", "semantic"),
 )
 PHOTO_WORDS_MODES = ("hybrid", "semantic")
+# Hybrid mode with keyword synonyms on, as the site serves it (judged only, never fitted).
+HYBRID_WITH_SYNONYMS = "hybrid+synonyms"
+JUDGED_WITH_SYNONYMS = (("keyword", HYBRID_WITH_SYNONYMS), ("paraphrase", HYBRID_WITH_SYNONYMS))
 
 
 def catalogue_items() -> list[ProbeItem]:
@@ -221,6 +228,9 @@ def run_probe(model: EmbeddingModel, probe: Probe, mode: str, photos: ProbePhoto
         result = search(words, image_vector=vectors, model=model, mode=mode if words else None, k=k)
     elif mode == "text_photo":
         result = search(probe.text, model=model, mode="semantic", signals=["text_photo"], k=k)
+    elif mode == HYBRID_WITH_SYNONYMS:
+        with synonyms_used(True):
+            result = search(probe.text, model=model, mode="hybrid", k=k)
     else:
         result = search(probe.text, model=model, mode=mode, k=k)
     return [hit.product.sku for hit in result.hits]
@@ -240,7 +250,8 @@ def compare(
     """Per judged (kind, mode): both models' mean metric, the paired difference and its noise."""
     rows = []
     photos = photos or ProbePhotos()
-    for kind, mode in JUDGED:
+    judged = JUDGED + (JUDGED_WITH_SYNONYMS if settings.SEARCH_SYNONYMS else ())
+    for kind, mode in judged:
         chosen = [p for p in probes if p.kind == kind]
         if not chosen or not can_serve(candidate, kind, mode):
             continue
@@ -293,6 +304,8 @@ def fusion_kinds_of(row: dict[str, Any]) -> list[str]:
     """The fusion kinds (model.fusion keys) a judged row's searches use."""
     if row["kind"] == "photo_words":
         return ["photo", row["mode"], "photo_words"]
+    if row["mode"] == HYBRID_WITH_SYNONYMS:
+        return ["hybrid"]
     return [row["mode"]] if row["mode"] in FUSION_KINDS else []  # text_photo: one signal, nothing fitted
 
 

@@ -94,16 +94,24 @@ def enabled() -> bool:
 
 
 @contextmanager
-def without_synonyms() -> Iterator[None]:
-    """Search the words as typed inside this block. The activation gate measures so: its
-    paraphrase probes replace catalogue words by WordNet alternatives, the very relation
-    these synonyms invert, so with them it would measure the synonyms (the same for every
-    model), and its fitted weights would lean on keyword search for the wrong reason."""
-    token = _active.set(False)
+def synonyms_used(active: bool) -> Iterator[None]:
+    """Inside this block keyword search uses synonyms or not, whatever the context around
+    it; still never with SEARCH_SYNONYMS off."""
+    token = _active.set(active)
     try:
         yield
     finally:
         _active.reset(token)
+
+
+@contextmanager
+def without_synonyms() -> Iterator[None]:
+    """Search the words as typed inside this block. The activation gate fits so: its
+    paraphrase probes replace catalogue words by WordNet alternatives, the very relation
+    these synonyms invert, so with them its fitted weights would lean on keyword search for
+    the wrong reason."""
+    with synonyms_used(False):
+        yield
 
 
 def phrases(query: str) -> list[str]:

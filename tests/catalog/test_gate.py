@@ -6,7 +6,7 @@ import pytest
 import torch
 from django.core.management import call_command
 
-from catalog.gate import baseline_weights, decide, fall_back, run_gate
+from catalog.gate import HYBRID_WITH_SYNONYMS, baseline_weights, decide, fall_back, fusion_kinds_of, run_gate, run_probe
 from catalog.models import Product
 from catalog.search import PHOTO_WORDS_METHODS, photo_words_method, search
 from ml.transforms import open_image
@@ -116,6 +116,9 @@ def test_run_gate_reports_what_it_measured(trained, django_capture_on_commit_cal
     assert photo_words_method(trained) == words["method"] == next(iter(report["fusion"]["photo_words"]))
     judged = {row["mode"]: row for row in report["kinds"] if row["kind"] == "photo_words"}
     assert set(judged) == {"hybrid", "semantic"} and all(row["incumbent"] is not None for row in judged.values())
+    # Words are also judged in hybrid mode with keyword synonyms on, as shoppers search.
+    kinds = {(row["kind"], row["mode"]) for row in report["kinds"]}
+    assert {("keyword", HYBRID_WITH_SYNONYMS), ("paraphrase", HYBRID_WITH_SYNONYMS)} <= kinds
 
 
 def test_the_gate_measures_without_keyword_synonyms(trained, monkeypatch, django_capture_on_commit_callbacks):
@@ -131,6 +134,24 @@ def test_the_gate_measures_without_keyword_synonyms(trained, monkeypatch, django
     embed_batch(list(Product.objects.values_list("pk", flat=True)), trained)
     run_gate(trained)
     assert seen == [False, False, False] and enabled()
+
+
+def test_a_hybrid_with_synonyms_probe_searches_with_them(small_catalogue):
+    from catalog.synonyms import synonyms_used, without_synonyms
+    from ml.probes import Probe
+
+    model = EmbeddingModel.active()
+    trousers = frozenset(Product.objects.filter(category="Trousers").values_list("sku", flat=True))
+    probe = Probe("paraphrase", sku=next(iter(trousers)), relevant=trousers, text="pants")
+    with without_synonyms():  # as inside the gate
+        plain = search("pants", model=model, mode="hybrid", k=10)
+        with_them = run_probe(model, probe, HYBRID_WITH_SYNONYMS)
+        with synonyms_used(True):
+            served = search("pants", model=model, mode="hybrid", k=10)
+    assert "keyword" not in {name for hit in plain.hits for name in hit.sources}
+    assert "keyword" in {name for hit in served.hits for name in hit.sources}  # "pants" -> trousers
+    assert with_them == [hit.product.sku for hit in served.hits]
+    assert fusion_kinds_of({"kind": "paraphrase", "mode": HYBRID_WITH_SYNONYMS}) == ["hybrid"]
 
 
 def test_the_photo_words_method_decides_how_photo_and_words_combine(trained, django_capture_on_commit_callbacks):
