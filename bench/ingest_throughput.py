@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.common import DEMO_CSV, ROOT, bench_env, log, table, write_result
+from searchsite.supervisor import celery_worker_argv
 
 if TYPE_CHECKING:  # Django is set up in main(), before the models are imported
     from embeddings.models import EmbeddingModel
@@ -72,20 +73,7 @@ def start_worker(queue: str, threads: str = "default") -> subprocess.Popen:
     log_file = open(data_dir / f"worker-{queue}-bench.log", "ab")
     return subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "searchsite",
-            "worker",
-            "-Q",
-            queue,
-            "-c",
-            "1",
-            "-n",
-            f"bench-{queue}@%h",
-            "--loglevel",
-            "INFO",
+            *celery_worker_argv(queue, 1, name=f"bench-{queue}@%h"),
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

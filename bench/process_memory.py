@@ -163,7 +163,7 @@ def main() -> None:
     from catalog.models import ImportJob, Product
     from catalog.uploads import queue_import
     from embeddings.registry import ensure_active_model
-    from searchsite.supervisor import celery_worker_argv
+    from searchsite.supervisor import celery_beat_argv, celery_worker_argv
 
     call_command("migrate", interactive=False, verbosity=0)
     # A fresh catalogue each run: the import must create every product and thumbnail.
@@ -176,18 +176,7 @@ def main() -> None:
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     prepare = start(celery_worker_argv("prepare"), data_dir / "logs" / "bench-worker-prepare.log", env)
     beat = start(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "searchsite",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(data_dir / "celerybeat-schedule"),
-        ],
+        celery_beat_argv(data_dir / "celerybeat-schedule"),
         data_dir / "logs" / "bench-beat.log",
         env,
     )

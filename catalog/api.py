@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from catalog.analytics import ClickRefused, log_search, record_click
 from catalog import search_cache
-from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused
+from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused, QueryVectors
 from catalog.jobs import job_state
 from catalog.models import ImportJob, Product
 from catalog.tokens import token_required
@@ -92,6 +92,20 @@ def cached_search(
     result = search(q, image_vector=image_vector, examples=examples, model=model, **options)
     search_cache.result_pages.put(key, result)
     return result
+
+
+def search_with_facets(
+    form: SearchForm, vector: QueryVectors | None, correct: bool, examples: Examples, want_facets: bool
+) -> tuple[SearchResult, Facets | None]:
+    """The page of results a search form asks for (through the result-page cache), and its
+    facets when asked: what GET /api/search and POST /api/search/image both answer."""
+    result = cached_search(
+        form.query, **form.search_arguments(), image_vector=vector, correct=correct, examples=examples
+    )
+    facets = (
+        search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff) if want_facets else None
+    )
+    return result, facets
 
 
 def error(message: str, status: int = 400) -> JsonResponse:
@@ -264,18 +278,7 @@ def search_text(request: HttpRequest) -> JsonResponse:
                 return error(f"img {form.image_key!r} is unknown or expired: upload the photo again", 404)
             vector = query_vector(stored, active_model())
         examples = form_examples(form)
-        result = cached_search(
-            form.query,
-            **form.search_arguments(),
-            image_vector=vector,
-            correct=correct,
-            examples=examples,
-        )
-        facets = (
-            search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
-            if want_facets
-            else None
-        )
+        result, facets = search_with_facets(form, vector, correct, examples, want_facets)
     except SearchUnavailable as exc:
         return error(str(exc), 503)
     except ValueError as exc:  # BadRequest, or search() refusing the examples
@@ -332,18 +335,7 @@ def search_image(request: HttpRequest) -> JsonResponse:
         model = active_model()
         vector = image_query_vectors(model, image)
         stored = store_query_image(image, model, vector, upload.name or "")
-        result = cached_search(
-            form.query,
-            **form.search_arguments(),
-            image_vector=vector,
-            correct=correct,
-            examples=examples,
-        )
-        facets = (
-            search_facets(result, form.filters, image_vector=vector, min_score=form.score_cutoff)
-            if want_facets
-            else None
-        )
+        result, facets = search_with_facets(form, vector, correct, examples, want_facets)
     except UploadTooLarge as exc:
         return error(str(exc), 413)
     except SearchUnavailable as exc:

@@ -68,7 +68,7 @@ def gunicorn_argv(bind: str, workers: int = WEB_WORKERS, access_log: Path | None
 WORKER_CONCURRENCY = {"prepare": 2, "embed": 1}
 
 
-def celery_worker_argv(queue: str, concurrency: int | None = None) -> list[str]:
+def celery_worker_argv(queue: str, concurrency: int | None = None, name: str | None = None) -> list[str]:
     concurrency = WORKER_CONCURRENCY[queue] if concurrency is None else concurrency
     return [
         sys.executable,
@@ -82,9 +82,24 @@ def celery_worker_argv(queue: str, concurrency: int | None = None) -> list[str]:
         "-c",
         str(concurrency),
         "-n",
-        f"{queue}@%h",
+        name or f"{queue}@%h",
         "--loglevel",
         "INFO",
+    ]
+
+
+def celery_beat_argv(schedule: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "searchsite",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(schedule),
     ]
 
 

@@ -17,7 +17,14 @@ from django.db import transaction
 from catalog.models import Product
 from embeddings.models import EmbeddingModel, TrainingJob
 from embeddings.tasks import train_model
-from searchsite.supervisor import WEB_WORKERS, WORKER_CONCURRENCY, Supervisor, celery_worker_argv, gunicorn_argv
+from searchsite.supervisor import (
+    WEB_WORKERS,
+    WORKER_CONCURRENCY,
+    Supervisor,
+    celery_beat_argv,
+    celery_worker_argv,
+    gunicorn_argv,
+)
 
 DEMO_CSV = Path(settings.BASE_DIR) / "demo" / "catalogue.csv"
 
@@ -49,18 +56,7 @@ class Command(BaseCommand):
             # Celery beat: the periodic reconcile (re-queues what a crash lost, ends stuck jobs).
             supervisor.add(
                 "beat",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "searchsite",
-                    "beat",
-                    "--loglevel",
-                    "INFO",
-                    "--schedule",
-                    str(settings.DATA_DIR / "celerybeat-schedule"),
-                ],
+                celery_beat_argv(settings.DATA_DIR / "celerybeat-schedule"),
                 log_dir / "beat.log",
             )
             supervisor.watch()
