@@ -49,11 +49,11 @@ eval: eval-data
 run: setup
 	$(PY) manage.py runsite
 
-test:
+test: setup
 	$(PY) -m pytest
 
 # The slow fault-injection tests (tests/integration/test_faults.py, about 20 minutes on 2 cores).
-test-faults:
+test-faults: setup
 	$(PY) -m pytest -m faults --timeout=1800 tests/integration/test_faults.py
 
 bench:
