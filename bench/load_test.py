@@ -17,7 +17,8 @@ back for `--seconds`, in this mix of kinds (MIX):
   independently (12 % draw neither);
 * ``paged``: page 2..5 of a text search, or of the client's last photo search (img=<key>).
 
-Every answer that is not a 200 is an error. The per-client rate limits stay on, set by the
+Each run starts with cold caches: a fresh gunicorn, and the caches' shared level in Redis
+(catalog/search_cache.py, with REDIS_URL) emptied. Every answer that is not a 200 is an error. The per-client rate limits stay on, set by the
 environment to a budget loopback load cannot reach (--rate-limit), so their cost is measured
 too. Prints per-kind p50/p99, throughput and errors, the share of searches each cache answered
 (the X-Search-Cache header), and the CPU each process group used.
@@ -57,7 +58,7 @@ ZIPF_EXPONENT = 1.0  # weight of the wording of popularity rank r: 1 / r ** ZIPF
 TAIL_SHARE = 0.3
 MIXES = ("zipf", "distinct")
 # The search caches of catalog/search_cache.py, off: every search encodes and queries.
-CACHES_OFF = {"SEARCH_QUERY_VECTOR_CACHE_SIZE": "0", "SEARCH_RESULT_CACHE_SIZE": "0"}
+CACHES_OFF = {"SEARCH_QUERY_VECTOR_CACHE_SIZE": "0", "SEARCH_RESULT_CACHE_SIZE": "0", "SEARCH_SHARED_CACHE": "false"}
 # High enough that 16 loopback clients (one address) never reach it; the limiter still runs.
 LOAD_RATE_LIMIT = "1000000/m"
 
@@ -285,6 +286,9 @@ def one_run(args: argparse.Namespace, mix: str, caches: str, workers: int) -> di
     w = load_workload(args.photos, mix)
     port = free_port()
     log(f"mix {mix}, caches {caches}: gunicorn ({workers} workers) on :{port}")
+    from catalog.search_cache import clear_shared
+
+    log(f"shared search cache (Redis): {clear_shared()} entries deleted: every run starts cold")
     web = start_web(port, workers, CACHES_OFF if caches == "off" else {})
     try:
         for q in w.queries[-8:]:  # every worker has run both towers and the SQL once (least popular wordings)

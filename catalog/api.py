@@ -79,6 +79,8 @@ def cached_search(
     model = _active[version]
     key = (
         version,
+        # the database the version counts: only where pages are shared with other processes
+        search_cache.database_identity() if search_cache.shared_configured() else None,
         search_cache.model_key(model) if model is not None else None,
         q,
         search_cache.vectors_digest(image_vector) if image_vector is not None else None,
@@ -89,7 +91,8 @@ def cached_search(
     cached = search_cache.result_pages.get(key)
     if cached is not None:
         return replace(cached, took_ms=(time.perf_counter() - started) * 1000)
-    result = search(q, image_vector=image_vector, examples=examples, model=model, **options)
+    with search_cache.at_version(version):
+        result = search(q, image_vector=image_vector, examples=examples, model=model, **options)
     search_cache.result_pages.put(key, result)
     return result
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Count, prefetch_related_objects
 from PIL import Image
 
@@ -202,15 +201,18 @@ def vector_search(
 ) -> list[tuple[int, float]]:
     """(product_id, cosine similarity) of the nearest vectors of `model`, best first."""
     sql, params = vector_search_sql(model, column, vector, k, offset, filters, exclude_product)
-    db = search_connection()  # the replica inside a search request (searchsite/db_router.py)
-    with transaction.atomic(using=db.alias), db.cursor() as cursor:
-        ef = max(settings.HNSW_EF_SEARCH, min(1000, k + offset))
-        cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
-        # relaxed_order keeps scanning the HNSW graph until enough rows pass the filter
-        # (a rare category still fills a page); its slightly unordered output is
-        # re-sorted by the outer query. tests/catalog/test_search.py proves both.
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute(sql, params)
+    ef = max(settings.HNSW_EF_SEARCH, min(1000, k + offset))
+    # relaxed_order keeps scanning the HNSW graph until enough rows pass the filter (a rare
+    # category still fills a page); its slightly unordered output is re-sorted by the outer
+    # query. tests/catalog/test_search.py proves both. The two SET LOCALs and the query go
+    # in one message, one round trip: Postgres runs a message of several statements as one
+    # transaction (an implicit one outside a transaction block), so the settings end with it,
+    # as they did with BEGIN ... COMMIT around them, which cost four round trips more.
+    statements = f"SET LOCAL hnsw.ef_search = {int(ef)}; SET LOCAL hnsw.iterative_scan = relaxed_order; {sql}"
+    with search_connection().cursor() as cursor:  # the replica inside a search request (db_router.py)
+        cursor.execute(statements, params)
+        while cursor.description is None and cursor.nextset():  # past the two SETs' results
+            pass
         rows = cursor.fetchall()
     ranking = [(row[0], 1.0 - float(row[1])) for row in rows]
     if column not in PHOTO_COLUMNS:

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
+from catalog import search_cache
 from catalog.popularity import popular_queries
 from catalog.synonyms import known_terms
 from searchsite.db_router import search_connection
@@ -71,6 +72,11 @@ def unknown_words(words: list[str]) -> list[str]:
     """The words no product contains (in Postgres full text: stemmed, stop words ignored)."""
     if not words:
         return []
+    unknown = search_cache.per_version("unknown_word", words, _unknown_words)
+    return [w for w in words if unknown[w]]
+
+
+def _unknown_words(words: list[str]) -> dict[str, bool]:
     with search_connection().cursor() as cursor:
         cursor.execute(
             """SELECT w FROM unnest(%s::text[]) AS w
@@ -79,15 +85,20 @@ def unknown_words(words: list[str]) -> list[str]:
                                  WHERE p.search_doc @@ plainto_tsquery('english', w))""",
             [words],
         )
-        return [w for (w,) in cursor.fetchall()]
+        unknown = {w for (w,) in cursor.fetchall()}
+    return {w: w in unknown for w in words}
 
 
 def closest_word(word: str) -> str | None:
     """The vocabulary word within `word`'s typo budget that is closest, then most shared
     trigrams, then in most products; None if there is none."""
-    budget = typo_budget(word)
-    if budget == 0:
+    if typo_budget(word) == 0:
         return None
+    return search_cache.per_version("closest_word", [word], lambda w: {word: _closest_word(word)})[word]
+
+
+def _closest_word(word: str) -> str | None:
+    budget = typo_budget(word)
     with search_connection().cursor() as cursor:
         cursor.execute(
             """WITH q AS (SELECT catalog_word_trigrams(%s) AS t)

@@ -35,6 +35,7 @@ from contextvars import ContextVar
 from django.conf import settings
 from django.db import connection, transaction
 
+from catalog import search_cache
 from ml import wordnet
 from searchsite.db_router import search_connection
 
@@ -131,6 +132,11 @@ def expansions(query: str) -> dict[str, list[str]]:
     looked_up = phrases(query)
     if not looked_up:
         return {}
+    found = search_cache.per_version("synonyms", looked_up, _expansions)
+    return {term: list(words) for term, words in found.items() if words}
+
+
+def _expansions(looked_up: list[str]) -> dict[str, tuple[str, ...]]:
     with search_connection().cursor() as cursor:
         cursor.execute(
             """SELECT q.t, array_agg(DISTINCT s.word ORDER BY s.word)
@@ -143,7 +149,7 @@ def expansions(query: str) -> dict[str, list[str]]:
                GROUP BY q.t""",
             [looked_up],
         )
-        return {term: list(found)[:MAX_WORDS_PER_TERM] for term, found in cursor.fetchall()}
+        return {term: tuple(found)[:MAX_WORDS_PER_TERM] for term, found in cursor.fetchall()}
 
 
 def groups(query: str, found: dict[str, list[str]]) -> list[list[str]]:

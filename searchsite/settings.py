@@ -271,6 +271,9 @@ SEARCH_UNLIKE_DEPTH = max(1, envint("SEARCH_UNLIKE_DEPTH", 10))
 SEARCH_QUERY_VECTOR_CACHE_SIZE = max(0, envint("SEARCH_QUERY_VECTOR_CACHE_SIZE", 2048))
 SEARCH_RESULT_CACHE_SIZE = max(0, envint("SEARCH_RESULT_CACHE_SIZE", 512))
 SEARCH_RESULT_CACHE_SECONDS = max(0, envint("SEARCH_RESULT_CACHE_SECONDS", 300))
+# Behind each worker's caches, a second level shared by every web worker, in Redis (REDIS_URL;
+# off without it): a page or query vector one worker computed serves the others.
+SEARCH_SHARED_CACHE = envbool("SEARCH_SHARED_CACHE", True)
 # Uploaded query photos are kept this long so paging and filters work on photo searches.
 SEARCH_QUERY_IMAGE_TTL_HOURS = envint("SEARCH_QUERY_IMAGE_TTL_HOURS", 24)
 # The activation gate (catalog/gate.py): probe queries per kind in each half of the held-out
@@ -409,7 +412,15 @@ if REDIS_URL:
             "KEY_PREFIX": "vitrine",
             # a Redis outage must cost a search a second at most (the limiter then lets it through)
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
+        },
+        # The search caches' shared level (catalog/search_cache.py): an outage costs one search
+        # a quarter of a second, then the workers leave Redis alone for a while.
+        "search": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "vitrine-search",
+            "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
+        },
     }
 else:
     CACHES = {

@@ -26,3 +26,5 @@ from searchsite.settings import CACHES  # noqa: E402
 
 # Test runs may share one Redis database: each keeps its own rate-limit counters.
 CACHES["default"]["KEY_PREFIX"] = f"vitrine-test-{os.getpid()}"
+if "search" in CACHES:  # the search caches' shared level (off in tests unless a test turns it on)
+    CACHES["search"]["KEY_PREFIX"] = f"vitrine-search-test-{os.getpid()}"

@@ -31,11 +31,14 @@ def _media_and_eager(settings, tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_search_caches():
+def _fresh_search_caches(settings):
     """Each test starts with empty per-process search caches (a rolled-back test's catalogue
-    version numbers come back in the next test)."""
+    version numbers come back in the next test), and without the caches' shared level in
+    Redis, which would keep them across tests (tests/catalog/test_search_cache.py turns it on
+    under a key prefix of its own)."""
     from catalog import search_cache
 
+    settings.SEARCH_SHARED_CACHE = False
     search_cache.clear_all()
     yield
     search_cache.clear_all()

@@ -13,7 +13,9 @@ import uuid
 
 import numpy as np
 import pytest
+import redis
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from PIL import Image
 
@@ -217,3 +219,125 @@ def test_a_new_synonym_is_never_hidden_by_a_cached_page(committed_catalogue, cli
     Synonym(term="zorblax", word="trousers").save()  # as the admin saves it
     found = skus(client.get("/api/search", params).json())
     assert found and set(found) <= set(Product.objects.filter(category="Trousers").values_list("sku", flat=True))
+
+
+# --- the shared level (Redis) -------------------------------------------------------------
+
+
+@pytest.fixture
+def shared_redis(settings):
+    """The search caches' shared level on the machine's real Redis, under a key prefix of this
+    test's own (deleted after)."""
+    url = settings.REDIS_URL or "redis://127.0.0.1:6379/15"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"the shared search cache tests need Redis at {url}: {exc}")
+    prefix = f"test-search-{uuid.uuid4().hex}"
+    settings.CACHES = {
+        **settings.CACHES,
+        "search": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": prefix},
+    }
+    settings.SEARCH_SHARED_CACHE = True
+    yield client
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def another_worker() -> None:
+    """What another web worker sees: its own, empty, in-process caches (Redis is shared)."""
+    for cache in search_cache.CACHES.values():
+        cache.clear()
+    search_cache.word_lookups.clear()
+
+
+def test_a_page_one_worker_searched_serves_another_from_redis(committed_catalogue, shared_redis, client):
+    params = {"q": "dark trousers", "k": 5, "mode": "hybrid"}
+    first = client.get("/api/search", params)
+    assert "result_pages=miss" in first["X-Search-Cache"]
+    assert any(b":result_pages:" in key for key in shared_redis.keys("*"))
+    another_worker()
+    with CaptureQueriesContext(connection) as queries:
+        second = client.get("/api/search", params)
+    assert second["X-Search-Cache"] == "result_pages=hit"
+    assert search_cache.result_pages.shared_hits == 1
+    assert second.json()["results"] == first.json()["results"]
+    # the page came whole (products, their photos): only the version and the search log
+    assert not [q for q in queries.captured_queries if "catalog_product" in q["sql"]]
+    # now in this worker's own cache too
+    assert client.get("/api/search", params)["X-Search-Cache"] == "result_pages=hit"
+    assert search_cache.result_pages.shared_hits == 1
+    # a catalogue write is never hidden by the shared page either
+    sku = first.json()["results"][0]["sku"]
+    Product.objects.filter(sku=sku).update(price=1234.5)
+    another_worker()
+    third = client.get("/api/search", params)
+    assert "result_pages=miss" in third["X-Search-Cache"]
+    assert next(r["price"] for r in third.json()["results"] if r["sku"] == sku) == 1234.5
+
+
+def test_query_vectors_are_shared_and_read_only(committed_catalogue, shared_redis):
+    from catalog.search import text_query_vectors
+
+    model = EmbeddingModel.active()
+    first = text_query_vectors(model, "dark trousers", ["text_vec"])
+    another_worker()
+    again = text_query_vectors(model, "dark trousers", ["text_vec"])
+    assert search_cache.text_vectors.stats() == {"hits": 1, "misses": 0, "entries": 1}
+    assert search_cache.text_vectors.shared_hits == 1
+    np.testing.assert_array_equal(again["text_vec"], first["text_vec"])
+    with pytest.raises(ValueError):
+        again["text_vec"][0] = 0.0
+
+
+def test_a_page_from_another_database_is_never_read(committed_catalogue, shared_redis, client):
+    from catalog.api import cached_search
+
+    cached_search("dark trousers", mode="semantic", k=5)
+    identity = search_cache.database_identity()
+    assert identity == search_cache.database_identity() and all(isinstance(x, int) for x in identity)
+    another_worker()
+    # the same catalogue version in another database (one recreated, counting from 0 again)
+    connection._vitrine_identity = (connection.connection, (identity[0], identity[1] + 1))
+    cached_search("dark trousers", mode="semantic", k=5)
+    assert search_cache.result_pages.stats()["misses"] == 1 and search_cache.result_pages.shared_hits == 0
+
+
+def test_a_redis_outage_costs_the_shared_cache_not_the_search(committed_catalogue, settings, client):
+    settings.SEARCH_SHARED_CACHE = True
+    settings.CACHES = {
+        **settings.CACHES,
+        "search": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
+        },
+    }
+    params = {"q": "dark trousers", "k": 5, "mode": "hybrid"}
+    first = client.get("/api/search", params)
+    assert first.status_code == 200 and first.json()["results"]
+    assert search_cache.shared_cache() is None  # left alone for SHARED_RETRY_SECONDS
+    assert client.get("/api/search", params)["X-Search-Cache"] == "result_pages=hit"  # the worker's own
+
+
+def test_the_shared_cache_is_a_setting(committed_catalogue, shared_redis, settings):
+    assert search_cache.shared_cache() is not None
+    settings.SEARCH_SHARED_CACHE = False
+    assert search_cache.shared_cache() is None
+
+
+def test_word_lookups_are_kept_per_catalogue_version(committed_catalogue, client):
+    from catalog.models import Synonym
+
+    params = {"q": "trousrs zorblax", "mode": "hybrid", "k": 5}
+    client.get("/api/search", params)
+    with CaptureQueriesContext(connection) as queries:
+        client.get("/api/search", {**params, "page": 2})  # another page: the same words
+    looked_up = [q["sql"] for q in queries.captured_queries if "catalog_synonym" in q["sql"] or "unnest" in q["sql"]]
+    assert looked_up == []
+    Synonym(term="zorblax", word="trousers").save()  # a new version: looked up again
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get("/api/search", {**params, "mode": "keyword"}).json()
+    assert [q for q in queries.captured_queries if "catalog_synonym" in q["sql"]]
+    assert body["results"]
