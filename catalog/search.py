@@ -28,7 +28,7 @@ from catalog.models import Photo, Product
 from catalog.popularity import product_popularity
 from catalog.suggest import Correction, correct_query
 from embeddings.models import EmbeddingModel
-from embeddings.registry import encoder_for
+from embeddings.registry import encoder_for, query_encoder_for
 from embeddings.vector_index import PHOTO_COLUMNS, PHOTO_TABLE, TABLE, nearest_params, nearest_sql
 from searchsite.db_router import search_connection
 
@@ -318,11 +318,12 @@ def text_query_vectors(model: EmbeddingModel, query: str, columns: Iterable[str]
     key = (model.pk, query, tuple(columns))
     if reused is not None and key in reused:
         return reused[key]
-    # The worker's LRU of query vectors: popular wordings skip the text tower.
-    lru_key = (search_cache.model_key(model), query, tuple(columns))
+    # The worker's LRU of query vectors: popular wordings skip the text tower. The int8 query
+    # encoder's vectors are not the fp32 tower's: another entry.
+    lru_key = (search_cache.model_key(model), query, tuple(columns), settings.QUERY_ENCODER_INT8)
     vectors = search_cache.text_vectors.get(lru_key)
     if vectors is None:
-        vectors = {c: v[0] for c, v in encoder_for(model).encode_text_signals([query], columns).items()}
+        vectors = {c: v[0] for c, v in query_encoder_for(model).encode_text_signals([query], columns).items()}
         search_cache.text_vectors.put(lru_key, search_cache.frozen(vectors))
     if reused is not None:
         reused[key] = vectors

@@ -9,8 +9,11 @@ activation, is embeddings/dispatch.py's: nothing here queues.
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +63,52 @@ def load_model(spec: dict[str, Any]) -> Encoder:
 
 def encoder_for(model: EmbeddingModel) -> Encoder:
     return load_model(model.spec)
+
+
+# encoder -> its copy for search words (query_encoder_for); keyed by id, checked by identity.
+_query_encoders: dict[int, tuple[Encoder, Encoder]] = {}
+_query_encoders_lock = threading.Lock()
+
+
+def query_encoder_for(model: EmbeddingModel) -> Encoder:
+    """The encoder a search's words go through: encoder_for(model), or with QUERY_ENCODER_INT8
+    (on CPU) a copy of it whose text towers' Linear layers are int8, made once per process.
+    Only for queries: stored vectors always come from encoder_for."""
+    encoder = encoder_for(model)
+    if not settings.QUERY_ENCODER_INT8 or encoder.device.type != "cpu":
+        return encoder
+    entry = _query_encoders.get(id(encoder))
+    if entry is not None and entry[0] is encoder:
+        return entry[1]
+    with _query_encoders_lock:
+        entry = _query_encoders.get(id(encoder))
+        if entry is None or entry[0] is not encoder:
+            entry = (encoder, int8_text_copy(encoder))
+            _query_encoders[id(encoder)] = entry
+        return entry[1]
+
+
+def int8_text_copy(encoder: Encoder) -> Encoder:
+    """A shallow copy of `encoder` whose text modules (text_model, and a joint model's
+    minilm_model) are deep copies with every nn.Linear dynamically quantized to int8, one
+    scale per output channel (per tensor loses more: docs/benchmarks.md section 8)."""
+    import torch  # heavy: only a process that already runs the model gets here
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    quantized = copy.copy(encoder)
+    for name in ("text_model", "minilm_model"):
+        module = getattr(encoder, name, None)
+        if isinstance(module, torch.nn.Module):
+            with warnings.catch_warnings():  # torch.ao.quantization's notice that it moves to torchao
+                warnings.simplefilter("ignore")
+                setattr(
+                    quantized,
+                    name,
+                    quantize_dynamic(
+                        copy.deepcopy(module), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+                    ),
+                )
+    return quantized
 
 
 def _register(name: str, kind: str, spec: dict, **fields: object) -> EmbeddingModel:

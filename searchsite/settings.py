@@ -226,6 +226,11 @@ EMBEDDINGS_DEVICE = envstr("EMBEDDINGS_DEVICE") or None  # "cuda", "cpu"; defaul
 # Images or texts per forward pass of the towers (embeddings/registry.py passes these to the encoder).
 ENCODER_BATCH_SIZE = max(1, envint("ENCODER_BATCH_SIZE", 64))
 EMBEDDINGS_COMPILE = envbool("EMBEDDINGS_COMPILE", False)  # torch.compile the towers
+# Search words through a copy of the text tower with int8 Linear layers (torch dynamic
+# quantization, per output channel; CPU only; embeddings/registry.py query_encoder_for): about
+# 1.6x less CPU per query, but vectors at mean cosine 0.976 to the fp32 tower's on the demo
+# queries (docs/benchmarks.md section 8), so off. Stored vectors always come from the fp32 tower.
+QUERY_ENCODER_INT8 = envbool("QUERY_ENCODER_INT8", False)
 MODELS_DIR = Path(envstr("MODELS_DIR", str(DATA_DIR / "models")))
 # WordNet texts the GRU text tower distils MiniLM on before training (ml/distill.py).
 EMBEDDINGS_DISTILL_CORPUS = envint("EMBEDDINGS_DISTILL_CORPUS", 20_000)

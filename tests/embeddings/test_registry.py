@@ -151,3 +151,34 @@ def test_a_baseline_is_named_after_the_backbone_it_runs(tmp_path) -> None:
     assert fell_back.pk != asked.pk and fell_back.spec["requested_backbone"] == "resnet50"
     asked.refresh_from_db()
     assert asked.spec["backbone"] == "efficientnet_lite0" and "requested_backbone" not in asked.spec
+
+
+@pytest.mark.django_db
+def test_the_int8_query_encoder_is_a_setting_for_search_words_only(settings):
+    import numpy as np
+
+    from catalog import search_cache
+    from catalog.search import text_query_vectors
+    from embeddings.registry import ensure_active_model, encoder_for, query_encoder_for
+
+    model = ensure_active_model()
+    fp32 = encoder_for(model)
+    assert query_encoder_for(model) is fp32  # off by default
+    words = ["dark trousers", "red leather bag", "running shoes for women"]
+    stored = fp32.encode_texts(words)
+    settings.QUERY_ENCODER_INT8 = True
+    int8 = query_encoder_for(model)
+    assert int8 is not fp32 and query_encoder_for(model) is int8  # made once per process
+    queries = int8.encode_texts(words)
+    cosine = (stored * queries).sum(axis=1)
+    assert cosine.min() > 0.9 and not np.allclose(stored, queries)
+    np.testing.assert_array_equal(fp32.encode_texts(words), stored)  # the stored vectors' tower is untouched
+    # a search's words go through it, one query at a time (int8 activations are scaled per
+    # batch, so a query's vector depends on what it is batched with), cached apart from the
+    # fp32 tower's vectors
+    vector = text_query_vectors(model, words[0], ["text_vec"])["text_vec"]
+    np.testing.assert_allclose(vector, int8.encode_texts(words[:1])[0], atol=1e-6)
+    settings.QUERY_ENCODER_INT8 = False
+    search_cache.text_vectors.hits = 0
+    np.testing.assert_allclose(text_query_vectors(model, words[0], ["text_vec"])["text_vec"], stored[0], atol=1e-6)
+    assert search_cache.text_vectors.hits == 0
