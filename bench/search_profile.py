@@ -7,7 +7,9 @@ three states of the search caches:
 * ``page hit``: the same search again; its result page is in the cache;
 * ``page miss, vector hit``: the result page is dropped before each search, the words'
   query vector is still cached (a popular wording on a new page or filter);
-* ``full miss``: every cache is empty before each search (a wording never seen).
+* ``full miss``: every cache is empty before each search (a wording never seen);
+* ``page from the shared level``: with the shared cache (REDIS_URL), the worker's own
+  caches are empty, the page is in Redis (another worker searched it).
 
 For each it counts the SQL statements (CaptureQueriesContext) and times the CPU per
 search (time.process_time, one torch thread like a web worker). ``--profile`` prints the
@@ -71,14 +73,31 @@ def main() -> None:
 
     for q in queries:  # warm: every wording encoded once, the model loaded, connections open
         get(q)
+
+    def another_worker() -> None:  # its own caches empty; the shared level (Redis) is not
+        for cache in search_cache.CACHES.values():
+            cache.clear()
+        search_cache.word_lookups.clear()
+
+    def page_miss() -> None:
+        search_cache.result_pages.clear()
+        search_cache.clear_shared()
+
+    def full_miss() -> None:
+        search_cache.clear_all()
+        search_cache.clear_shared()
+
     states: dict[str, tuple[Callable[[int], None], Callable[[], None]]] = {
         "page hit": (lambda i: get(queries[0]), lambda: None),
-        "page miss, vector hit": (lambda i: get(queries[i % len(queries)]), search_cache.result_pages.clear),
-        "full miss": (lambda i: get(queries[i % len(queries)]), search_cache.clear_all),
+        "page miss, vector hit": (lambda i: get(queries[i % len(queries)]), page_miss),
+        "full miss": (lambda i: get(queries[i % len(queries)]), full_miss),
     }
+    if search_cache.shared_configured():
+        states["page from the shared level"] = (lambda i: get(queries[i % len(queries)]), another_worker)
     rows = []
     for name, (one, before) in states.items():
-        get(queries[0])
+        for q in queries:  # every page searched once: in the shared level, for the last state
+            get(q)
         before()
         with CaptureQueriesContext(connection) as captured:
             one(0)
@@ -110,8 +129,17 @@ def main() -> None:
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
             print(f"\n--- cProfile, {name}, {args.repeats} searches, by own time ---\n{out.getvalue()}")
     load = os.getloadavg()
-    table(rows, title=f"GET /api/search mode={args.mode}, in-process, {args.repeats} searches each, load {load[0]:.2f}")
-    write_result("search_profile", {"mode": args.mode, "repeats": args.repeats, "rows": rows}, started)
+    shared = search_cache.shared_configured()
+    table(
+        rows,
+        title=f"GET /api/search mode={args.mode}, in-process, {args.repeats} searches each, "
+        f"shared cache {'on' if shared else 'off'}, load {load[0]:.2f}",
+    )
+    write_result(
+        "search_profile",
+        {"mode": args.mode, "repeats": args.repeats, "shared_cache": shared, "rows": rows, "load_avg": load},
+        started,
+    )
 
 
 if __name__ == "__main__":

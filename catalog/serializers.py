@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from django.db.models.fields.files import FieldFile
 from django.http import HttpRequest
 
 from catalog.models import Photo, Product
 from catalog.search import Hit
 
 
+def file_url(request: HttpRequest, file: FieldFile) -> str | None:
+    """The file's absolute URL, None without a file. Each is worked out once per request: a
+    hit names its main photo's files twice (product and gallery), and a storage's url() costs
+    more than the rest of a hit's JSON."""
+    if not file:
+        return None
+    urls: dict[tuple[int, str], str] = request.__dict__.setdefault("_file_urls", {})
+    key = (id(file.storage), file.name or "")
+    url = urls.get(key)
+    if url is None:
+        url = urls[key] = request.build_absolute_uri(file.url)
+    return url
+
+
 def photo_json(request: HttpRequest, photo: Photo) -> dict:
     return {
         "position": photo.position,
-        "image_url": request.build_absolute_uri(photo.image.url) if photo.image else None,
-        "thumbnail_url": request.build_absolute_uri(photo.thumbnail.url) if photo.thumbnail else None,
+        "image_url": file_url(request, photo.image),
+        "thumbnail_url": file_url(request, photo.thumbnail),
     }
 
 
@@ -22,8 +37,8 @@ def product_json(request: HttpRequest, product: Product) -> dict:
         "title": product.title,
         "category": product.category,
         "price": float(product.price),
-        "image_url": request.build_absolute_uri(product.image.url) if product.image else None,
-        "thumbnail_url": request.build_absolute_uri(product.thumbnail.url) if product.thumbnail else None,
+        "image_url": file_url(request, product.image),
+        "thumbnail_url": file_url(request, product.thumbnail),
         "url": request.build_absolute_uri(product.get_absolute_url()),
         # every photo, the main `image` first (position 0)
         "photos": [photo_json(request, photo) for photo in product.gallery()],
