@@ -4,8 +4,11 @@ Shoppers type two or three words ("dark coat"), while a product's text is a titl
 paragraph. Trained only on whole product texts, the tower learns to read paragraphs and
 does poorly on short queries and on words the catalogue never uses. So during training
 each product's text is sometimes replaced by a short view of it (its title, its category,
-a few consecutive words), and some words are swapped for their nearest GloVe neighbours
-(the frozen table knows that "jeans" sits near "trousers"). A short view describes many
+a few consecutive words), and some words are swapped for a word a shopper may type for
+them instead: a WordNet synonym, broader or narrower term or similar adjective ("trousers"
+-> jeans, chinos; "dark" -> black), or a nearest GloVe neighbour (the frozen table knows
+that "jeans" sits near "trousers"). The photo stays the product's, so the tower learns
+those words from what they look like in this shop. A short view describes many
 products at once, so products whose text contains every word of the view are masked out
 as negatives for it instead of being pushed away.
 """
@@ -18,11 +21,13 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ml.tokenizer import tokenize
+from ml import wordnet
+from ml.tokenizer import UNK, tokenize
 from ml.towers import GRUTextTower
 
 P_FULL, P_TITLE, P_CATEGORY = 0.4, 0.2, 0.1  # the rest: a window of 1-4 words
-P_SWAP = 0.1  # per word, swap for a GloVe neighbour
+P_WORDNET = 0.15  # per word that has one, swap for a WordNet shopper term
+P_SWAP = 0.1  # per word not swapped so, swap for a GloVe neighbour
 NEIGHBOURS, MIN_COSINE = 8, 0.6
 
 
@@ -43,6 +48,7 @@ class TextViews:
         self.category = [tokenize(c) for c in categories]
         self.words = [set(f) | set(c) for f, c in zip(self.full, self.category)]
         self.neighbours = self._neighbours(tower) if tower is not None else {}
+        self.shopper_terms = self._shopper_terms(tower) if tower is not None else {}
 
     def _neighbours(self, tower: GRUTextTower) -> dict[int, list[int]]:
         table = tower.embed.pretrained
@@ -67,6 +73,35 @@ class TextViews:
                 if keep:
                     out[word_id] = keep
         return out
+
+    def _shopper_terms(self, tower: GRUTextTower) -> dict[int, list[list[int]]]:
+        """Token ids of wordnet.shopper_terms() of every title and category word, keeping
+        the terms whose every word the tower knows."""
+        if not wordnet.wordnet_available():
+            return {}
+        index = tower.vocab._index
+        out: dict[int, list[list[int]]] = {}
+        for word in sorted({w for words in self.title + self.category for w in words}):
+            word_id = index.get(word, UNK)
+            if word_id == UNK:
+                continue
+            terms = [[index.get(t, UNK) for t in tokenize(term)] for term in wordnet.shopper_terms(word)]
+            terms = [ids for ids in terms if ids and UNK not in ids]
+            if terms:
+                out[word_id] = terms
+        return out
+
+    def swapped(self, ids: list[int]) -> list[int]:
+        """``ids`` with some words swapped for a shopper term or a GloVe neighbour."""
+        out: list[int] = []
+        for t in ids:
+            if t in self.shopper_terms and self.rng.random() < P_WORDNET:
+                out += self.rng.choice(self.shopper_terms[t])
+            elif t in self.neighbours and self.rng.random() < P_SWAP:
+                out.append(self.rng.choice(self.neighbours[t]))
+            else:
+                out.append(t)
+        return out[: self.max_len]
 
     def view(self, i: int) -> list[str]:
         """One query-like view of product i's text, as words."""
@@ -100,12 +135,8 @@ class TextViews:
         views = [self.view(i) for i in index]
         rows = []
         for view in views:
-            ids = [self.vocab._index.get(w, 1) for w in view[: self.max_len]] or [1]
-            ids = [
-                self.rng.choice(self.neighbours[t]) if t in self.neighbours and self.rng.random() < P_SWAP else t
-                for t in ids
-            ]
-            rows.append(ids)
+            ids = [self.vocab._index.get(w, UNK) for w in view[: self.max_len]] or [UNK]
+            rows.append(self.swapped(ids))
         return rows, self.also_described(index, views)
 
 

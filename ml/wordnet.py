@@ -216,6 +216,20 @@ def related_terms(word: str, depth: int = 2, limit: int = MAX_RELATED) -> list[s
     return [w for w in found if related & set(_main_noun_senses(reader, w))][:limit]
 
 
+def shopper_terms(word: str) -> list[str]:
+    """Every WordNet word a shopper may type for ``word``: its alternatives(), its
+    related_terms() and, for an adjective, the adjectives WordNet lists as similar to its
+    first two senses ("dark" -> dusky, black; "light" -> pale, pastel). Lower-case, spaces
+    for "_", no repeats, never the word itself."""
+    reader = _require()
+    key = _key(reader, word)
+    if not key or key in STOPWORDS:
+        return []
+    similar = _by_offset([t for s in reader.synsets(key, "a")[:2] for t in s.similar_tos()])
+    found = alternatives(word) + related_terms(word) + _other_words(reader, key, similar)
+    return list(dict.fromkeys(found))
+
+
 def _main_noun_senses(reader: WordNetCorpusReader, phrase: str) -> list:
     """A word's first two noun senses ("footwear": the covering, then the clothing)."""
     return reader.synsets(phrase.replace(" ", "_"), "n")[:2]

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
+from ml.config import TextTowerCfg
 from ml.losses import CrossModalTripletLoss
 from ml.query_views import TextViews
+from ml.tokenizer import UNK
+from ml.towers import GRUTextTower
+from ml.wordnet import wordnet_available
 
 
 def views_of(texts, titles, categories) -> TextViews:
@@ -47,3 +52,16 @@ def test_views_are_short_parts_of_the_product_text():
     assert tuple(views.full[0]) in seen and tuple(views.title[0]) in seen
     assert any(len(v) <= 4 for v in seen)
     assert all(set(v) <= allowed_words for v in seen)
+
+
+@pytest.mark.skipif(not wordnet_available(), reason="Debian package wordnet-base is not installed (make debian-data)")
+def test_views_swap_catalogue_words_for_wordnet_shopper_terms():
+    texts = ["Dark trousers. Cut for comfort", "Light coat"]
+    tower = GRUTextTower(TextTowerCfg(vocab_source="none"), texts=[*texts, "jean chino black pale"])
+    views = TextViews(tower, ["Dark trousers", "Light coat"], ["Trousers", "Coats"], texts, seed=0)
+    index = tower.vocab._index
+    trousers = index["trousers"]
+    assert [index["jean"]] in views.shopper_terms[trousers]  # only terms the tower knows
+    assert all(UNK not in ids for terms in views.shopper_terms.values() for ids in terms)
+    seen = {tuple(views.swapped([trousers])) for _ in range(400)}
+    assert (trousers,) in seen and (index["jean"],) in seen and (index["chino"],) in seen

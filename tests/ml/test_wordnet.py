@@ -131,3 +131,13 @@ def test_related_terms_are_capped_and_deterministic() -> None:
     assert len(flowers) == wordnet.MAX_RELATED
     assert flowers == wordnet.related_terms("flower")
     assert wordnet.related_terms("qwzxv") == [] and wordnet.related_terms("in") == []
+
+
+def test_shopper_terms_add_narrower_nouns_and_similar_adjectives() -> None:
+    trousers = wordnet.shopper_terms("trousers")
+    assert trousers[: len(alternatives("trousers"))] == alternatives("trousers")  # nearest first
+    assert {"jean", "chino", "denim"} <= set(trousers)  # kinds of trousers
+    assert {"black", "dusky"} <= set(wordnet.shopper_terms("dark"))  # similar adjectives
+    assert "pale" in wordnet.shopper_terms("light")
+    assert len(trousers) == len(set(trousers)) and "trousers" not in trousers
+    assert wordnet.shopper_terms("qwzxv") == [] and wordnet.shopper_terms("the") == []
