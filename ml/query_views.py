@@ -26,7 +26,7 @@ from ml.tokenizer import UNK, tokenize
 from ml.towers import GRUTextTower
 
 P_FULL, P_TITLE, P_CATEGORY = 0.4, 0.2, 0.1  # the rest: a window of 1-4 words
-P_WORDNET = 0.15  # per word that has one, swap for a WordNet shopper term
+P_WORDNET = 0.25  # per word that has one, swap for a WordNet shopper term
 P_SWAP = 0.1  # per word not swapped so, swap for a GloVe neighbour
 NEIGHBOURS, MIN_COSINE = 8, 0.6
 
@@ -85,7 +85,10 @@ class TextViews:
             word_id = index.get(word, UNK)
             if word_id == UNK:
                 continue
-            terms = [[index.get(t, UNK) for t in tokenize(term)] for term in wordnet.shopper_terms(word)]
+            phrases = [tokenize(term) for term in wordnet.shopper_terms(word)]
+            # WordNet lists lemmas ("jean"), shoppers type plurals ("jeans") as often.
+            phrases += [[*p[:-1], p[-1] + "s"] for p in phrases if p and not p[-1].endswith("s")]
+            terms = [[index.get(t, UNK) for t in p] for p in phrases]
             terms = [ids for ids in terms if ids and UNK not in ids]
             if terms:
                 out[word_id] = terms

@@ -57,11 +57,12 @@ def test_views_are_short_parts_of_the_product_text():
 @pytest.mark.skipif(not wordnet_available(), reason="Debian package wordnet-base is not installed (make debian-data)")
 def test_views_swap_catalogue_words_for_wordnet_shopper_terms():
     texts = ["Dark trousers. Cut for comfort", "Light coat"]
-    tower = GRUTextTower(TextTowerCfg(vocab_source="none"), texts=[*texts, "jean chino black pale"])
+    tower = GRUTextTower(TextTowerCfg(vocab_source="none"), texts=[*texts, "jean jeans chino black pale"])
     views = TextViews(tower, ["Dark trousers", "Light coat"], ["Trousers", "Coats"], texts, seed=0)
     index = tower.vocab._index
     trousers = index["trousers"]
     assert [index["jean"]] in views.shopper_terms[trousers]  # only terms the tower knows
+    assert [index["jeans"]] in views.shopper_terms[trousers]  # and their plurals
     assert all(UNK not in ids for terms in views.shopper_terms.values() for ids in terms)
     seen = {tuple(views.swapped([trousers])) for _ in range(400)}
     assert (trousers,) in seen and (index["jean"],) in seen and (index["chino"],) in seen
