@@ -53,10 +53,13 @@ def teacher_vectors(
         by_length = np.concatenate(parts).astype(np.float32)
         vectors = np.empty_like(by_length)
         vectors[order] = by_length
+    half = vectors.astype(np.float16)  # half precision halves the cache
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, vectors.astype(np.float16))
-    return vectors
+        np.save(path, half)
+    # Rounded as the cache keeps them, so the run that computes the targets trains exactly
+    # like every later run that reads them (ml/features.py does the same).
+    return half.astype(np.float32)
 
 
 class Distiller(nn.Module):
