@@ -6,8 +6,8 @@ does poorly on short queries and on words the catalogue never uses. So during tr
 each product's text is sometimes replaced by a short view of it (its title, its category,
 a few consecutive words), and some words are swapped for a word a shopper may type for
 them instead: a WordNet synonym, broader or narrower term or similar adjective ("trousers"
--> jeans, chinos; "dark" -> black), or a nearest GloVe neighbour (the frozen table knows
-that "jeans" sits near "trousers"). The photo stays the product's, so the tower learns
+-> jeans, chinos; "dark" -> black), or, for a word WordNet does not know, a nearest GloVe
+neighbour. The photo stays the product's, so the tower learns
 those words from what they look like in this shop. A short view describes many
 products at once, so products whose text contains every word of the view are masked out
 as negatives for it instead of being pushed away.
@@ -27,7 +27,10 @@ from ml.towers import GRUTextTower
 
 P_FULL, P_TITLE, P_CATEGORY = 0.4, 0.2, 0.1  # the rest: a window of 1-4 words
 P_WORDNET = 0.25  # per word that has one, swap for a WordNet shopper term
-P_SWAP = 0.1  # per word not swapped so, swap for a GloVe neighbour
+# Per word WordNet has no shopper term for, swap for a GloVe neighbour. Only those: GloVe's
+# neighbours include opposites and other products ("dark" -> bright, pale; "sandals" ->
+# boots), which teach a photo the wrong words.
+P_SWAP = 0.1
 NEIGHBOURS, MIN_COSINE = 8, 0.6
 
 
@@ -100,7 +103,7 @@ class TextViews:
         for t in ids:
             if t in self.shopper_terms and self.rng.random() < P_WORDNET:
                 out += self.rng.choice(self.shopper_terms[t])
-            elif t in self.neighbours and self.rng.random() < P_SWAP:
+            elif t not in self.shopper_terms and t in self.neighbours and self.rng.random() < P_SWAP:
                 out.append(self.rng.choice(self.neighbours[t]))
             else:
                 out.append(t)
