@@ -216,17 +216,28 @@ def related_terms(word: str, depth: int = 2, limit: int = MAX_RELATED) -> list[s
     return [w for w in found if related & set(_main_noun_senses(reader, w))][:limit]
 
 
+def _uses(reader: WordNetCorpusReader, key: str, pos: str) -> int:
+    """How often WordNet's tagged corpus uses ``key`` as part of speech ``pos``."""
+    return sum(lemma.count() for s in reader.synsets(key, pos) for lemma in s.lemmas() if lemma.name().lower() == key)
+
+
 def shopper_terms(word: str) -> list[str]:
     """Every WordNet word a shopper may type for ``word``: its alternatives(), its
     related_terms() and, for an adjective, the adjectives WordNet lists as similar to its
-    first two senses ("dark" -> dusky, black; "light" -> pale, pastel). Lower-case, spaces
-    for "_", no repeats, never the word itself."""
+    first two senses ("dark" -> dusky, black; "light" -> pale, pastel). A word used as an
+    adjective at least half as often as a noun stands for its adjective sense alone: "plain"
+    is a flat land first, but a plain shirt in a shop. Lower-case, spaces for "_", no
+    repeats, never the word itself."""
     reader = _require()
     key = _key(reader, word)
     if not key or key in STOPWORDS:
         return []
-    similar = _by_offset([t for s in reader.synsets(key, "a")[:2] for t in s.similar_tos()])
-    found = alternatives(word) + related_terms(word) + _other_words(reader, key, similar)
+    adjectives = reader.synsets(key, "a")
+    similar = _other_words(reader, key, _by_offset([t for s in adjectives[:2] for t in s.similar_tos()]))
+    if adjectives and 2 * _uses(reader, key, "a") >= _uses(reader, key, "n"):
+        found = _other_words(reader, key, adjectives[:1]) + similar
+    else:
+        found = alternatives(word) + related_terms(word) + similar
     return list(dict.fromkeys(found))
 
 

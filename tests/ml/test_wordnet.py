@@ -141,3 +141,10 @@ def test_shopper_terms_add_narrower_nouns_and_similar_adjectives() -> None:
     assert "pale" in wordnet.shopper_terms("light")
     assert len(trousers) == len(set(trousers)) and "trousers" not in trousers
     assert wordnet.shopper_terms("qwzxv") == [] and wordnet.shopper_terms("the") == []
+
+
+def test_an_adjective_stands_for_its_adjective_sense_alone() -> None:
+    plain = wordnet.shopper_terms("plain")
+    assert "simple" in plain and not {"field", "land", "ground"} & set(plain)  # not the flat land
+    assert "picket" not in wordnet.shopper_terms("pale")  # not the fence post
+    assert "frock" in wordnet.shopper_terms("dress")  # a noun keeps its noun terms
