@@ -717,7 +717,7 @@ def main() -> None:
     setup_django()
     from django.conf import settings
 
-    from bench.load_test import postgres_pid, start_web
+    from bench.load_test import CACHES_OFF, postgres_pid, start_web
     from bench.search_latency import free_port
     from embeddings.models import EmbeddingModel
     from searchsite.supervisor import WEB_WORKERS
@@ -800,7 +800,9 @@ def main() -> None:
     sampler.watch("this client", os.getpid(), False)
     sampler.watch("postgres", postgres_pid(), True)
     sampler.start()
-    web = start_web(port, WEB_WORKERS, {})
+    # The search path itself next to the raw query: no cache answers (the wordings repeat, and
+    # the shared level would answer nearly all of them); section 8 measures the caches.
+    web = start_web(port, WEB_WORKERS, CACHES_OFF)
     sampler.watch("gunicorn", web.pid, True)
     api: dict = {}
     concurrency = [int(c) for c in args.clients.split(",")]
@@ -834,7 +836,9 @@ def main() -> None:
         web.wait(30)
 
     # In this process now (gunicorn is gone, so it competes with nothing): the query vectors,
-    # the encoder's own time, then the raw queries with those vectors.
+    # the encoder's own time (never a cache's), then the raw queries with those vectors.
+    settings.SEARCH_SHARED_CACHE = False
+    settings.SEARCH_QUERY_VECTOR_CACHE_SIZE = 0
     vectors, results["encode_ms"] = query_vectors(model, texts, jobs)
 
     dims = model.column_dims()
