@@ -853,7 +853,7 @@ def main() -> None:
             return kind, run_raw(conns[i], kind, column, dims[column], model.pk, vec, q)
 
         raw_jobs = all_jobs + [(DEEP, job) for job in jobs["text"]]
-        concurrently(2, raw_jobs[:: len(raw_jobs) // 12], one)  # warm
+        concurrently(min(2, len(conns)), raw_jobs[:: len(raw_jobs) // 12], one)  # warm
         for clients in concurrency:
             mixed = random.Random(clients).sample(raw_jobs, len(raw_jobs))
             load = os.getloadavg()
