@@ -7,10 +7,10 @@ each product's text is sometimes replaced by a short view of it (its title, its 
 a few consecutive words), and some words are swapped for a word a shopper may type for
 them instead: a WordNet synonym, broader or narrower term or similar adjective ("trousers"
 -> jeans, chinos; "dark" -> black), or, for a word WordNet does not know, a nearest GloVe
-neighbour. The photo stays the product's, so the tower learns
-those words from what they look like in this shop. A short view describes many
-products at once, so products whose text contains every word of the view are masked out
-as negatives for it instead of being pushed away.
+neighbour. The photo stays the product's, so the tower learns those words from what they
+look like in this shop. A short view describes many products at once, so products whose
+text contains every word of the view are masked out as negatives for it instead of being
+pushed away.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from ml.towers import GRUTextTower
 
 P_FULL, P_TITLE, P_CATEGORY = 0.4, 0.2, 0.1  # the rest: a window of 1-4 words
 P_WORDNET = 0.25  # per word that has one, swap for a WordNet shopper term
-# Per word WordNet has no shopper term for, swap for a GloVe neighbour. Only those: GloVe's
-# neighbours include opposites and other products ("dark" -> bright, pale; "sandals" ->
-# boots), which teach a photo the wrong words.
+# Per word WordNet has no shopper term for, swap for a GloVe neighbour. Only those (the
+# others' neighbours are dropped when the views are built): GloVe's neighbours include
+# opposites and other products ("dark" -> bright, pale; "sandals" -> boots), which teach a
+# photo the wrong words.
 P_SWAP = 0.1
 NEIGHBOURS, MIN_COSINE = 8, 0.6
 
@@ -50,8 +51,9 @@ class TextViews:
         self.title = [tokenize(t) for t in titles]
         self.category = [tokenize(c) for c in categories]
         self.words = [set(f) | set(c) for f, c in zip(self.full, self.category)]
-        self.neighbours = self._neighbours(tower) if tower is not None else {}
         self.shopper_terms = self._shopper_terms(tower) if tower is not None else {}
+        neighbours = self._neighbours(tower) if tower is not None else {}
+        self.neighbours = {t: n for t, n in neighbours.items() if t not in self.shopper_terms}
 
     def _neighbours(self, tower: GRUTextTower) -> dict[int, list[int]]:
         table = tower.embed.pretrained
@@ -103,7 +105,7 @@ class TextViews:
         for t in ids:
             if t in self.shopper_terms and self.rng.random() < P_WORDNET:
                 out += self.rng.choice(self.shopper_terms[t])
-            elif t not in self.shopper_terms and t in self.neighbours and self.rng.random() < P_SWAP:
+            elif t in self.neighbours and self.rng.random() < P_SWAP:
                 out.append(self.rng.choice(self.neighbours[t]))
             else:
                 out.append(t)
