@@ -412,7 +412,7 @@ CELERY_BEAT_SCHEDULE = {
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "searchsite.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "vitrine",
             # a Redis outage must cost a search a second at most (the limiter then lets it through)
@@ -421,7 +421,7 @@ if REDIS_URL:
         # The search caches' shared level (catalog/search_cache.py): an outage costs one search
         # a quarter of a second, then the workers leave Redis alone for a while.
         "search": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "searchsite.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "vitrine-search",
             "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},

@@ -104,7 +104,7 @@ def test_the_embedded_default_counts_in_a_file_cache(db, client, settings, tmp_p
 def test_search_keeps_answering_when_the_cache_is_down(db, client, settings):
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "searchsite.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
