@@ -113,9 +113,10 @@ class SearchResult:
     examples: Examples = NO_EXAMPLES
     # Photo + words: how much the words weighed (None: no photo with words).
     text_weight: float | None = None
-    # The hits as the API renders them, per site address (catalog/api.py): a page served from
-    # the result cache (catalog/search_cache.py) is rendered once, not on every request.
-    rendered: dict[str, list[dict]] = field(default_factory=dict, repr=False, compare=False)
+    # The hits as the API's JSON (bytes) for one site address (catalog/api.py). A page in the
+    # result cache (catalog/search_cache.py) keeps only these: its `hits` are empty, so a
+    # page served from memory or Redis is neither rendered again nor unpickled product by product.
+    rendered: bytes | None = field(default=None, repr=False, compare=False)
 
 
 def active_model() -> EmbeddingModel:

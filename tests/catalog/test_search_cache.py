@@ -7,6 +7,8 @@ writing transaction, which only a committed write shows to another connection.
 
 from __future__ import annotations
 
+import json
+import pickle
 import shutil
 import threading
 import uuid
@@ -14,7 +16,9 @@ import uuid
 import numpy as np
 import pytest
 import redis
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from PIL import Image
@@ -23,6 +27,9 @@ from catalog import search_cache
 from catalog.models import Product, SearchLog
 from embeddings.models import EmbeddingModel, ProductVector
 from tests.conftest import SMALL_CSV
+
+# What cached_search renders a page's hits for (their URLs name the site).
+REQUEST = RequestFactory().get("/api/search")
 
 
 @pytest.fixture
@@ -161,8 +168,8 @@ def test_pages_are_not_cached_inside_a_transaction(committed_catalogue):
     from catalog.api import cached_search
 
     with transaction.atomic():
-        cached_search("dark trousers", mode="semantic", k=5)
-        cached_search("dark trousers", mode="semantic", k=5)
+        cached_search("dark trousers", request=REQUEST, mode="semantic", k=5)
+        cached_search("dark trousers", request=REQUEST, mode="semantic", k=5)
     assert search_cache.result_pages.stats() == {"hits": 0, "misses": 0, "entries": 0}
 
 
@@ -170,16 +177,16 @@ def test_result_cache_off_and_expiry(committed_catalogue, settings):
     from catalog.api import cached_search
 
     settings.SEARCH_RESULT_CACHE_SIZE = 0
-    cached_search("dark trousers", mode="semantic", k=5)
-    cached_search("dark trousers", mode="semantic", k=5)
+    cached_search("dark trousers", request=REQUEST, mode="semantic", k=5)
+    cached_search("dark trousers", request=REQUEST, mode="semantic", k=5)
     assert len(search_cache.result_pages) == 0
     settings.SEARCH_RESULT_CACHE_SIZE, settings.SEARCH_RESULT_CACHE_SECONDS = 2, 3600
     for q in ("dark trousers", "red bag", "sneakers"):
-        cached_search(q, mode="semantic", k=5)
+        cached_search(q, request=REQUEST, mode="semantic", k=5)
     assert len(search_cache.result_pages) == 2  # the oldest went
     settings.SEARCH_RESULT_CACHE_SECONDS = 0.000001
     hits = search_cache.result_pages.hits
-    cached_search("sneakers", mode="semantic", k=5)
+    cached_search("sneakers", request=REQUEST, mode="semantic", k=5)
     assert search_cache.result_pages.hits == hits  # expired: searched again
 
 
@@ -237,7 +244,7 @@ def shared_redis(settings):
     prefix = f"test-search-{uuid.uuid4().hex}"
     settings.CACHES = {
         **settings.CACHES,
-        "search": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": prefix},
+        "search": {"BACKEND": "searchsite.cache.RedisCache", "LOCATION": url, "KEY_PREFIX": prefix},
     }
     settings.SEARCH_SHARED_CACHE = True
     yield client
@@ -277,6 +284,39 @@ def test_a_page_one_worker_searched_serves_another_from_redis(committed_catalogu
     assert next(r["price"] for r in third.json()["results"] if r["sku"] == sku) == 1234.5
 
 
+def test_a_page_from_redis_answers_what_a_fresh_search_answers(committed_catalogue, shared_redis, client, settings):
+    params = {"q": "dark trousers", "k": 8, "mode": "hybrid"}
+    client.get("/api/search", params)
+    another_worker()
+    from_redis = client.get("/api/search", params)
+    assert from_redis["X-Search-Cache"] == "result_pages=hit" and search_cache.result_pages.shared_hits == 1
+    # Redis holds the page's hits as rendered JSON, not its products
+    (key,) = shared_redis.keys(f"{settings.CACHES['search']['KEY_PREFIX']}:*:result_pages:*")
+    made, page = pickle.loads(shared_redis.get(key))
+    assert page.hits == [] and json.loads(page.rendered) == from_redis.json()["results"]
+    settings.SEARCH_RESULT_CACHE_SIZE = 0
+    fresh = client.get("/api/search", params)
+    assert "result_pages" not in fresh["X-Search-Cache"]
+    cached_body, fresh_body = from_redis.json(), fresh.json()
+    for body in (cached_body, fresh_body):
+        assert body.pop("query_id") and body.pop("took_ms") >= 0
+    assert cached_body == fresh_body
+    assert len(cached_body["results"]) == 8 and cached_body["results"][0]["explanation"]
+    for response in (from_redis, fresh):  # what JsonResponse would send for the whole body
+        assert response["Content-Type"] == "application/json"
+        assert response.content == json.dumps(json.loads(response.content), cls=DjangoJSONEncoder).encode()
+
+
+def test_a_cached_page_names_the_site_it_was_asked_at(committed_catalogue, client):
+    params = {"q": "dark trousers", "k": 3, "mode": "hybrid"}
+    for _ in range(2):  # the second time from the cache
+        for host in ("localhost", "127.0.0.1"):
+            body = client.get("/api/search", params, HTTP_HOST=host).json()
+            assert {r["url"].split("/")[2] for r in body["results"]} == {host}
+            assert {r["image_url"].split("/")[2] for r in body["results"]} == {host}
+    assert search_cache.result_pages.stats()["hits"] == 2
+
+
 def test_query_vectors_are_shared_and_read_only(committed_catalogue, shared_redis):
     from catalog.search import text_query_vectors
 
@@ -294,13 +334,13 @@ def test_query_vectors_are_shared_and_read_only(committed_catalogue, shared_redi
 def test_a_page_from_another_database_is_never_read(committed_catalogue, shared_redis, client):
     from catalog.api import cached_search
 
-    cached_search("dark trousers", mode="semantic", k=5)
+    cached_search("dark trousers", request=REQUEST, mode="semantic", k=5)
     identity = search_cache.database_identity()
     assert identity == search_cache.database_identity() and all(isinstance(x, int) for x in identity)
     another_worker()
     # the same catalogue version in another database (one recreated, counting from 0 again)
     connection._vitrine_identity = (connection.connection, (identity[0], identity[1] + 1))
-    cached_search("dark trousers", mode="semantic", k=5)
+    cached_search("dark trousers", request=REQUEST, mode="semantic", k=5)
     assert search_cache.result_pages.stats()["misses"] == 1 and search_cache.result_pages.shared_hits == 0
 
 
@@ -309,7 +349,7 @@ def test_a_redis_outage_costs_the_shared_cache_not_the_search(committed_catalogu
     settings.CACHES = {
         **settings.CACHES,
         "search": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "searchsite.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
             "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
         },
