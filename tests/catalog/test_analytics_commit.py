@@ -47,3 +47,27 @@ def test_a_log_write_commits_without_waiting_for_the_disk(transactional_db):
     with transaction.atomic(), CaptureQueriesContext(connection) as seen:
         analytics._unflushed(lambda: _log_row().save(force_insert=True))
     assert not any("synchronous_commit" in q["sql"] for q in seen.captured_queries)
+
+
+def test_a_new_search_is_logged_in_one_round_trip_without_waiting_for_the_disk(transactional_db):
+    row = _log_row()
+    with CaptureQueriesContext(connection) as seen:
+        analytics._insert_unflushed(row)
+    (statement,) = [q["sql"] for q in seen.captured_queries]
+    assert statement.startswith('SET LOCAL synchronous_commit TO OFF; INSERT INTO "catalog_searchlog"')
+    stored = SearchLog.objects.get(pk=row.pk)  # committed, every field as given
+    assert [(f.name, getattr(stored, f.name)) for f in SearchLog._meta.concrete_fields] == [
+        (f.name, getattr(row, f.name)) for f in SearchLog._meta.concrete_fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"  # for that message's transaction only
+        # what the write relies on: one message is one transaction, the SET LOCAL holds in it
+        cursor.execute("SET LOCAL synchronous_commit TO OFF; SELECT current_setting('synchronous_commit')")
+        while cursor.description is None and cursor.nextset():
+            pass
+        assert cursor.fetchone()[0] == "off"
+    with transaction.atomic(), CaptureQueriesContext(connection) as seen:
+        analytics._insert_unflushed(_log_row())
+    assert not any("synchronous_commit" in q["sql"] for q in seen.captured_queries)
+    assert SearchLog.objects.count() == 2
