@@ -655,11 +655,13 @@ def explain(hits: list[Hit], rankings: dict[str, Ranking], weights: dict[str, fl
         hit.explanation = parts
 
 
-def _price_order(candidates: list[Hit], descending: bool) -> list[Hit]:
-    prices = dict(Product.objects.filter(pk__in=[h.product.pk for h in candidates]).values_list("pk", "price"))
-    ranked = [h for h in candidates if h.product.pk in prices]
+def _price_order(scored: list[tuple[int, float, dict]], descending: bool) -> list[tuple[int, float, dict]]:
+    """The candidates (id, score, sources) still in the catalogue, by price. Only the prices
+    are read: the page's products are loaded after, not every candidate's (200 by default)."""
+    prices = dict(Product.objects.filter(pk__in=[pid for pid, _, _ in scored]).values_list("pk", "price"))
+    ranked = [s for s in scored if s[0] in prices]
     # Stable: equal prices keep their relevance order.
-    ranked.sort(key=lambda h: prices[h.product.pk], reverse=descending)
+    ranked.sort(key=lambda s: prices[s[0]], reverse=descending)
     return ranked
 
 
@@ -777,12 +779,10 @@ def search(
 
     if sort == "relevance":
         page_ids = scored[offset : offset + k]
-        products = Product.objects.in_bulk([pid for pid, _, _ in page_ids])
-        hits = [Hit(products[pid], score, src) for pid, score, src in page_ids if pid in products]
     else:
-        products = Product.objects.in_bulk([pid for pid, _, _ in scored])
-        candidates = [Hit(products[pid], score, src) for pid, score, src in scored if pid in products]
-        hits = _price_order(candidates, descending=sort == "price_desc")[offset : offset + k]
+        page_ids = _price_order(scored, descending=sort == "price_desc")[offset : offset + k]
+    products = Product.objects.in_bulk([pid for pid, _, _ in page_ids])
+    hits = [Hit(products[pid], score, src) for pid, score, src in page_ids if pid in products]
     explain(hits, rankings, weights, fused=restrict is not None or bool(examples) or len(rankings) != 1)
     attach_photos(hits, rankings)
     return SearchResult(

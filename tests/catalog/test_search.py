@@ -193,6 +193,21 @@ def test_sort_by_price_reorders_the_relevant_set(catalogue, db, sort):
     )[5:10]
 
 
+@pytest.mark.parametrize("sort", ["price_asc", "price_desc"])
+def test_sort_by_price_keeps_relevance_order_among_equal_prices(catalogue, db, sort):
+    relevant = search("dark", mode="hybrid", k=40)
+    # ties made on purpose: the candidates in threes at one price each
+    for i, hit in enumerate(relevant.hits):
+        Product.objects.filter(pk=hit.product.pk).update(price=10 + i // 3)
+    assert len(relevant.hits) == relevant.total_candidates > 20
+    by_price = sorted(enumerate(relevant.hits), key=lambda ih: ih[0] // 3, reverse=sort == "price_desc")
+    expected = [h.product.sku for _, h in by_price]  # sorted() is stable, reverse too
+    pages = [search("dark", mode="hybrid", k=7, offset=offset, sort=sort) for offset in range(0, 40, 7)]
+    assert [h.product.sku for page in pages for h in page.hits] == expected
+    assert pages[0].total_candidates == relevant.total_candidates
+    assert all(h.explanation for page in pages for h in page.hits)
+
+
 def test_bad_arguments_are_refused(catalogue, db):
     with pytest.raises(ValueError, match="mode"):
         search("x", mode="fuzzy")
