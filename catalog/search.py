@@ -24,7 +24,7 @@ from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused, QueryVector
 from catalog.filters import NO_FILTERS, Filters
 from catalog.hybrid import rrf
 from catalog.keyword import keyword_search
-from catalog.models import Photo, Product
+from catalog.models import FURTHER_PHOTOS, Photo, Product, products_with_photos
 from catalog.popularity import product_popularity
 from catalog.suggest import Correction, correct_query
 from embeddings.models import EmbeddingModel
@@ -222,7 +222,7 @@ def vector_search(
 
 
 def load_hits(scored: list[tuple[int, float]], sources: str | None = None) -> list[Hit]:
-    products = Product.objects.in_bulk([pid for pid, _ in scored])
+    products = products_with_photos([pid for pid, _ in scored])
     return [Hit(products[pid], score, {sources: score} if sources else {}) for pid, score in scored if pid in products]
 
 
@@ -611,8 +611,9 @@ def best_photos(rankings: dict[str, Ranking], weights: dict[str, float]) -> dict
 
 def attach_photos(hits: list[Hit], rankings: dict[str, Ranking]) -> None:
     """Set each hit's `photo`: the photo that placed it in the photo list that did most for
-    it (its explanation is best first). Loads the hits' photos in one query."""
-    prefetch_related_objects([h.product for h in hits], "photos")
+    it (its explanation is best first). Loads the hits' photos in one query unless they came
+    with the products (products_with_photos)."""
+    prefetch_related_objects([h.product for h in hits if not hasattr(h.product, FURTHER_PHOTOS)], "photos")
     for hit in hits:
         for c in hit.explanation:
             ranking = rankings.get(c.signal)
@@ -781,7 +782,7 @@ def search(
         page_ids = scored[offset : offset + k]
     else:
         page_ids = _price_order(scored, descending=sort == "price_desc")[offset : offset + k]
-    products = Product.objects.in_bulk([pid for pid, _, _ in page_ids])
+    products = products_with_photos([pid for pid, _, _ in page_ids])
     hits = [Hit(products[pid], score, src) for pid, score, src in page_ids if pid in products]
     explain(hits, rankings, weights, fused=restrict is not None or bool(examples) or len(rankings) != 1)
     attach_photos(hits, rankings)

@@ -2,23 +2,82 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import quote
+
+from django.core.files.storage import FileSystemStorage
 from django.db.models.fields.files import FieldFile
 from django.http import HttpRequest
+from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils.encoding import filepath_to_uri
+from django.utils.http import RFC3986_SUBDELIMS
 
+from catalog.converters import SkuConverter
 from catalog.models import Photo, Product
 from catalog.search import Hit
+
+# What reverse() leaves unescaped in a path (RFC 3986 pchar), as Django's URL resolver quotes it.
+PATH_SAFE = RFC3986_SUBDELIMS + "/~:@"
+_PLACEHOLDER = "vitrine-sku-placeholder"
+_SKU_TO_URL = SkuConverter().to_url
+# A path that urljoin() or build_absolute_uri() would rewrite (empty or dot segments), or that
+# does not start with a slash: such URLs take Django's own path.
+_NOT_PLAIN = re.compile(r"//|/\.\.?(?:/|\Z)|\A(?!/)")
+_NOT_PATH = re.compile(r"[;?#]")
+_product_url_parts: dict[tuple[str, object], tuple[str, str] | None] = {}
+
+
+def _url_prefix(request: HttpRequest, path: str) -> str:
+    """request.build_absolute_uri(path), worked out once per request for a path that starts
+    many URLs (build_absolute_uri(path + rest) is this + rest when rest is already escaped and
+    makes no empty or dot segment)."""
+    prefixes: dict[str, str] = request.__dict__.setdefault("_url_prefixes", {})
+    absolute = prefixes.get(path)
+    if absolute is None:
+        absolute = prefixes[path] = request.build_absolute_uri(path)
+    return absolute
+
+
+def product_url(request: HttpRequest, product: Product) -> str:
+    """request.build_absolute_uri(product.get_absolute_url()), character for character, without
+    a reverse() per product: the product page's URL is resolved once per script prefix (and
+    URL conf) with a placeholder sku, and each sku is escaped as reverse() escapes it."""
+    sku = product.sku
+    key = (get_script_prefix(), get_urlconf())
+    parts = _product_url_parts.get(key, False)
+    if parts is False:
+        head, found, tail = reverse("catalog:product", args=[_PLACEHOLDER]).rpartition(_PLACEHOLDER)
+        parts = _product_url_parts[key] = (head, tail) if found and not _NOT_PLAIN.search(head + "x" + tail) else None
+    # reverse() refuses a sku its pattern (".+") does not match: empty or with a line break
+    if parts is None or not sku or "\n" in sku:
+        return request.build_absolute_uri(product.get_absolute_url())
+    head, tail = parts
+    # SkuConverter gives every segment of dots a "~", so the escaped sku adds no dot segment
+    return _url_prefix(request, head) + quote(_SKU_TO_URL(sku), safe=PATH_SAFE) + tail
 
 
 def file_url(request: HttpRequest, file: FieldFile) -> str | None:
     """The file's absolute URL, None without a file. Each is worked out once per request: a
-    hit names its main photo's files twice (product and gallery), and a storage's url() costs
-    more than the rest of a hit's JSON."""
+    hit names its main photo's files twice (product and gallery). For Django's
+    FileSystemStorage the URL is its base URL (made absolute once per request) joined with the
+    escaped name, which is what its url() and build_absolute_uri() give, at a fraction of the
+    cost; other storages answer through their own url()."""
     if not file:
         return None
     urls: dict[tuple[int, str], str] = request.__dict__.setdefault("_file_urls", {})
-    key = (id(file.storage), file.name or "")
+    storage = file.storage
+    name = file.name or ""
+    key = (id(storage), name)
     url = urls.get(key)
     if url is None:
+        # __class__: default_storage is a lazy proxy whose own type is not the storage's
+        if storage.__class__ is FileSystemStorage:
+            base = storage.base_url
+            rest = filepath_to_uri(name).lstrip("/")
+            # a base of a plain path ("/media/"), not a URL with a host, a query or parameters
+            if base and base.endswith("/") and not _NOT_PLAIN.search(base + rest) and not _NOT_PATH.search(base):
+                url = urls[key] = _url_prefix(request, base) + rest
+                return url
         url = urls[key] = request.build_absolute_uri(file.url)
     return url
 
@@ -39,7 +98,7 @@ def product_json(request: HttpRequest, product: Product) -> dict:
         "price": float(product.price),
         "image_url": file_url(request, product.image),
         "thumbnail_url": file_url(request, product.thumbnail),
-        "url": request.build_absolute_uri(product.get_absolute_url()),
+        "url": product_url(request, product),
         # every photo, the main `image` first (position 0)
         "photos": [photo_json(request, photo) for photo in product.gallery()],
     }
