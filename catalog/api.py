@@ -18,6 +18,7 @@ from django.core.exceptions import SuspiciousOperation
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.urls import get_script_prefix
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -96,8 +97,8 @@ def cached_search(
         tuple(sorted(options.items())),
         settings.SEARCH_POPULARITY_WEIGHT,
         settings.SEARCH_DEFAULT_MODE,
-        # the hits' URLs name the site they were asked at
-        request.build_absolute_uri("/"),
+        # the hits' URLs name the site they were asked at, its script prefix (SCRIPT_NAME) included
+        request.build_absolute_uri(get_script_prefix()),
     )
     cached = search_cache.result_pages.get(key)
     if cached is not None:

@@ -20,6 +20,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.urls import get_script_prefix, set_script_prefix
 from django.utils import timezone
 from PIL import Image
 
@@ -314,6 +315,21 @@ def test_a_cached_page_names_the_site_it_was_asked_at(committed_catalogue, clien
             body = client.get("/api/search", params, HTTP_HOST=host).json()
             assert {r["url"].split("/")[2] for r in body["results"]} == {host}
             assert {r["image_url"].split("/")[2] for r in body["results"]} == {host}
+    assert search_cache.result_pages.stats()["hits"] == 2
+
+
+def test_a_cached_page_names_the_script_prefix_it_was_asked_under(committed_catalogue, client):
+    # a site served under two prefixes (two SCRIPT_NAMEs behind one proxy) shares the caches
+    params = {"q": "dark trousers", "k": 3, "mode": "hybrid"}
+    before = get_script_prefix()
+    try:
+        for _ in range(2):  # the second time from the cache
+            for prefix in ("/", "/shop/"):
+                set_script_prefix(prefix)  # what the WSGI handler sets from SCRIPT_NAME
+                body = client.get("/api/search", params).json()
+                assert {r["url"].rsplit("p/", 1)[0] for r in body["results"]} == {"http://testserver" + prefix}
+    finally:
+        set_script_prefix(before)
     assert search_cache.result_pages.stats()["hits"] == 2
 
 
