@@ -44,10 +44,10 @@ def product_url(request: HttpRequest, product: Product) -> str:
     URL conf) with a placeholder sku, and each sku is escaped as reverse() escapes it."""
     sku = product.sku
     key = (get_script_prefix(), get_urlconf())
-    parts = _product_url_parts.get(key, False)
-    if parts is False:
+    if key not in _product_url_parts:
         head, found, tail = reverse("catalog:product", args=[_PLACEHOLDER]).rpartition(_PLACEHOLDER)
-        parts = _product_url_parts[key] = (head, tail) if found and not _NOT_PLAIN.search(head + "x" + tail) else None
+        _product_url_parts[key] = (head, tail) if found and not _NOT_PLAIN.search(head + "x" + tail) else None
+    parts = _product_url_parts[key]
     # reverse() refuses a sku its pattern (".+") does not match: empty or with a line break
     if parts is None or not sku or "\n" in sku:
         return request.build_absolute_uri(product.get_absolute_url())
