@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test test-faults bench bench-100k bench-1m clean-bench-scale chromium clean-data eval
+.PHONY: setup run test test-faults bench bench-100k bench-1m bench-reembed clean-bench-scale chromium clean-data eval
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -75,8 +75,14 @@ bench-1m:
 	HNSW_BUILD_MEMORY=$(BENCH_1M_BUILD_MEMORY) $(PY) -m bench.catalogue_scale --products 1000000 \
 		--variants binary:text_vec,binary:image_vec --variants-only
 
+# Re-embedding 70,000 products under a newly trained joint model, with a real embed worker
+# (bench/reembed_scale.py, docs/benchmarks.md section 11): about 15 minutes on 2 cores; its
+# database (var/bench-70k, ~1 GB) is reused by later runs and removed by clean-bench-scale.
+bench-reembed:
+	$(PY) -m bench.reembed_scale --products 70000
+
 clean-bench-scale:
-	rm -rf var/bench-100k var/bench-1m
+	rm -rf var/bench-100k var/bench-1m var/bench-70k
 
 clean-data:
 	rm -rf var
