@@ -34,8 +34,6 @@ import shutil
 import time
 from pathlib import Path
 
-import psutil
-
 from bench.catalogue_scale import default_data_dir, load_catalogue, load_centres
 from bench.common import DEMO_CSV, bench_env, log, table, write_result
 
@@ -64,24 +62,6 @@ def train_checkpoint(data_dir: Path, backbone: str) -> Path:
     return path
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process, its live children and the children it has
-    reaped (a Postgres backend that exited, a recycled pool process)."""
-    try:
-        root = psutil.Process(pid)
-        t = root.cpu_times()
-        total = t.user + t.system + t.children_user + t.children_system
-        for p in root.children(recursive=True):
-            try:
-                c = p.cpu_times()
-                total += c.user + c.system
-            except psutil.Error:
-                pass
-        return total
-    except psutil.NoSuchProcess:
-        return 0.0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=70_000)
@@ -91,7 +71,14 @@ def main() -> None:
     started = time.time()
     data_dir = Path(args.data_dir or default_data_dir(args.products)).resolve()
     os.environ["VITRINE_DATA_DIR"] = str(data_dir)
-    from bench.ingest_throughput import choose_broker, purge_broker, raw_encoder_subprocess, start_worker, wait_workers
+    from bench.ingest_throughput import (
+        choose_broker,
+        purge_broker,
+        raw_encoder_subprocess,
+        start_worker,
+        tree_cpu,
+        wait_workers,
+    )
 
     choose_broker()
     bench_env()
@@ -130,7 +117,7 @@ def main() -> None:
     try:
         wait_workers(["embed"])
         pg = postgres_pid()
-        cpu0 = {"worker": tree_cpu(worker.pid), "postgres": tree_cpu(pg)}
+        cpu0 = {"worker": tree_cpu([worker.pid]), "postgres": tree_cpu([pg])}
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         log(f"activating {model.name}: re-embedding {args.products:,} products")
@@ -149,7 +136,7 @@ def main() -> None:
                 last = time.perf_counter()
             time.sleep(1)
         seconds = time.perf_counter() - t0
-        cpu = {k: tree_cpu(p) - cpu0[k] for k, p in (("worker", worker.pid), ("postgres", pg))}
+        cpu = {k: tree_cpu([p]) - cpu0[k] for k, p in (("worker", worker.pid), ("postgres", pg))}
         load1 = os.getloadavg()[0]
     finally:
         worker.terminate()
