@@ -19,6 +19,7 @@ from django.views.decorators.cache import never_cache
 from catalog.models import ImportJob, Product
 from embeddings.models import EmbeddingModel, TrainingJob
 from embeddings.reconcile import SERVING, not_searchable
+from embeddings.vector_index import missing_indexes
 from ops import beat, broker
 from ops.models import JobHeartbeat
 
@@ -70,7 +71,15 @@ def health_report() -> dict:
     products = Product.objects.count()
     report["products"] = products
     report["models"] = [
-        {"name": m.name, "status": m.status, "not_searchable": not_searchable(m)}
+        {
+            "name": m.name,
+            "status": m.status,
+            "not_searchable": not_searchable(m),
+            # Built once its vectors are stored: an activating model has none yet.
+            "missing_indexes": []
+            if m.status == EmbeddingModel.Status.ACTIVATING
+            else missing_indexes(m.pk, m.column_dims()),
+        }
         for m in EmbeddingModel.objects.filter(status__in=SERVING)
     ]
     active = next((m for m in report["models"] if m["status"] == EmbeddingModel.Status.ACTIVE), None)
@@ -90,6 +99,13 @@ def health_report() -> dict:
     report["warnings"] = []
     if report["not_searchable"]:
         report["warnings"].append(f"{report['not_searchable']} of {products} products not yet searchable")
+    for m in report["models"]:
+        if m["missing_indexes"]:
+            # Search still answers, exactly, by scanning every vector of the model: slowly.
+            report["warnings"].append(
+                f"model {m['name']} lacks valid HNSW indexes {', '.join(m['missing_indexes'])}: its searches scan "
+                "every vector; manage.py build_vector_indexes builds them"
+            )
     stuck = sum(len(v) for v in report["stuck_jobs"].values())
     if stuck:
         report["warnings"].append(

@@ -13,7 +13,6 @@ from django.db import transaction
 
 from embeddings.models import EmbeddingModel, ProductVector, atomic_switch
 from embeddings.registry import finish_activation_if_complete, target_models
-from embeddings.vector_index import create_indexes
 from searchsite.celery import app
 
 EMBED_PRODUCTS = "embeddings.tasks.embed_products"
@@ -56,7 +55,7 @@ def start_activation(model: EmbeddingModel, gate: bool = False) -> None:
         atomic_switch(model)
         queue_missing(model)
         return
-    create_indexes(model.pk, model.column_dims())
+    # No indexes yet: they are built once its vectors are stored (finish_activation_if_complete).
     model.status = EmbeddingModel.Status.ACTIVATING
     model.gate = {"required": True, "decision": "pending"} if gate else {**(model.gate or {}), "required": False}
     model.save(update_fields=["status", "gate"])

@@ -6,6 +6,8 @@ from django.db import models, transaction
 from django.utils import timezone
 from pgvector.django import VectorField
 
+from embeddings.vector_index import create_indexes
+
 if TYPE_CHECKING:
     from catalog.models import Product, ProductPhoto  # type only: catalog sits above this app
 
@@ -161,7 +163,12 @@ def photo_model() -> type[ProductPhoto]:
 
 
 def atomic_switch(new: EmbeddingModel) -> EmbeddingModel | None:
-    """Make `new` the active model in one transaction; return the model it replaced."""
+    """Make `new` the active model in one transaction; return the model it replaced.
+
+    Its HNSW indexes are built first if they are not there yet (a first model, with few or no
+    vectors yet; a path that skipped registry.finish_activation_if_complete): an active model
+    always has them, or every search would scan all its vectors."""
+    create_indexes(new.pk, new.column_dims())
     with transaction.atomic():
         old = EmbeddingModel.objects.select_for_update().filter(status=EmbeddingModel.Status.ACTIVE).first()
         if old and old.pk == new.pk:

@@ -137,7 +137,8 @@ def _register(name: str, kind: str, spec: dict, **fields: object) -> EmbeddingMo
             **fields,
         ),
     )
-    create_indexes(model.pk, model.column_dims())
+    # No HNSW index yet: a model's indexes are built in one pass once its vectors are stored
+    # (finish_activation_if_complete), or when it is switched to (models.atomic_switch).
     return model
 
 
@@ -230,8 +231,16 @@ def wait_for_web_workers(model: EmbeddingModel, timeout: float | None = None) ->
 
 
 def finish_activation_if_complete(model_id: int) -> bool:
-    """Once every product has a current vector under an ACTIVATING model: switch to it,
-    or, when its activation is gated, hand it to the gate (which ends in ``complete_gate``)."""
+    """Once every product has a current vector under an ACTIVATING model: build its HNSW
+    indexes, then switch to it, or, when its activation is gated, hand it to the gate (which
+    ends in ``complete_gate``).
+
+    The indexes are built here, in one pass over the stored vectors, rather than at
+    registration: filling four HNSW graphs row by row while the catalogue re-embeds cost
+    Postgres most of the re-embedding's CPU (docs/benchmarks.md section 11). Search never reads
+    the model before: the gate's first query and the switch come after the build. A crash
+    before the build ends leaves the model ACTIVATING (the reconciler's nudge calls this
+    again) or EVALUATING (restart_stalled_gate puts it back), and the build starts over."""
     with transaction.atomic():
         model = EmbeddingModel.objects.select_for_update().get(pk=model_id)
         if model.status != EmbeddingModel.Status.ACTIVATING or missing_count(model) > 0:
@@ -242,15 +251,23 @@ def finish_activation_if_complete(model_id: int) -> bool:
             model.status = EmbeddingModel.Status.EVALUATING
             model.gate = {**(model.gate or {}), "started_at": timezone.now().isoformat()}
             model.save(update_fields=["status", "gate"])
-        else:
-            wait_for_web_workers(model)  # no search may land on a web worker still loading it
-            old = atomic_switch(model)
+    # Outside the row lock's transaction: CONCURRENTLY, the active model's ingest goes on.
+    built = create_indexes(model.pk, model.column_dims())
+    if built:
+        logger.info("vectors of %s complete; built its indexes %s", model.name, ", ".join(built))
     if gated:
         logger.info("vectors of %s complete; running the activation gate", model.name)
         receivers = model_ready_for_gate.send(sender=EmbeddingModel, model=model)
         if not receivers:
             complete_gate(model, {"decision": "activated", "reason": "no gate installed"})
         return True
+    with transaction.atomic():
+        model = EmbeddingModel.objects.select_for_update().get(pk=model_id)
+        # Another task switched meanwhile, or a product changed and waits for its vector.
+        if model.status != EmbeddingModel.Status.ACTIVATING or missing_count(model) > 0:
+            return False
+        wait_for_web_workers(model)  # no search may land on a web worker still loading it
+        old = atomic_switch(model)
     if old is not None:
         retire(old)
     logger.info("activated embedding model %s", model.name)

@@ -15,12 +15,23 @@ What the index stores is HNSW_STORAGE (docs/scaling.md, "Index choices"):
 
 Each storage has its own index name, so a site that changes the setting builds the new
 indexes (`manage.py build_vector_indexes`) while the old ones still serve.
+
+When: a model gets no index at registration. A model activated while another serves gets
+its indexes in one pass once all its vectors are stored, before the gate searches with it
+and before the switch (registry.finish_activation_if_complete): four graphs filled row by
+row during the re-embedding cost Postgres three quarters of its CPU (docs/benchmarks.md
+section 11). A model switched to without that step (the first model of an empty site)
+gets them in atomic_switch. `create_indexes` builds only what is absent or INVALID, so each
+of those calls is cheap when the indexes are there and repairs a build that died.
 """
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 
 TABLE = "embeddings_productvector"
 COLUMNS = ("image_vec", "text_vec", "image_feat", "text_feat")
@@ -101,35 +112,98 @@ def _tables(column: str) -> tuple[str, ...]:
     return (TABLE, PHOTO_TABLE) if column in PHOTO_COLUMNS else (TABLE,)
 
 
-def create_indexes(model_id: int, column_dims: dict[str, int], storage: str | None = None) -> None:
-    """One partial HNSW index per stored column of the model (EmbeddingModel.column_dims()),
-    on ProductVector, and on PhotoVector for the image columns, of `storage` (default
-    HNSW_STORAGE), built with HNSW_BUILD_MEMORY and HNSW_BUILD_WORKERS."""
-    storage = index_storage(storage)
-    with connection.cursor() as cursor:
-        # Inside a transaction that already wrote vectors, deferred FK checks must run
-        # first: Postgres refuses CREATE INDEX on a table with pending trigger events.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        # A graph that outgrows maintenance_work_mem is built on disk, several times slower
-        # (docs/benchmarks.md section 10). Inside a transaction (registration, migrations) the
-        # settings end with it; otherwise they are reset once the indexes are built.
-        local = connection.in_atomic_block
-        cursor.execute(
-            "SELECT set_config('maintenance_work_mem', %s, %s), set_config('max_parallel_maintenance_workers', %s, %s)",
-            [settings.HNSW_BUILD_MEMORY, local, str(settings.HNSW_BUILD_WORKERS), local],
+def _index_specs(model_id: int, column_dims: dict[str, int], storage: str) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX body) of each of the model's indexes of `storage`."""
+    return [
+        (
+            index_name(column, model_id, table, storage),
+            f"ON {table} USING hnsw ({index_expr(column, dim, storage)}) "
+            f"WITH (m = 16, ef_construction = 64) WHERE model_id = {int(model_id)}",
         )
+        for column, dim in column_dims.items()
+        for table in _tables(column)
+    ]
+
+
+def missing_indexes(model_id: int, column_dims: dict[str, int], storage: str | None = None) -> list[str]:
+    """The model's indexes of `storage` (default HNSW_STORAGE) that are absent or INVALID: a
+    query never uses an INVALID index (what an interrupted CREATE INDEX CONCURRENTLY leaves),
+    so search on such a column scans every vector of the model."""
+    names = [name for name, _ in _index_specs(model_id, column_dims, index_storage(storage))]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid IN (to_regclass(%s), to_regclass(%s)) AND i.indisvalid AND c.relname = ANY(%s)",
+            [TABLE, PHOTO_TABLE, names],
+        )
+        valid = {row[0] for row in cursor.fetchall()}
+    return [name for name in names if name not in valid]
+
+
+# pg_advisory_lock(BUILD_LOCK, model id): one builder of a model's indexes at a time.
+BUILD_LOCK = 0x484E5357  # "HNSW"
+
+
+def create_indexes(model_id: int, column_dims: dict[str, int], storage: str | None = None) -> list[str]:
+    """Build the model's missing or INVALID partial HNSW indexes, one per stored column
+    (EmbeddingModel.column_dims()) on ProductVector and, for the image columns, on PhotoVector,
+    of `storage` (default HNSW_STORAGE), with HNSW_BUILD_MEMORY and HNSW_BUILD_WORKERS;
+    returns the names built. Safe to run again at any point: what is valid is kept.
+
+    Outside a transaction each index is built CONCURRENTLY, so the table's other writers (the
+    serving model's ingest) go on meanwhile, and an INVALID index, left by a build that failed
+    or was killed, is dropped and built again. Inside one (migrations, a switch inside a
+    transaction, tests) it is a plain CREATE INDEX, which blocks writes to the table until the
+    transaction ends. Builders of one model take turns (an advisory lock), so an index a
+    concurrent builder has not finished yet is never taken for a failed one."""
+    storage = index_storage(storage)
+    local = connection.in_atomic_block
+    with connection.cursor() as cursor:
+        if local:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [BUILD_LOCK, model_id])
+        else:
+            # Polled, not waited for: a session waiting for the lock holds a snapshot, and the
+            # holder's CREATE INDEX CONCURRENTLY would wait for that snapshot (a deadlock).
+            while not _try_lock(cursor, model_id):
+                time.sleep(0.2)
         try:
-            for column, dim in column_dims.items():
-                for table in _tables(column):
-                    cursor.execute(
-                        f"CREATE INDEX IF NOT EXISTS {index_name(column, model_id, table, storage)} ON {table} "
-                        f"USING hnsw ({index_expr(column, dim, storage)}) "
-                        f"WITH (m = 16, ef_construction = 64) WHERE model_id = {int(model_id)}"
-                    )
+            todo = set(missing_indexes(model_id, column_dims, storage))
+            if not todo:
+                return []
+            _build(cursor, [(n, body) for n, body in _index_specs(model_id, column_dims, storage) if n in todo], local)
+            return sorted(todo)
         finally:
             if not local:
-                cursor.execute("RESET maintenance_work_mem")
-                cursor.execute("RESET max_parallel_maintenance_workers")
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [BUILD_LOCK, model_id])
+
+
+def _try_lock(cursor: CursorWrapper, model_id: int) -> bool:
+    cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [BUILD_LOCK, model_id])
+    return bool(cursor.fetchone()[0])
+
+
+def _build(cursor: CursorWrapper, specs: list[tuple[str, str]], local: bool) -> None:
+    if local:
+        # After vectors written in the same transaction, deferred FK checks must run first:
+        # Postgres refuses CREATE INDEX on a table with pending trigger events.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    # A graph that outgrows maintenance_work_mem is built on disk, several times slower
+    # (docs/benchmarks.md section 10). Inside a transaction the settings end with it;
+    # otherwise they are reset once the indexes are built.
+    cursor.execute(
+        "SELECT set_config('maintenance_work_mem', %s, %s), set_config('max_parallel_maintenance_workers', %s, %s)",
+        [settings.HNSW_BUILD_MEMORY, local, str(settings.HNSW_BUILD_WORKERS), local],
+    )
+    concurrently = "" if local else " CONCURRENTLY"
+    try:
+        for name, body in specs:
+            # Absent, or INVALID (a failed build's leftover, which writes still update): start over.
+            cursor.execute(f"DROP INDEX{concurrently} IF EXISTS {name}")
+            cursor.execute(f"CREATE INDEX{concurrently} {name} {body}")
+    finally:
+        if not local:
+            cursor.execute("RESET maintenance_work_mem")
+            cursor.execute("RESET max_parallel_maintenance_workers")
 
 
 def switch_storage(model_id: int, column_dims: dict[str, int], storage: str | None = None) -> int:

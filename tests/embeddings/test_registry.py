@@ -10,9 +10,18 @@ from django.test import override_settings
 from catalog.search import search_by_image, search_by_text
 from embeddings.models import EmbeddingModel, ProductVector, TrainingJob
 from embeddings.dispatch import start_activation
-from embeddings.registry import finish_activation_if_complete, load_model, missing_count
+from embeddings.models import atomic_switch
+from embeddings.registry import (
+    complete_gate,
+    ensure_active_model,
+    finish_activation_if_complete,
+    load_model,
+    missing_count,
+    model_ready_for_gate,
+    restart_stalled_gate,
+)
 from embeddings.tasks import embed_batch
-from embeddings.vector_index import index_name
+from embeddings.vector_index import index_name, missing_indexes
 
 
 @pytest.fixture
@@ -27,6 +36,11 @@ def indexes() -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
+def model_index_names(model: EmbeddingModel) -> set[str]:
+    """The names of the model's HNSW indexes on ProductVector, of the configured storage."""
+    return {index_name(column, model.pk) for column in model.column_dims()}
+
+
 def test_training_registers_a_joint_model(trained):
     assert trained.kind == EmbeddingModel.Kind.JOINT and trained.status == EmbeddingModel.Status.READY
     assert trained.backbone == "efficientnet_lite0" and trained.image_dim == trained.text_dim == 256
@@ -35,7 +49,8 @@ def test_training_registers_a_joint_model(trained):
     assert "t2i_recall@10" in trained.metrics
     job = TrainingJob.objects.get(model=trained)
     assert job.status == TrainingJob.Status.DONE and len(job.history) >= 1
-    assert {index_name("image_vec", trained.pk), index_name("text_vec", trained.pk)} <= indexes()
+    # Another model serves: this one's indexes wait for its vectors (finish_activation_if_complete).
+    assert model_index_names(trained) <= set(missing_indexes(trained.pk, trained.column_dims()))
 
 
 def test_switching_never_mixes_models(trained, django_capture_on_commit_callbacks, small_image_query):
@@ -45,6 +60,7 @@ def test_switching_never_mixes_models(trained, django_capture_on_commit_callback
         start_activation(trained)
     trained.refresh_from_db()
     assert trained.status == EmbeddingModel.Status.ACTIVATING and len(queued) == 3  # 40 products / 16
+    assert not model_index_names(trained) & indexes()  # built once its vectors are stored
 
     # Half-way: the new model has vectors for some products only.
     first_ids = list(ProductVector.objects.filter(model=old).values_list("product_id", flat=True)[:16])
@@ -66,6 +82,7 @@ def test_switching_never_mixes_models(trained, django_capture_on_commit_callback
     assert not ProductVector.objects.filter(model=old).exists()
     assert index_name("image_vec", old.pk) not in indexes()
     assert ProductVector.objects.filter(model=trained).count() == 40
+    assert missing_indexes(trained.pk, trained.column_dims()) == []
 
 
 @pytest.fixture
@@ -182,3 +199,144 @@ def test_the_int8_query_encoder_is_a_setting_for_search_words_only(settings):
     search_cache.text_vectors.hits = 0
     np.testing.assert_allclose(text_query_vectors(model, words[0], ["text_vec"])["text_vec"], stored[0], atol=1e-6)
     assert search_cache.text_vectors.hits == 0
+
+
+# --- when a model's HNSW indexes are built ---------------------------------------------------
+
+
+def vector_model(name: str, status: str = EmbeddingModel.Status.READY, **fields) -> EmbeddingModel:
+    """A model whose vectors tests store themselves (no encoder), 8-d."""
+    return EmbeddingModel.objects.create(
+        name=name,
+        kind="baseline",
+        spec={},
+        backbone="none",
+        text_tower="none",
+        image_dim=8,
+        text_dim=8,
+        status=status,
+        **fields,
+    )
+
+
+def store_all(model: EmbeddingModel) -> None:
+    """A current vector under `model` for every product (their content_hash)."""
+    import numpy as np
+
+    from catalog.models import Product
+
+    rng = np.random.default_rng(model.pk)
+    ProductVector.objects.bulk_create(
+        ProductVector(
+            product=p,
+            model=model,
+            content_hash=p.content_hash,
+            image_vec=rng.normal(size=8).tolist(),
+            text_vec=rng.normal(size=8).tolist(),
+        )
+        for p in Product.objects.all()
+    )
+
+
+@pytest.fixture
+def serving(db):
+    """Three products and an active model that has its indexes, as a site that serves."""
+    from catalog.models import Product
+
+    Product.objects.bulk_create(
+        Product(sku=f"S-{i}", title=f"item {i}", price=1, image=f"products/s{i}.png", content_hash=str(i))
+        for i in range(3)
+    )
+    active = vector_model("serving")
+    store_all(active)
+    atomic_switch(active)
+    return active
+
+
+def test_an_active_models_switch_builds_its_indexes(serving):
+    assert missing_indexes(serving.pk, serving.column_dims()) == []
+
+
+def test_a_model_gets_its_indexes_when_its_vectors_are_complete(serving):
+    candidate = vector_model("candidate")
+    start_activation(candidate)
+    candidate.refresh_from_db()
+    assert candidate.status == EmbeddingModel.Status.ACTIVATING
+    assert not model_index_names(candidate) & indexes()  # none while its vectors are written
+    store_all(candidate)
+    assert finish_activation_if_complete(candidate.pk)
+    candidate.refresh_from_db()
+    assert candidate.status == EmbeddingModel.Status.ACTIVE
+    assert missing_indexes(candidate.pk, candidate.column_dims()) == []
+    assert not model_index_names(serving) & indexes()  # the retired model's went
+
+
+@pytest.fixture
+def gate_seen():
+    """In place of the catalogue's gate: record the model's missing indexes, then pass it."""
+    from catalog.gate import on_model_ready
+
+    seen: list[list[str]] = []
+
+    def gate(sender, model, **kwargs):
+        seen.append(missing_indexes(model.pk, model.column_dims()))
+        complete_gate(model, {"decision": "activated", "reason": "test"})
+
+    model_ready_for_gate.disconnect(dispatch_uid="catalog.gate")
+    model_ready_for_gate.connect(gate, dispatch_uid="test-gate")
+    yield seen
+    model_ready_for_gate.disconnect(dispatch_uid="test-gate")
+    model_ready_for_gate.connect(on_model_ready, dispatch_uid="catalog.gate")
+
+
+def test_the_gate_searches_a_model_whose_indexes_are_built(serving, gate_seen):
+    candidate = vector_model("gated")
+    start_activation(candidate, gate=True)
+    store_all(candidate)
+    assert finish_activation_if_complete(candidate.pk)
+    candidate.refresh_from_db()
+    assert gate_seen == [[]] and candidate.status == EmbeddingModel.Status.ACTIVE
+
+
+def test_a_stalled_gate_run_again_builds_the_indexes(serving, gate_seen):
+    # The worker died between claiming the gate and building the indexes.
+    candidate = vector_model(
+        "stalled",
+        status=EmbeddingModel.Status.EVALUATING,
+        gate={"required": True, "started_at": "2000-01-01T00:00:00+00:00"},
+    )
+    store_all(candidate)
+    assert not model_index_names(candidate) & indexes()
+    assert restart_stalled_gate(candidate, stale_after=60)
+    assert finish_activation_if_complete(candidate.pk)
+    candidate.refresh_from_db()
+    assert gate_seen == [[]] and candidate.status == EmbeddingModel.Status.ACTIVE
+
+
+@pytest.mark.parametrize("path", ["start_activation", "complete_gate", "atomic_switch"])
+def test_every_way_to_activate_leaves_the_indexes(db, path):
+    model = vector_model("first")
+    if path == "start_activation":  # a first model on an empty site (admin activate, activate_model)
+        start_activation(model)
+    elif path == "complete_gate":  # a gate that passes a model whose indexes someone dropped
+        model.status = EmbeddingModel.Status.EVALUATING
+        model.save()
+        complete_gate(model, {"decision": "activated", "reason": "test"})
+    else:
+        atomic_switch(model)
+    model.refresh_from_db()
+    assert model.status == EmbeddingModel.Status.ACTIVE
+    assert missing_indexes(model.pk, model.column_dims()) == []
+
+
+def test_the_first_model_of_a_fresh_site_has_its_indexes(db):
+    model = ensure_active_model()
+    assert missing_indexes(model.pk, model.column_dims()) == []
+
+
+def test_build_vector_indexes_leaves_an_activating_model_to_its_completion(serving, capsys):
+    candidate = vector_model("activating")
+    start_activation(candidate)
+    call_command("build_vector_indexes")
+    assert not model_index_names(candidate) & indexes()
+    assert "indexes present for 2 model columns" in capsys.readouterr().out

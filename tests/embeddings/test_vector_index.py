@@ -14,7 +14,7 @@ from django.test import override_settings
 from catalog.filters import Filters
 from catalog.search import vector_search, vector_search_sql
 from embeddings.models import EmbeddingModel
-from embeddings.vector_index import create_indexes, index_name
+from embeddings.vector_index import create_indexes, index_name, missing_indexes
 from tests.catalog.test_search import store_vectors
 
 N, N_RARE, DIM = 2000, 8, 32
@@ -133,3 +133,41 @@ def test_build_vector_indexes_switches_a_live_model_to_the_configured_storage(cl
     assert {f"pv_image_vec_m{model.pk}_hnsw_half", f"pv_text_vec_m{model.pk}_hnsw_half"} <= names
     assert f"pv_text_vec_m{model.pk}_hnsw" not in names
     assert "halfvec indexes present for 2 model columns, 3 other indexes dropped" in capsys.readouterr().out
+
+
+def index_validity(names: list[str]) -> dict[str, bool]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = ANY(%s)",
+            [names],
+        )
+        return dict(cursor.fetchall())
+
+
+def break_index(name: str) -> None:
+    """What a CREATE INDEX CONCURRENTLY killed mid-way leaves: the index, marked INVALID."""
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", [name])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_invalid_leftover_index_is_found_and_built_again():
+    model = EmbeddingModel.objects.create(
+        name="leftover-32", kind="baseline", spec={}, backbone="none", text_tower="none", image_dim=DIM, text_dim=DIM
+    )
+    store_vectors(model, np.random.default_rng(3).normal(size=(50, DIM)).astype(np.float32), set(), "leftover")
+    dims = model.column_dims()
+    every = missing_indexes(model.pk, dims)
+    assert sorted(create_indexes(model.pk, dims)) == sorted(every)  # autocommit: CONCURRENTLY
+    assert missing_indexes(model.pk, dims) == [] and create_indexes(model.pk, dims) == []  # idempotent
+    text = index_name("text_vec", model.pk)
+    break_index(text)
+    assert missing_indexes(model.pk, dims) == [text]
+    assert create_indexes(model.pk, dims) == [text]
+    assert index_validity(every) == dict.fromkeys(every, True)
+    # The same inside a transaction (plain CREATE INDEX).
+    break_index(text)
+    with transaction.atomic():
+        assert create_indexes(model.pk, dims) == [text]
+    assert index_validity(every) == dict.fromkeys(every, True)

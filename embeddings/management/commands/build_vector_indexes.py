@@ -7,14 +7,15 @@ from django.core.management.base import BaseCommand, CommandParser
 from embeddings.models import EmbeddingModel
 from embeddings.vector_index import create_indexes, index_storage, switch_storage
 
-# Models whose vectors search reads, or will once their re-embedding ends.
-LIVE = (EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.ACTIVATING, EmbeddingModel.Status.EVALUATING)
+# Models whose vectors search reads. An activating model has no indexes while it re-embeds:
+# they are built, of the configured storage, once its vectors are stored.
+LIVE = (EmbeddingModel.Status.ACTIVE, EmbeddingModel.Status.EVALUATING)
 
 
 class Command(BaseCommand):
     help = (
-        "Build the HNSW indexes of the configured HNSW_STORAGE for every live model (active, activating, "
-        "evaluating); with --drop-others, then drop their indexes of the other storages."
+        "Build the missing or invalid HNSW indexes of the configured HNSW_STORAGE for every model search "
+        "reads (active, evaluating); with --drop-others, then drop their indexes of the other storages."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
