@@ -59,3 +59,17 @@ def test_the_admin_index_shows_the_panel(admin_client, small_catalogue):
     page = admin_client.get("/admin/").content.decode()
     assert 'id="health-panel"' in page and "no live worker on queue &#x27;embed&#x27;" in page
     assert "0 not yet searchable" in page
+
+
+def test_a_serving_model_without_its_indexes_is_a_warning(client, small_catalogue):
+    from embeddings.models import EmbeddingModel
+    from embeddings.vector_index import drop_indexes, index_name
+
+    live_workers("prepare", "embed")
+    active = EmbeddingModel.active()
+    assert client.get("/healthz").json()["models"][0]["missing_indexes"] == []
+    drop_indexes(active.pk)
+    body = client.get("/healthz").json()
+    assert body["ok"]  # search still answers, by scanning every vector
+    assert index_name("text_vec", active.pk) in body["models"][0]["missing_indexes"]
+    assert any(f"model {active.name} lacks valid HNSW indexes" in w for w in body["warnings"])

@@ -473,6 +473,10 @@ def test_words_against_photos_use_each_products_best_photo(small_catalogue, shop
             [np.asarray(getattr(PhotoVector.objects.get(photo=ph, model=joint), column), np.float32) for ph in photos]
         )
         assert (stored * full[column]).sum(axis=1).min() > 0.995, column
+    baseline = EmbeddingModel.active()
+    for ph in photos:  # the backbone features: the baseline's own, copied by Postgres (copied_features)
+        mine = PhotoVector.objects.get(photo=ph, model=joint).image_feat
+        assert np.array_equal(mine, PhotoVector.objects.get(photo=ph, model=baseline).image_vec)
     further_won = 0
     for words in ("striped bag", "dotted tote", "green checked bag", "dark trousers", "light sneakers"):
         result = search(words, mode="semantic", signals=["text_photo"], model=joint, k=50)

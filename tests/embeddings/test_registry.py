@@ -120,6 +120,11 @@ def test_a_joint_model_reads_the_stored_pretrained_vectors(trained):
         fast = np.stack([np.asarray(getattr(stored[p.pk], column), np.float32) for p in products])
         cosines = (fast * full[column]).sum(axis=1)
         assert cosines.min() > 0.995, column  # the same vectors as a full encode
+    # The pretrained columns are the active baseline's own, copied by Postgres (copied_features).
+    donor = {pv.product_id: pv for pv in ProductVector.objects.filter(model=EmbeddingModel.active())}
+    for p in products:
+        assert np.array_equal(stored[p.pk].image_feat, donor[p.pk].image_vec)
+        assert np.array_equal(stored[p.pk].text_feat, donor[p.pk].text_vec)
 
 
 def test_training_reuses_the_active_models_stored_features_as_its_plain_view(small_catalogue, tmp_path):
