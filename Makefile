@@ -76,7 +76,7 @@ bench-1m:
 		--variants binary:text_vec,binary:image_vec --variants-only
 
 # Re-embedding 70,000 products under a newly trained joint model, with a real embed worker
-# (bench/reembed_scale.py, docs/benchmarks.md section 11): about 15 minutes on 2 cores; its
+# (bench/reembed_scale.py, docs/benchmarks.md section 11): about 12 minutes on 2 busy cores; its
 # database (var/bench-70k, ~1 GB) is reused by later runs and removed by clean-bench-scale.
 bench-reembed:
 	$(PY) -m bench.reembed_scale --products 70000
