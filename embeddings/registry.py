@@ -237,12 +237,21 @@ def finish_activation_if_complete(model_id: int) -> bool:
 
     The indexes are built here, in one pass over the stored vectors, rather than at
     registration: filled row by row while the catalogue re-embeds, four HNSW graphs cost
-    Postgres 10 ms of CPU per product, against 3.9 with this build (docs/benchmarks.md section 11). Search never reads
-    the model before: the gate's first query and the switch come after the build. A crash
-    before the build ends leaves the model ACTIVATING (the reconciler's nudge calls this
-    again) or EVALUATING (restart_stalled_gate puts it back), and the build starts over."""
+    Postgres 10 ms of CPU per product, against 3.9 with this build (docs/benchmarks.md section 11).
+    The build comes before the gate is claimed, so a long one (hours at 10M) never looks like a
+    dead gate (restart_stalled_gate), and search never reads the model without them. A crash
+    during the build leaves the model ACTIVATING: the reconciler's nudge calls this again and
+    the build goes on from what is valid."""
+    model = EmbeddingModel.objects.get(pk=model_id)
+    if model.status != EmbeddingModel.Status.ACTIVATING or missing_count(model) > 0:
+        return False
+    # Outside a transaction: CONCURRENTLY, the serving model's ingest goes on meanwhile.
+    built = create_indexes(model.pk, model.column_dims())
+    if built:
+        logger.info("vectors of %s complete; built its indexes %s", model.name, ", ".join(built))
     with transaction.atomic():
         model = EmbeddingModel.objects.select_for_update().get(pk=model_id)
+        # Another task claimed or switched it meanwhile, or a product changed and waits for its vector.
         if model.status != EmbeddingModel.Status.ACTIVATING or missing_count(model) > 0:
             return False
         gated = bool((model.gate or {}).get("required"))
@@ -251,23 +260,15 @@ def finish_activation_if_complete(model_id: int) -> bool:
             model.status = EmbeddingModel.Status.EVALUATING
             model.gate = {**(model.gate or {}), "started_at": timezone.now().isoformat()}
             model.save(update_fields=["status", "gate"])
-    # Outside the row lock's transaction: CONCURRENTLY, the active model's ingest goes on.
-    built = create_indexes(model.pk, model.column_dims())
-    if built:
-        logger.info("vectors of %s complete; built its indexes %s", model.name, ", ".join(built))
+        else:
+            wait_for_web_workers(model)  # no search may land on a web worker still loading it
+            old = atomic_switch(model)
     if gated:
         logger.info("vectors of %s complete; running the activation gate", model.name)
         receivers = model_ready_for_gate.send(sender=EmbeddingModel, model=model)
         if not receivers:
             complete_gate(model, {"decision": "activated", "reason": "no gate installed"})
         return True
-    with transaction.atomic():
-        model = EmbeddingModel.objects.select_for_update().get(pk=model_id)
-        # Another task switched meanwhile, or a product changed and waits for its vector.
-        if model.status != EmbeddingModel.Status.ACTIVATING or missing_count(model) > 0:
-            return False
-        wait_for_web_workers(model)  # no search may land on a web worker still loading it
-        old = atomic_switch(model)
     if old is not None:
         retire(old)
     logger.info("activated embedding model %s", model.name)

@@ -304,7 +304,7 @@ def test_the_gate_searches_a_model_whose_indexes_are_built(serving, gate_seen):
 
 
 def test_a_stalled_gate_run_again_builds_the_indexes(serving, gate_seen):
-    # The worker died between claiming the gate and building the indexes.
+    # A gate whose worker died, on a model without indexes (however it lost them).
     candidate = vector_model(
         "stalled",
         status=EmbeddingModel.Status.EVALUATING,
