@@ -21,8 +21,9 @@ its indexes in one pass once all its vectors are stored, before the gate searche
 and before the switch (registry.finish_activation_if_complete): with four graphs filled row
 by row during a re-embedding, Postgres spent 10 ms of CPU per product; with them built in one
 pass afterwards, 3.9, the build included (docs/benchmarks.md section 11). A model switched
-to without that step (the first model of an empty site) gets them in atomic_switch. `create_indexes` builds only what is absent or INVALID, so each
-of those calls is cheap when the indexes are there and repairs a build that died.
+to without that step (the first model of an empty site) gets them in atomic_switch.
+`create_indexes` builds only what is absent or INVALID, so each of those calls is cheap when
+the indexes are there and repairs a build that died.
 """
 
 from __future__ import annotations
