@@ -85,10 +85,8 @@ def prepare_catalogue(products: int) -> list[Path]:
 def begin_activation(backbone: str) -> EmbeddingModel:
     from embeddings.models import EmbeddingModel
     from embeddings.registry import register_baseline
-    from embeddings.vector_index import create_indexes
 
-    new = register_baseline(backbone)
-    create_indexes(new.pk, new.column_dims())
+    new = register_baseline(backbone)  # no indexes: finish_activation_if_complete builds them
     new.status = EmbeddingModel.Status.ACTIVATING
     new.save(update_fields=["status"])
     return new
