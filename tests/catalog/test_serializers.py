@@ -152,6 +152,24 @@ def test_products_come_with_their_photos_in_one_query(photo_shop):
     assert len(galleries[Product.objects.get(sku="B-02").pk]) == 2
 
 
+def test_products_are_what_a_queryset_loads(photo_shop):
+    # every field's value and type, and the database the instance says it came from
+    ids = list(Product.objects.values_list("pk", flat=True))
+    Product.objects.filter(sku="B-02").update(thumbnail="", description="")
+    loaded = products_with_photos([*ids, ids[0], 10**9])  # a repeat and an unknown id
+    expected = Product.objects.in_bulk(ids)
+    assert loaded.keys() == expected.keys()
+    for pk, product in loaded.items():
+        fields = {f.attname: getattr(product, f.attname) for f in Product._meta.concrete_fields}
+        wanted = {f.attname: getattr(expected[pk], f.attname) for f in Product._meta.concrete_fields}
+        assert fields == wanted
+        assert [type(v) for v in fields.values()] == [type(v) for v in wanted.values()]
+        assert (product._state.db, product._state.adding) == (expected[pk]._state.db, False)
+    with CaptureQueriesContext(connection) as queries:
+        assert products_with_photos([]) == {}
+    assert len(queries) == 0
+
+
 def reference_hit(request, product: Product) -> dict:
     """The URLs of a hit as serializers.py made them before (reverse() and storage url() for
     each), from the product loaded on its own."""
@@ -204,6 +222,8 @@ def test_a_photo_search_names_the_photo_that_placed_each_hit(photo_shop):
     dots = Image.open(photo_shop / "images" / "dots.png").convert("RGB")
     with CaptureQueriesContext(connection) as queries:
         top = search(image=dots, k=5).hits[0]
-    assert not any('FROM "catalog_productphoto"' in q["sql"] for q in queries)  # no second query for them
+    # no second query for them: the products' own query reads them
+    photo_queries = [q["sql"] for q in queries if "catalog_productphoto" in q["sql"]]
+    assert len(photo_queries) == 1 and "jsonb_agg" in photo_queries[0]
     assert top.product.sku == "B-01" and top.photo is not None and top.photo.position == 2
     assert top.photo.image.name == Product.objects.get(sku="B-01").photos.get(position=2).image.name
