@@ -73,15 +73,17 @@ class Product(models.Model):
 
     def gallery(self) -> list[Photo]:
         """Every photo in order: the main `image` first, then the further ones."""
+        return [Photo(0, self.image, self.thumbnail, None), *self.further_photos()]
+
+    def further_photos(self) -> list[Photo]:
+        """The photos after the main `image`, in order (gallery() without its first)."""
         rows = getattr(self, FURTHER_PHOTOS, None)  # loaded with the product (products_with_photos)
         if rows is not None:
-            further = [
+            return [
                 ProductPhoto(id=pk, product_id=self.pk, position=position, image=image, thumbnail=thumb).as_photo()
                 for pk, position, image, thumb in rows
             ]
-        else:
-            further = [p.as_photo() for p in self.photos.all()] if self.pk else []
-        return [Photo(0, self.image, self.thumbnail, None), *further]
+        return [p.as_photo() for p in self.photos.all()] if self.pk else []
 
     @property
     def text_for_embedding(self) -> str:

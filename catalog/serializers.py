@@ -24,6 +24,11 @@ _SKU_TO_URL = SkuConverter().to_url
 # does not start with a slash: such URLs take Django's own path.
 _NOT_PLAIN = re.compile(r"//|/\.\.?(?:/|\Z)|\A(?!/)")
 _NOT_PATH = re.compile(r"[;?#]")
+# Text that reverse() and the storages' URLs leave as it is: letters, digits, "-" and "_" (a
+# sku), with "/", "." and "~" (a file name: filepath_to_uri quotes none of these). Most skus and
+# every stored name (a content hash) are such; checking costs a fraction of escaping them.
+_PLAIN_SKU = re.compile(r"[A-Za-z0-9_-]+")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_./~-]*")
 _product_url_parts: dict[tuple[str, object], tuple[str, str] | None] = {}
 
 
@@ -53,7 +58,8 @@ def product_url(request: HttpRequest, product: Product) -> str:
         return request.build_absolute_uri(product.get_absolute_url())
     head, tail = parts
     # SkuConverter gives every segment of dots a "~", so the escaped sku adds no dot segment
-    return _url_prefix(request, head) + quote(_SKU_TO_URL(sku), safe=PATH_SAFE) + tail
+    escaped = sku if _PLAIN_SKU.fullmatch(sku) else quote(_SKU_TO_URL(sku), safe=PATH_SAFE)
+    return _url_prefix(request, head) + escaped + tail
 
 
 def file_url(request: HttpRequest, file: FieldFile) -> str | None:
@@ -73,7 +79,7 @@ def file_url(request: HttpRequest, file: FieldFile) -> str | None:
         # __class__: default_storage is a lazy proxy whose own type is not the storage's
         if storage.__class__ is FileSystemStorage:
             base = storage.base_url
-            rest = filepath_to_uri(name).lstrip("/")
+            rest = (name if _PLAIN_NAME.fullmatch(name) else filepath_to_uri(name)).lstrip("/")
             # a base of a plain path ("/media/"), not a URL with a host, a query or parameters
             if base and base.endswith("/") and not _NOT_PLAIN.search(base + rest) and not _NOT_PATH.search(base):
                 url = urls[key] = _url_prefix(request, base) + rest
@@ -91,16 +97,21 @@ def photo_json(request: HttpRequest, photo: Photo) -> dict:
 
 
 def product_json(request: HttpRequest, product: Product) -> dict:
+    image_url = file_url(request, product.image)
+    thumbnail_url = file_url(request, product.thumbnail)
     return {
         "sku": product.sku,
         "title": product.title,
         "category": product.category,
         "price": float(product.price),
-        "image_url": file_url(request, product.image),
-        "thumbnail_url": file_url(request, product.thumbnail),
+        "image_url": image_url,
+        "thumbnail_url": thumbnail_url,
         "url": product_url(request, product),
-        # every photo, the main `image` first (position 0)
-        "photos": [photo_json(request, photo) for photo in product.gallery()],
+        # every photo, the main `image` first (position 0: the product's own files, as gallery())
+        "photos": [
+            {"position": 0, "image_url": image_url, "thumbnail_url": thumbnail_url},
+            *(photo_json(request, photo) for photo in product.further_photos()),
+        ],
     }
 
 

@@ -26,6 +26,9 @@ from tests.catalog.test_photos import photo_shop, shop  # noqa: F401 (fixtures)
 # segments of dots (SkuConverter's "~"), empty segments.
 SKUS = [
     "SM-001",
+    "Ab_9-z",
+    "a.b",
+    "-_-",
     "a b",
     "a#b?c=d&e",
     "100%",
@@ -96,6 +99,9 @@ FILE_NAMES = [
     "products/./dot.png",
     "products/../up.png",
     "thumbs/x'y(z)*!~.jpg",
+    "thumbs/A~b_c-D.9.jpg",
+    "products/~/.png",
+    "products/.",
 ]
 
 
