@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from django.core.files.storage import FileSystemStorage
+from django.core.files.storage import FileSystemStorage, Storage
 from django.db.models.fields.files import FieldFile
 from django.http import HttpRequest
 from django.urls import get_script_prefix, get_urlconf, reverse
@@ -76,16 +76,28 @@ def file_url(request: HttpRequest, file: FieldFile) -> str | None:
     key = (id(storage), name)
     url = urls.get(key)
     if url is None:
-        # __class__: default_storage is a lazy proxy whose own type is not the storage's
-        if storage.__class__ is FileSystemStorage:
-            base = storage.base_url
+        base = _plain_base(request, storage)
+        if base is not None:
             rest = (name if _PLAIN_NAME.fullmatch(name) else filepath_to_uri(name)).lstrip("/")
-            # a base of a plain path ("/media/"), not a URL with a host, a query or parameters
-            if base and base.endswith("/") and not _NOT_PLAIN.search(base + rest) and not _NOT_PATH.search(base):
+            if not _NOT_PLAIN.search(base + rest):
                 url = urls[key] = _url_prefix(request, base) + rest
                 return url
         url = urls[key] = request.build_absolute_uri(file.url)
     return url
+
+
+def _plain_base(request: HttpRequest, storage: Storage) -> str | None:
+    """The base URL of a FileSystemStorage whose files' URLs are the base plus their escaped
+    names (a plain path, "/media/": no host, query or parameters), None for any other
+    storage; looked at once per request and storage."""
+    bases: dict[int, str | None] = request.__dict__.setdefault("_file_bases", {})
+    key = id(storage)
+    if key not in bases:
+        # __class__: default_storage is a lazy proxy whose own type is not the storage's
+        base = storage.base_url if storage.__class__ is FileSystemStorage else None
+        plain = base and base.endswith("/") and not _NOT_PLAIN.search(base) and not _NOT_PATH.search(base)
+        bases[key] = base if plain else None
+    return bases[key]
 
 
 def photo_json(request: HttpRequest, photo: Photo) -> dict:
