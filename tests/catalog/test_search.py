@@ -20,6 +20,7 @@ from catalog.search import (
     search_by_image,
     search_by_text,
     similar_products,
+    vector_literal,
     vector_search,
     vector_search_sql,
 )
@@ -363,3 +364,14 @@ def test_a_photo_with_words_explains_the_reranking(catalogue, db):
         assert signals["image"].rank is not None and signals["image"].weight == 0.5
         assert signals["keyword"].weight == signals["text_minilm"].weight == 0.25
         assert sum(c.share for c in hit.explanation) == pytest.approx(hit.score, abs=1e-9)
+
+
+def test_a_vector_literal_has_each_value_as_seven_significant_digits() -> None:
+    rng = np.random.default_rng(5)
+    for dim in (1, 3, 384, 512):
+        for _ in range(50):
+            with np.errstate(over="ignore"):
+                vector = (rng.standard_normal(dim) * 10.0 ** rng.integers(-45, 39, dim)).astype(np.float32)
+            assert vector_literal(vector) == "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+    special = np.array([0.0, -0.0, 1e-45, -3.4028235e38, 1.0, 0.1, 123456789.0, np.inf, -np.inf, np.nan], np.float32)
+    assert vector_literal(special) == "[0,-0,1.401298e-45,-3.402823e+38,1,0.1,1.234568e+08,inf,-inf,nan]"
