@@ -45,6 +45,17 @@ def rrf(
     ``|weight| / (k + rank)`` from the items the positive lists found, and adds none: it
     demotes an item by how near the top of that list it is. The score may then be <= 0.
     """
+    return [Fused(item, score, sources) for item, score, sources in rrf_scored(rankings, k, weights, restrict_to)]
+
+
+def rrf_scored(
+    rankings: Mapping[str, Sequence[tuple[T, float]]],
+    k: int = DEFAULT_RRF_K,
+    weights: Mapping[str, float] | None = None,
+    restrict_to: Sequence[T] | None = None,
+) -> list[tuple[T, float, dict[str, float]]]:
+    """rrf() as (item, score, sources) tuples: a search fuses a few hundred candidates per
+    query, and building a Fused for each cost as much as the fusion."""
     if k < 1:
         raise ValueError("k must be >= 1")
     weights = weights or {}
@@ -59,21 +70,25 @@ def rrf(
             continue
         if weight > 0:
             best += weight / (k + 1)
+        counted: set[T] = set()  # a duplicate further down the same list counts once
         for rank, (item, score) in enumerate(ranking, start=1):
-            if item in sources and name in sources[item]:
-                continue  # a duplicate further down the same list counts once
-            if weight < 0 and item not in totals:
+            if item in counted or (weight < 0 and item not in totals):
                 continue
+            counted.add(item)
             totals[item] = totals.get(item, 0.0) + weight / (k + rank)
-            sources.setdefault(item, {})[name] = score
+            found = sources.get(item)
+            if found is None:
+                sources[item] = {name: score}
+            else:
+                found[name] = score
     if best == 0:
         return []
     allowed = set(restrict_to) if restrict_to is not None else None
-    order = {item: i for i, item in enumerate(totals)}
     fused = [
-        Fused(item, total / best, sources[item]) for item, total in totals.items() if allowed is None or item in allowed
+        (item, total / best, sources[item]) for item, total in totals.items() if allowed is None or item in allowed
     ]
-    fused.sort(key=lambda f: (-f.score, order[f.item]))
+    # Stable: equal scores keep the order of first appearance (totals is in that order).
+    fused.sort(key=lambda f: -f[1])
     return fused
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from catalog import search_cache
 from catalog.examples import NO_EXAMPLES, Examples, ExamplesRefused, QueryVectors, has_exclusions, split_negations
 from catalog.filters import NO_FILTERS, Filters
-from catalog.hybrid import rrf
+from catalog.hybrid import rrf_scored
 from catalog.keyword import keyword_search
 from catalog.models import FURTHER_PHOTOS, Photo, Product, products_with_photos
 from catalog.popularity import product_popularity
@@ -425,7 +425,7 @@ def fuse(rankings: dict[str, Ranking], weights: dict[str, float] | None = None) 
     if len(rankings) == 1:
         name, ranking = next(iter(rankings.items()))
         return [(pid, score, {name: score}) for pid, score in ranking]
-    return [(f.item, f.score, f.sources) for f in rrf(rankings, k=settings.SEARCH_RRF_K, weights=weights)]
+    return rrf_scored(rankings, settings.SEARCH_RRF_K, weights)
 
 
 def _text_rankings(
@@ -782,9 +782,9 @@ def search(
         more, more_weights = example_rankings(model, examples, base, mode, depth, filters)
         rankings, weights = {**rankings, **more}, {**weights, **more_weights}
     if restrict is not None or examples:
-        fused = rrf(rankings, k=settings.SEARCH_RRF_K, weights=weights, restrict_to=restrict)
+        fused = rrf_scored(rankings, settings.SEARCH_RRF_K, weights, restrict)
         shown = set(examples.like) | set(examples.unlike)
-        scored = [(f.item, f.score, f.sources) for f in fused if f.item not in shown]
+        scored = [s for s in fused if s[0] not in shown]
     else:
         scored = fuse(rankings, weights)
     if min_score is not None:

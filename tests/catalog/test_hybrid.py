@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from catalog.hybrid import rrf
+from catalog.hybrid import rrf, rrf_scored
 
 
 def test_it_matches_hand_computed_rrf_scores():
@@ -54,6 +56,55 @@ def test_a_duplicate_in_one_list_counts_once():
 def test_bad_k_is_refused():
     with pytest.raises(ValueError):
         rrf({"x": [("a", 1.0)]}, k=0)
+
+
+def reference_rrf(rankings, k=60, weights=None, restrict_to=None):
+    """rrf() as it was written first (a Fused per item, sorted by score then first appearance)."""
+    weights = weights or {}
+    totals, sources, best = {}, {}, 0.0
+    live = [(name, ranking, float(weights.get(name, 1.0))) for name, ranking in rankings.items() if ranking]
+    live.sort(key=lambda entry: entry[2] < 0)
+    for name, ranking, weight in live:
+        if weight == 0:
+            continue
+        if weight > 0:
+            best += weight / (k + 1)
+        for rank, (item, score) in enumerate(ranking, start=1):
+            if item in sources and name in sources[item]:
+                continue
+            if weight < 0 and item not in totals:
+                continue
+            totals[item] = totals.get(item, 0.0) + weight / (k + rank)
+            sources.setdefault(item, {})[name] = score
+    if best == 0:
+        return []
+    allowed = set(restrict_to) if restrict_to is not None else None
+    order = {item: i for i, item in enumerate(totals)}
+    fused = [
+        (item, total / best, sources[item]) for item, total in totals.items() if allowed is None or item in allowed
+    ]
+    fused.sort(key=lambda f: (-f[1], order[f[0]]))
+    return fused
+
+
+def test_scored_tuples_are_the_first_rrf_exactly():
+    # duplicates, ties, negative and zero weights, restrict_to: the same items, scores (to the
+    # bit) and sources in the same order
+    rng = random.Random(3)
+    for _ in range(500):
+        rankings = {
+            name: [(rng.randrange(40), rng.choice([0.5, 0.25, rng.random()])) for _ in range(rng.randrange(0, 30))]
+            for name in rng.sample(["a", "b", "c", "d", "e"], rng.randrange(1, 5))
+        }
+        weights = (
+            {name: rng.choice([1.0, 0.5, 2.0, 0.0, -0.5, -1.0]) for name in rankings} if rng.random() < 0.7 else None
+        )
+        restrict = rng.sample(range(40), 15) if rng.random() < 0.3 else None
+        k = rng.choice([1, 5, 60])
+        expected = reference_rrf(rankings, k, weights, restrict)
+        assert rrf_scored(rankings, k, weights, restrict) == expected
+        fused = rrf(rankings, k=k, weights=weights, restrict_to=restrict)
+        assert [(f.item, f.score, f.sources) for f in fused] == expected
 
 
 def test_fitted_fusion_is_never_below_its_best_single_signal():
