@@ -84,5 +84,10 @@ class TrainCfg(_Cfg):
     distill_corpus: int = 20_000  # WordNet texts (the catalogue's are added)
     distill_epochs: int = 3  # distillation-only epochs before joint training
     distill_weight: float = 0.5  # weight of the distillation loss during joint training
+    # GRU only: once validation stops improving, go on from the best checkpoint with this
+    # lighter distillation weight for up to late_epochs; the best checkpoint over both phases
+    # is kept. None = one phase.
+    late_distill_weight: float | None = 0.1
+    late_epochs: int = 20
     cache_dir: str | None = None  # feature cache; None = <out_dir>/feature_cache
     num_threads: int | None = None  # torch CPU threads; None = torch default

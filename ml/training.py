@@ -83,6 +83,13 @@ def _batches(index: list[int], batch_size: int, rng: random.Random) -> list[list
     return batches
 
 
+def _restore(path: Path, image_tower: ImageTower, text_tower: torch.nn.Module) -> None:
+    """Load the trained weights saved in `path` back into the towers (frozen parts stay)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    image_tower.load_state_dict(state["image_tower"], strict=False)
+    text_tower.load_state_dict(state["text_tower"], strict=False)
+
+
 def train(
     records: Sequence[Record],
     cfg: ImageTowerCfg,
@@ -164,15 +171,17 @@ def train(
                 params.append(p)
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=train_cfg.lr,
-    )
     rng = random.Random(train_cfg.seed)
     steps_per_epoch = len(_batches(train_idx, train_cfg.batch_size, random.Random(0)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(steps_per_epoch * train_cfg.epochs, steps_per_epoch)
-    )
+
+    def optimizer_for(epochs: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=train_cfg.lr,
+        )
+        schedule = _lr_lambda(steps_per_epoch * epochs, steps_per_epoch)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
     loss_fn = CrossModalTripletLoss(train_cfg.margin, train_cfg.mining)
     spec = backbone_spec(backbone)
 
@@ -189,8 +198,16 @@ def train(
     history: list[dict[str, float]] = []
     best: tuple[float, float] | None = None
     best_metrics: dict[str, float] = {}
-    stale = 0
-    for epoch in range(1, train_cfg.epochs + 1):
+
+    def run_epoch(
+        epoch: int,
+        phase: int,
+        distill_weight: float,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LambdaLR,
+    ) -> bool:
+        """One epoch of training, then validation; True when it is the best so far (saved)."""
+        nonlocal best, best_metrics
         started = time.monotonic()
         image_tower.head.train()
         text_tower.train()
@@ -229,7 +246,7 @@ def train(
                 )
             if distiller is not None:
                 # Keep the general word meaning while the tower learns the catalogue.
-                loss = loss + train_cfg.distill_weight * distiller.loss(distiller.sample(train_cfg.batch_size))
+                loss = loss + distill_weight * distiller.loss(distiller.sample(train_cfg.batch_size))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -259,32 +276,52 @@ def train(
             "val_map@10": metrics["t2i_map@10"],
             "active": float(np.mean(active)),
             "seconds": time.monotonic() - started,
+            "phase": phase,
+            "distill_weight": distill_weight if distiller is not None else 0.0,
         }
         history.append(row)
         score = (metrics["t2i_recall@10"], metrics["t2i_map@10"])
-        if best is None or score > best:
-            best, stale = score, 0
+        improved = best is None or score > best
+        if improved:
+            best = score
             best_metrics = {**metrics, "epoch": epoch, "eval_split_is_val": float(eval_split == "val")}
             save_checkpoint(
                 ckpt_path, cfg, text_cfg, train_cfg, image_tower, text_tower, backbone, best_metrics, epoch, finetune
             )
-        else:
-            stale += 1
         logger.info("epoch %d loss %.4f val R@10 %.3f", epoch, row["loss"], row["val_recall@10"])
         if progress:
             progress(
                 {
                     "phase": "train",
                     "epoch": epoch,
-                    "epochs": train_cfg.epochs,
+                    "epochs": max_epochs,
                     "loss": row["loss"],
                     "val_recall@10": row["val_recall@10"],
                     "done": epoch,
-                    "total": train_cfg.epochs,
+                    "total": max_epochs,
                 }
             )
-        if stale >= train_cfg.patience:
-            break
+        return improved
+
+    # (distillation weight, epochs) per phase; a later phase starts from the best checkpoint.
+    phases = [(train_cfg.distill_weight, train_cfg.epochs)]
+    if distiller is not None and train_cfg.late_distill_weight is not None and train_cfg.late_epochs > 0:
+        phases.append((train_cfg.late_distill_weight, train_cfg.late_epochs))
+    max_epochs = sum(n for _, n in phases)
+    epoch = 0
+    for phase, (distill_weight, phase_epochs) in enumerate(phases):
+        if phase:
+            _restore(ckpt_path, image_tower, text_tower)
+        optimizer, scheduler = optimizer_for(phase_epochs)
+        stale = 0
+        for _ in range(phase_epochs):
+            epoch += 1
+            if run_epoch(epoch, phase, distill_weight, optimizer, scheduler):
+                stale = 0
+            else:
+                stale += 1
+            if stale >= train_cfg.patience:
+                break
 
     save_curve(history, curve_path)
     heldout = [r.sku for r in val_recs]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from ml.config import ImageTowerCfg, TextTowerCfg, TrainCfg
@@ -13,8 +14,9 @@ from ml.data import KnownFeatures, Record, read_catalogue_csv, split_by_product
 from ml.encoders import clear_encoder_cache, load_encoder
 from ml.features import extract_features
 from ml.metrics import rank_by_similarity, recall_at_k
-from ml.towers import ImageTower
-from ml.training import TrainResult, train
+from ml.tokenizer import Vocabulary
+from ml.towers import GRUTextTower, ImageTower
+from ml.training import TrainResult, _restore, train
 
 COLOURS = {
     "red": (220, 30, 30),
@@ -186,3 +188,48 @@ def test_known_plain_view_features_spare_that_backbone_pass(tmp_path) -> None:
             records, tower, tmp_path / f"c-{other.backbone}-{other.image_size}", views=3, known=other
         )
         assert np.allclose(again, computed, atol=1e-2)
+
+
+def test_late_phase_goes_on_from_the_best_checkpoint_with_the_lighter_weight(tmp_path) -> None:
+    result = train(
+        shape_catalogue(),
+        ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128),
+        TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000),
+        TrainCfg(
+            epochs=6,
+            batch_size=32,
+            lr=3e-3,
+            val_fraction=0.25,
+            patience=2,
+            seed=0,
+            distill_corpus=300,
+            distill_epochs=1,
+            late_distill_weight=0.05,
+            late_epochs=3,
+        ),
+        tmp_path,
+    )
+    first = [h for h in result.history if h["phase"] == 0]
+    late = [h for h in result.history if h["phase"] == 1]
+    assert first and all(h["distill_weight"] == 0.5 for h in first)
+    assert 1 <= len(late) <= 3 and all(h["distill_weight"] == 0.05 for h in late)
+    assert [h["epoch"] for h in result.history] == list(range(1, len(result.history) + 1))
+    # The checkpoint is the best epoch over both phases.
+    best = max(result.history, key=lambda h: (h["val_recall@10"], h["val_map@10"]))
+    assert result.metrics["epoch"] == best["epoch"]
+
+
+def test_restore_loads_the_saved_trained_weights(trained) -> None:
+    result, _, _ = trained
+    state = torch.load(result.checkpoint_path, map_location="cpu", weights_only=True)
+    image_tower = ImageTower(
+        ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128), backbone=False
+    )
+    text_tower = GRUTextTower(
+        TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000), vocab=Vocabulary(state["vocab"]["extra_words"])
+    )
+    _restore(result.checkpoint_path, image_tower, text_tower)
+    for name, value in state["image_tower"].items():
+        assert torch.equal(image_tower.state_dict()[name], value)
+    for name, value in state["text_tower"].items():
+        assert torch.equal(text_tower.state_dict()[name], value)
