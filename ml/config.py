@@ -88,6 +88,6 @@ class TrainCfg(_Cfg):
     # lighter distillation weight for up to late_epochs; the best checkpoint over both phases
     # is kept. None = one phase.
     late_distill_weight: float | None = 0.1
-    late_epochs: int = 20
+    late_epochs: int = 10
     cache_dir: str | None = None  # feature cache; None = <out_dir>/feature_cache
     num_threads: int | None = None  # torch CPU threads; None = torch default
