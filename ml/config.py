@@ -63,7 +63,7 @@ class TextTowerCfg(_Cfg):
 
 @dataclass
 class TrainCfg(_Cfg):
-    epochs: int = 40  # upper bound; early stopping usually ends sooner
+    epochs: int = 40  # upper bound, both phases together; early stopping usually ends sooner
     batch_size: int = 128  # in-batch negatives: bigger batches give harder negatives
     lr: float = 1e-3  # AdamW, cosine decay after a short warm-up
     weight_decay: float = 1e-4
@@ -85,8 +85,8 @@ class TrainCfg(_Cfg):
     distill_epochs: int = 3  # distillation-only epochs before joint training
     distill_weight: float = 0.5  # weight of the distillation loss during joint training
     # GRU only: once validation stops improving, go on from the best checkpoint with this
-    # lighter distillation weight for up to late_epochs; the best checkpoint over both phases
-    # is kept. None = one phase.
+    # lighter distillation weight for up to late_epochs (within `epochs` in all); the best
+    # checkpoint over both phases is kept. None = one phase.
     late_distill_weight: float | None = 0.1
     late_epochs: int = 10
     cache_dir: str | None = None  # feature cache; None = <out_dir>/feature_cache

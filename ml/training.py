@@ -303,13 +303,17 @@ def train(
             )
         return improved
 
-    # (distillation weight, epochs) per phase; a later phase starts from the best checkpoint.
+    # (distillation weight, most epochs) per phase; a later phase starts from the best
+    # checkpoint, and every phase together stays within train_cfg.epochs.
     phases = [(train_cfg.distill_weight, train_cfg.epochs)]
     if distiller is not None and train_cfg.late_distill_weight is not None and train_cfg.late_epochs > 0:
         phases.append((train_cfg.late_distill_weight, train_cfg.late_epochs))
-    max_epochs = sum(n for _, n in phases)
+    max_epochs = train_cfg.epochs
     epoch = 0
-    for phase, (distill_weight, phase_epochs) in enumerate(phases):
+    for phase, (distill_weight, most) in enumerate(phases):
+        phase_epochs = min(most, max_epochs - epoch)
+        if phase_epochs <= 0:
+            break
         if phase:
             _restore(ckpt_path, image_tower, text_tower)
         optimizer, scheduler = optimizer_for(phase_epochs)

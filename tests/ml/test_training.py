@@ -196,7 +196,7 @@ def test_late_phase_goes_on_from_the_best_checkpoint_with_the_lighter_weight(tmp
         ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128),
         TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000),
         TrainCfg(
-            epochs=6,
+            epochs=12,
             batch_size=32,
             lr=3e-3,
             val_fraction=0.25,
@@ -214,6 +214,7 @@ def test_late_phase_goes_on_from_the_best_checkpoint_with_the_lighter_weight(tmp
     assert first and all(h["distill_weight"] == 0.5 for h in first)
     assert 1 <= len(late) <= 3 and all(h["distill_weight"] == 0.05 for h in late)
     assert [h["epoch"] for h in result.history] == list(range(1, len(result.history) + 1))
+    assert len(result.history) <= 12  # `epochs` bounds both phases together
     # The checkpoint is the best epoch over both phases.
     best = max(result.history, key=lambda h: (h["val_recall@10"], h["val_map@10"]))
     assert result.metrics["epoch"] == best["epoch"]
@@ -233,3 +234,14 @@ def test_restore_loads_the_saved_trained_weights(trained) -> None:
         assert torch.equal(image_tower.state_dict()[name], value)
     for name, value in state["text_tower"].items():
         assert torch.equal(text_tower.state_dict()[name], value)
+
+
+def test_late_phase_stays_within_the_epochs_asked_for(tmp_path) -> None:
+    result = train(
+        shape_catalogue(),
+        ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128),
+        TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000),
+        TrainCfg(epochs=2, batch_size=32, val_fraction=0.25, seed=0, distill_corpus=300, distill_epochs=1),
+        tmp_path,
+    )
+    assert [h["phase"] for h in result.history] == [0, 0]
