@@ -51,15 +51,14 @@ def pretrained_donor(model: EmbeddingModel, encoder: Encoder) -> tuple[Embedding
 
 
 def stored_pretrained(
-    model: EmbeddingModel, encoder: Encoder, products: list
+    found: tuple[EmbeddingModel, str, str] | None, products: list
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """product id -> (unit backbone features, MiniLM vector) already stored, from the current
-    vectors of the pretrained_donor.
+    vectors of the pretrained_donor (`found`).
 
     A new joint model only trains heads on top of those, so re-embedding the catalogue with
     it needs no backbone pass: this makes an activation minutes faster on a CPU.
     """
-    found = pretrained_donor(model, encoder)
     if found is None:
         return {}
     donor, feat, sentence = found
@@ -75,11 +74,14 @@ def stored_pretrained(
 
 
 def copied_features(
-    model: EmbeddingModel, encoder: Encoder, table: type[ProductVector] | type[PhotoVector], key: str, ids: list[int]
+    found: tuple[EmbeddingModel, str, str] | None,
+    table: type[ProductVector] | type[PhotoVector],
+    key: str,
+    ids: list[int],
 ) -> dict[str, dict[int, Subquery]]:
-    """The pretrained columns (image_feat, text_feat; a photo's image_feat) of `model`'s rows
-    for these products (key "product_id") or photos ("photo_id"), as subqueries that read the
-    pretrained_donor's stored columns: Postgres copies them, the worker neither formats nor
+    """The pretrained columns (image_feat, text_feat; a photo's image_feat) of a joint model's
+    rows for these products (key "product_id") or photos ("photo_id"), as subqueries that read
+    the pretrained_donor's (`found`) stored columns: Postgres copies them, the worker neither formats nor
     sends them (1,664 of a joint row's 2,176 floats).
 
     They are the same vectors: a joint model stores the donor's unit features as its own
@@ -87,8 +89,7 @@ def copied_features(
     preprocessing and dimensions. Only for ids whose donor row the caller just read: a row
     the donor rewrites meanwhile belongs to a product that changed, whose vector under
     `model` is then stale and embedded again."""
-    found = pretrained_donor(model, encoder) if ids else None
-    if found is None:
+    if found is None or not ids:
         return {}
     donor, feat, sentence = found
     columns = {"image_feat": feat} if table is PhotoVector else {"image_feat": feat, "text_feat": sentence}
@@ -98,11 +99,10 @@ def copied_features(
     }
 
 
-def stored_photo_features(model: EmbeddingModel, encoder: Encoder, photos: list) -> dict[int, np.ndarray]:
-    """ProductPhoto id -> unit backbone features the pretrained_donor stored for it (a photo's
-    vectors depend on its content only, so any stored row is current)."""
-    found = pretrained_donor(model, encoder) if photos else None
-    if found is None:
+def stored_photo_features(found: tuple[EmbeddingModel, str, str] | None, photos: list) -> dict[int, np.ndarray]:
+    """ProductPhoto id -> unit backbone features the pretrained_donor (`found`) stored for it (a
+    photo's vectors depend on its content only, so any stored row is current)."""
+    if found is None or not photos:
         return {}
     donor, feat, _ = found
     rows = PhotoVector.objects.filter(model=donor, photo__in=photos).values_list("photo_id", feat)
@@ -140,7 +140,8 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
     if not products:
         return 0
     encoder = encoder_for(model)
-    reuse = stored_pretrained(model, encoder, products)
+    donor = pretrained_donor(model, encoder)  # once per batch: each helper below reads its rows
+    reuse = stored_pretrained(donor, products)
     signals: dict[str, dict[int, np.ndarray | Subquery]] = {}
     if reuse:
         # A joint model on the same backbone: its heads read the stored pretrained vectors.
@@ -152,19 +153,19 @@ def embed_batch(product_ids: list[int], model: EmbeddingModel) -> int:
         )
         for column, vectors in computed.items():
             signals.setdefault(column, {}).update({p.pk: v for p, v in zip(fast, vectors, strict=True)})
-        for column, copies in copied_features(model, encoder, ProductVector, "product_id", list(reuse)).items():
+        for column, copies in copied_features(donor, ProductVector, "product_id", list(reuse)).items():
             signals[column].update(copies)
     rest = [p for p in products if p.pk not in reuse]
     have = PhotoVector.objects.filter(model=model, product__in=products).values("photo_id")
     photos = list(ProductPhoto.objects.filter(product__in=products).exclude(pk__in=have))
     photo_signals: dict[str, dict[int, np.ndarray | Subquery]] = {}
-    photo_feats = stored_photo_features(model, encoder, photos)
+    photo_feats = stored_photo_features(donor, photos)
     if photo_feats:  # as for the main photos: the heads read the stored backbone features
         known = [ph for ph in photos if ph.pk in photo_feats]
         from_feats = encoder.image_signals_from_features(np.stack([photo_feats[ph.pk] for ph in known]))
         for column, vectors in from_feats.items():
             photo_signals.setdefault(column, {}).update({ph.pk: v for ph, v in zip(known, vectors, strict=True)})
-        for column, copies in copied_features(model, encoder, PhotoVector, "photo_id", list(photo_feats)).items():
+        for column, copies in copied_features(donor, PhotoVector, "photo_id", list(photo_feats)).items():
             photo_signals[column].update(copies)
     unknown = [ph for ph in photos if ph.pk not in photo_feats]
     if rest or unknown:

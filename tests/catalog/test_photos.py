@@ -454,7 +454,7 @@ def test_words_against_photos_use_each_products_best_photo(small_catalogue, shop
 
     from catalog.search import text_query_vectors
     from embeddings.registry import encoder_for
-    from embeddings.tasks import embed_batch, stored_photo_features
+    from embeddings.tasks import embed_batch, pretrained_donor, stored_photo_features
 
     import_csv(write_csv(shop, base_rows()), django_capture_on_commit_callbacks)
     call_command("train_embeddings", epochs=2, name="tiny-joint", backbone="efficientnet_lite0")
@@ -463,7 +463,7 @@ def test_words_against_photos_use_each_products_best_photo(small_catalogue, shop
     # the same vectors as a full encode, without the backbone pass.
     encoder = encoder_for(joint)
     photos = list(ProductPhoto.objects.order_by("pk"))
-    assert set(stored_photo_features(joint, encoder, photos)) == {ph.pk for ph in photos}
+    assert set(stored_photo_features(pretrained_donor(joint, encoder), photos)) == {ph.pk for ph in photos}
     embed_batch(list(Product.objects.values_list("pk", flat=True)), joint)
     assert PhotoVector.objects.filter(model=joint).count() == 4
     images = [Image.open(ph.image.path).convert("RGB") for ph in photos]

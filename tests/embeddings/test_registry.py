@@ -100,12 +100,12 @@ def test_a_joint_model_reads_the_stored_pretrained_vectors(trained):
 
     from catalog.models import Product
     from embeddings.registry import encoder_for
-    from embeddings.tasks import stored_pretrained
+    from embeddings.tasks import pretrained_donor, stored_pretrained
     from ml.transforms import open_image
 
     products = list(Product.objects.order_by("pk")[:8])
     encoder = encoder_for(trained)
-    assert len(stored_pretrained(trained, encoder, products)) == 8  # the active baseline's vectors
+    assert len(stored_pretrained(pretrained_donor(trained, encoder), products)) == 8  # the active baseline's vectors
     embed_batch([p.pk for p in products], trained)
     stored = {pv.product_id: pv for pv in ProductVector.objects.filter(model=trained)}
     images = []
