@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from ml.config import TextTowerCfg
-from ml.distill import Distiller, teacher_vectors
+from ml.distill import Distiller, distillation_targets, teacher_vectors
 from ml.towers import GRUTextTower
 
 TEXTS = [
@@ -93,3 +93,21 @@ def test_computed_teacher_vectors_equal_the_cached_ones_exactly(tmp_path):
 
     computed = teacher_vectors(TEXTS, encode, tmp_path)
     assert np.array_equal(computed, teacher_vectors(TEXTS, encode, tmp_path))
+
+
+def test_the_corpus_targets_are_cached_apart_from_the_catalogue_ones(tmp_path):
+    encoded = []
+
+    def encode(batch):
+        encoded.extend(batch)
+        return np.stack([np.full(8, len(t), np.float32) for t in batch])
+
+    corpus, catalogue = TEXTS[:8], [*TEXTS[6:], "red scarf"]
+    texts, targets = distillation_targets(corpus, catalogue, encode, tmp_path)
+    assert texts == [*TEXTS, "red scarf"]  # the corpus, then the catalogue's texts it lacks
+    assert [row[0] for row in targets] == [len(t) for t in texts]
+    encoded.clear()
+    # The catalogue changes: only its own texts are encoded again, the corpus is read back.
+    texts, targets = distillation_targets(corpus, [*catalogue, "wool hat"], encode, tmp_path)
+    assert sorted(encoded) == sorted([*TEXTS[8:], "red scarf", "wool hat"])
+    assert [row[0] for row in targets] == [len(t) for t in texts]
