@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from catalog.filters import Filters
 from catalog.search import vector_search, vector_search_sql
-from embeddings.models import EmbeddingModel
+from embeddings.models import EmbeddingModel, ProductVector
 from embeddings.vector_index import create_indexes, index_name, missing_indexes
 from tests.catalog.test_search import store_vectors
 
@@ -171,3 +171,29 @@ def test_an_invalid_leftover_index_is_found_and_built_again():
     with transaction.atomic():
         assert create_indexes(model.pk, dims) == [text]
     assert index_validity(every) == dict.fromkeys(every, True)
+
+
+def test_a_small_category_is_ranked_exactly_through_its_btree_and_a_large_one_by_hnsw(clustered):
+    model, vectors, ids, query = clustered
+    create_indexes(model.pk, model.column_dims())
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE embeddings_productvector")
+
+    def plan_and_rows(category: str) -> tuple[str, list]:
+        sql, params = vector_search_sql(model, "text_vec", query, 10, filters=Filters(category=category))
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")  # 2,000 rows: the plans a big catalogue gets
+            cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            cursor.execute(sql, params)
+            return plan, cursor.fetchall()
+
+    plan, rows = plan_and_rows("Rare")
+    assert "pv_model_category" in plan and index_name("text_vec", model.pk) not in plan
+    rare_ids = set(ProductVector.objects.filter(model=model, category="Rare").values_list("product_id", flat=True))
+    rare = [i for i, pid in enumerate(ids) if pid in rare_ids]
+    exact = ids[rare][np.argsort(-(vectors[rare] @ query))]
+    assert [row[0] for row in rows] == exact.tolist() and len(rows) == N_RARE  # all of them, exactly ranked
+    plan, rows = plan_and_rows("Common")
+    assert index_name("text_vec", model.pk) in plan and len(rows) == 10
