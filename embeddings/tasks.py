@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def pretrained_donor(model: EmbeddingModel, encoder: Encoder) -> tuple[EmbeddingModel, str, str] | None:
+# The pretrained_donor: the model whose stored rows hold the pretrained columns, and their names.
+Donor = tuple[EmbeddingModel, str, str]
+
+
+def pretrained_donor(model: EmbeddingModel, encoder: Encoder) -> Donor | None:
     """Another model (usually the active one) with the same backbone and preprocessing whose
     stored vectors hold `model`'s pretrained signals: (it, its backbone-feature column, its
     sentence column); None if there is none or `model` cannot use them."""
@@ -50,9 +54,7 @@ def pretrained_donor(model: EmbeddingModel, encoder: Encoder) -> tuple[Embedding
     return None
 
 
-def stored_pretrained(
-    found: tuple[EmbeddingModel, str, str] | None, products: list
-) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def stored_pretrained(found: Donor | None, products: list) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """product id -> (unit backbone features, MiniLM vector) already stored, from the current
     vectors of the pretrained_donor (`found`).
 
@@ -74,7 +76,7 @@ def stored_pretrained(
 
 
 def copied_features(
-    found: tuple[EmbeddingModel, str, str] | None,
+    found: Donor | None,
     table: type[ProductVector] | type[PhotoVector],
     key: str,
     ids: list[int],
@@ -99,7 +101,7 @@ def copied_features(
     }
 
 
-def stored_photo_features(found: tuple[EmbeddingModel, str, str] | None, photos: list) -> dict[int, np.ndarray]:
+def stored_photo_features(found: Donor | None, photos: list) -> dict[int, np.ndarray]:
     """ProductPhoto id -> unit backbone features the pretrained_donor (`found`) stored for it (a
     photo's vectors depend on its content only, so any stored row is current)."""
     if found is None or not photos:

@@ -294,11 +294,11 @@ def train(
                 {
                     "phase": "train",
                     "epoch": epoch,
-                    "epochs": max_epochs,
+                    "epochs": train_cfg.epochs,
                     "loss": row["loss"],
                     "val_recall@10": row["val_recall@10"],
                     "done": epoch,
-                    "total": max_epochs,
+                    "total": train_cfg.epochs,
                 }
             )
         return improved
@@ -308,10 +308,9 @@ def train(
     phases = [(train_cfg.distill_weight, train_cfg.epochs)]
     if distiller is not None and train_cfg.late_distill_weight is not None and train_cfg.late_epochs > 0:
         phases.append((train_cfg.late_distill_weight, train_cfg.late_epochs))
-    max_epochs = train_cfg.epochs
     epoch = 0
     for phase, (distill_weight, most) in enumerate(phases):
-        phase_epochs = min(most, max_epochs - epoch)
+        phase_epochs = min(most, train_cfg.epochs - epoch)
         if phase_epochs <= 0:
             break
         if phase:
