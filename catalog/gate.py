@@ -34,15 +34,18 @@ a 0.01 wobble from deciding anything on small catalogues.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from django.conf import settings
+from django.db import connection, connections
 from PIL import Image
 
 from catalog.hybrid import FitQuery, fit_weights
@@ -52,10 +55,12 @@ from catalog.search import (
     FUSION_KINDS,
     PHOTO_WORDS_METHODS,
     QueryVectors,
+    encode_queries_ahead,
     fusion_weights,
     image_query_vectors,
     kind_signals,
     photo_words_method,
+    reuse_query_vectors,
     search,
     signal_rankings,
 )
@@ -63,10 +68,12 @@ from ml.metrics import score_ranking
 from embeddings.models import EmbeddingModel
 from ml.perturb import perturb
 from ml.probes import KINDS, PHOTO_KINDS, TEXT_KINDS, WITH_PHOTO, Probe, ProbeItem, build_probes, split_halves
-from embeddings.registry import complete_gate
+from embeddings.registry import complete_gate, encoder_for
 from ml.transforms import open_image
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 MIN_NOISE = 0.01
 FIT_DEPTH = 100  # how deep each signal's list is read when fitting
@@ -133,6 +140,55 @@ class ProbePhotos:
             self.vectors[key] = image_query_vectors(model, self.photo(probe))
         return self.vectors[key]
 
+    def encode_ahead(self, model: EmbeddingModel, probes: Sequence[Probe]) -> None:
+        """Encode the photos of `probes` under `model` now, in batches: one photo per forward
+        pass cost the gate about 30 ms each, a batch a fraction of that."""
+        todo = list(
+            {p.seed: p for p in probes if p.kind in WITH_PHOTO and (model.pk, p.seed) not in self.vectors}.values()
+        )
+        if not todo:
+            return
+        encoded = encoder_for(model).encode_image_signals([self.photo(p) for p in todo])
+        for i, p in enumerate(todo):
+            self.vectors[(model.pk, p.seed)] = {column: vectors[i] for column, vectors in encoded.items()}
+
+
+def in_parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """[fn(item) for item in items], run by GATE_THREADS threads where that is safe. A probe's
+    search waits on Postgres for about 40 % of its time, which another thread's Python then
+    fills. One at a time inside a transaction (the tests'), whose rows other connections
+    cannot see. Each thread runs in a copy of the caller's context (the synonyms switch, the
+    reused query vectors) and closes its own database connection when done."""
+    threads = min(settings.GATE_THREADS, len(items))
+    if threads <= 1 or connection.in_atomic_block:
+        return [fn(item) for item in items]
+    results: list[Any] = [None] * len(items)
+    pending = iter(enumerate(items))
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            while not failures:
+                with lock:
+                    nxt = next(pending, None)
+                if nxt is None:
+                    return
+                results[nxt[0]] = fn(nxt[1])
+        except BaseException as exc:  # re-raised in the caller's thread below
+            failures.append(exc)
+        finally:
+            connections.close_all()  # this thread's own connections only
+
+    workers = [threading.Thread(target=contextvars.copy_context().run, args=(work,)) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if failures:
+        raise failures[0]
+    return results
+
 
 def score(ranked: Sequence[str], probe: Probe) -> float:
     return score_ranking([sku for sku in ranked if sku not in probe.exclude][:10], probe.relevant, probe.metric)
@@ -164,15 +220,25 @@ def fit_fusion(model: EmbeddingModel, probes: Sequence[Probe], photos: ProbePhot
             for name, ranking in rankings.items()
         }
 
-    text_queries = [
-        FitQuery(by_sku(signal_rankings(model, hybrid_signals, FIT_DEPTH, q=p.text)), p.relevant, p.metric, p.kind)
-        for p in text
-    ]
+    text_queries = in_parallel(
+        lambda p: FitQuery(
+            by_sku(signal_rankings(model, hybrid_signals, FIT_DEPTH, q=p.text)), p.relevant, p.metric, p.kind
+        ),
+        text,
+    )
     photos = photos or ProbePhotos()
-    photo_queries = []
-    for p in photo_probes:
-        rankings = signal_rankings(model, photo_signals, FIT_DEPTH + len(p.exclude), photo=photos.vectors_for(model, p))
-        photo_queries.append(FitQuery(by_sku(rankings), p.relevant, p.metric, p.kind, p.exclude))
+    photo_queries = in_parallel(
+        lambda p: FitQuery(
+            by_sku(
+                signal_rankings(model, photo_signals, FIT_DEPTH + len(p.exclude), photo=photos.vectors_for(model, p))
+            ),
+            p.relevant,
+            p.metric,
+            p.kind,
+            p.exclude,
+        ),
+        photo_probes,
+    )
     report: dict[str, Any] = {}
     fusion: dict[str, dict[str, float]] = {}
     for kind in FUSION_KINDS:
@@ -207,8 +273,9 @@ def fit_photo_words(model: EmbeddingModel, probes: Sequence[Probe], photos: Prob
     means: dict[str, float] = {}
     for method in methods:
         model.fusion = {**(model.fusion or {}), "photo_words": {method: 1.0}}
+        runs = [(p, mode) for p in chosen for mode in PHOTO_WORDS_MODES]
         means[method] = float(
-            np.mean([score(run_probe(model, p, mode, photos), p) for p in chosen for mode in PHOTO_WORDS_MODES])
+            np.mean(in_parallel(lambda run: score(run_probe(model, run[0], run[1], photos), run[0]), runs))
         )
     best = max(methods, key=lambda m: (means[m], m == "rerank"))
     model.fusion = {**model.fusion, "photo_words": {best: 1.0}}
@@ -256,11 +323,8 @@ def compare(
         if not chosen or not can_serve(candidate, kind, mode):
             continue
         against = incumbent if incumbent is not None and can_serve(incumbent, kind, mode) else None
-        mine, theirs = [], []
-        for p in chosen:
-            mine.append(score(run_probe(candidate, p, mode, photos), p))
-            if against is not None:
-                theirs.append(score(run_probe(against, p, mode, photos), p))
+        mine = in_parallel(lambda p: score(run_probe(candidate, p, mode, photos), p), chosen)
+        theirs = [] if against is None else in_parallel(lambda p: score(run_probe(against, p, mode, photos), p), chosen)
         row: dict[str, Any] = {
             "kind": kind,
             "mode": mode,
@@ -339,7 +403,12 @@ def run_gate(model: EmbeddingModel, per_kind: int | None = None) -> dict[str, An
     fit_half, judge_half = split_halves(probes)
     photos = ProbePhotos()
     incumbent = EmbeddingModel.active()
-    with without_synonyms():  # the probes' paraphrases are what synonyms invert (catalog/synonyms.py)
+    # Every probe's words and photo encoded up front, in batches, under both models.
+    with reuse_query_vectors(), without_synonyms():  # the probes' paraphrases are what synonyms invert
+        for judged in (model, incumbent):
+            if judged is not None:
+                encode_queries_ahead(judged, [p.text for p in probes if p.text])
+                photos.encode_ahead(judged, probes if judged is model else judge_half)
         fit = fit_fusion(model, fit_half, photos)
         fit["photo_words"] = fit_photo_words(model, fit_half, photos)
         rows = compare(model, incumbent, judge_half, photos=photos)

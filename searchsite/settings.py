@@ -284,6 +284,8 @@ SEARCH_QUERY_IMAGE_TTL_HOURS = envint("SEARCH_QUERY_IMAGE_TTL_HOURS", 24)
 # The activation gate (catalog/gate.py): probe queries per kind in each half of the held-out
 # products (one half fits the fusion weights, the other judges the model).
 GATE_PROBES_PER_KIND = envint("GATE_PROBES_PER_KIND", 100)
+# Threads the gate runs its probe searches in: one fills the time another waits on Postgres.
+GATE_THREADS = max(1, envint("GATE_THREADS", 2))
 # Keep a refused model's vectors (the evaluation suite scores it); normally they are dropped.
 GATE_KEEP_REFUSED_VECTORS = envbool("GATE_KEEP_REFUSED_VECTORS", False)
 # A gate that has not decided after this long died with its worker; the reconciler reruns it.
