@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import pytest
 import torch
 from django.core.management import call_command
+from django.db import connection
 
-from catalog.gate import HYBRID_WITH_SYNONYMS, baseline_weights, decide, fall_back, fusion_kinds_of, run_gate, run_probe
+from catalog.gate import (
+    HYBRID_WITH_SYNONYMS,
+    ProbePhotos,
+    baseline_weights,
+    decide,
+    fall_back,
+    fusion_kinds_of,
+    in_parallel,
+    run_gate,
+    run_probe,
+)
 from catalog.models import Product
 from catalog.search import PHOTO_WORDS_METHODS, photo_words_method, search
+from ml.probes import Probe
 from ml.transforms import open_image
 from embeddings.models import EmbeddingModel, ProductVector
 from embeddings.dispatch import start_activation
@@ -224,3 +239,57 @@ def test_a_fitted_mix_judged_worse_falls_back_to_the_baselines(trained):
     trained.refresh_from_db()
     assert photo_words_method(trained) == "rerank"
     assert trained.fusion["photo"] == baseline_weights("photo", kind_signals(trained, "photo"))
+
+
+def backends() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_probe_searches_run_in_threads_in_order_and_close_their_connections(transactional_db, settings):
+    settings.GATE_THREADS = 2
+    threads: set[int] = set()
+
+    def count(n: int) -> int:
+        threads.add(threading.get_ident())
+        with connection.cursor() as cursor:  # this thread's own connection
+            cursor.execute("SELECT %s::int FROM pg_sleep(0.01)", [n])
+            return cursor.fetchone()[0]
+
+    before = backends()
+    assert in_parallel(count, list(range(40))) == list(range(40))
+    assert len(threads) == 2 and threading.get_ident() not in threads
+    assert backends() == before  # each thread closed its connection
+
+
+def test_probe_searches_run_one_at_a_time_inside_a_transaction(db, settings):
+    settings.GATE_THREADS = 2
+    threads = set()
+    assert in_parallel(lambda n: threads.add(threading.get_ident()) or n * 2, [1, 2, 3]) == [2, 4, 6]
+    assert threads == {threading.get_ident()}  # other connections could not see this test's rows
+
+
+def test_a_failing_probe_search_fails_the_call(transactional_db, settings):
+    settings.GATE_THREADS = 2
+
+    def fail_on_three(n: int) -> int:
+        if n == 3:
+            raise ValueError("probe 3 broke")
+        return n
+
+    with pytest.raises(ValueError, match="probe 3 broke"):
+        in_parallel(fail_on_three, list(range(10)))
+
+
+def test_probe_photos_encoded_in_batches_equal_those_encoded_one_by_one(small_catalogue):
+    model = EmbeddingModel.active()
+    skus = list(Product.objects.order_by("sku").values_list("sku", flat=True)[:5])
+    probes = [Probe("photo", sku, frozenset({sku}), seed=i) for i, sku in enumerate(skus)]
+    ahead, one_by_one = ProbePhotos(), ProbePhotos()
+    ahead.encode_ahead(model, probes)
+    for probe in probes:
+        batched, single = ahead.vectors[(model.pk, probe.seed)], one_by_one.vectors_for(model, probe)
+        assert batched.keys() == single.keys()
+        for column in single:
+            np.testing.assert_allclose(batched[column], single[column], atol=2e-3)

@@ -16,10 +16,13 @@ from catalog.search import (
     Filters,
     browse,
     composed_vector,
+    encode_queries_ahead,
+    reuse_query_vectors,
     search,
     search_by_image,
     search_by_text,
     similar_products,
+    text_query_vector,
     vector_literal,
     vector_search,
     vector_search_sql,
@@ -375,3 +378,19 @@ def test_a_vector_literal_has_each_value_as_seven_significant_digits() -> None:
             assert vector_literal(vector) == "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
     special = np.array([0.0, -0.0, 1e-45, -3.4028235e38, 1.0, 0.1, 123456789.0, np.inf, -np.inf, np.nan], np.float32)
     assert vector_literal(special) == "[0,-0,1.401298e-45,-3.402823e+38,1,0.1,1.234568e+08,inf,-inf,nan]"
+
+
+def test_words_encoded_ahead_in_a_batch_serve_the_searches_of_the_block(catalogue, db):
+    model = EmbeddingModel.active()
+    words = ["red dress", "warm winter coat for walking", "sneakers"]
+    one_by_one = {q: text_query_vector(model, q) for q in words}
+    outside = [skus(search(q, k=5)) for q in words]
+    with pytest.raises(RuntimeError, match="reuse_query_vectors"):
+        encode_queries_ahead(model, words)
+    with reuse_query_vectors():
+        encode_queries_ahead(model, words)
+        for q in words:
+            column, vector = text_query_vector(model, q)
+            assert column == one_by_one[q][0]
+            np.testing.assert_allclose(vector, one_by_one[q][1], atol=1e-5)
+        assert [skus(search(q, k=5)) for q in words] == outside
