@@ -57,17 +57,31 @@ def keyword_search(query: str, limit: int, filters: Filters | None = None) -> li
     where, params = (filters or NO_FILTERS).sql("p")
     strict, strict_params, loose, loose_params = tsqueries(query)
     # ts_rank_cd(..., 32) is rank / (rank + 1): in [0, 1). All-word matches map to
-    # [0.5, 1), partial matches to [0, 0.5), so the score is monotone in the order.
+    # [0.5, 1), partial matches to [0, 0.5), so the score is monotone in the order. So when
+    # `limit` products match every word, they are the whole answer, and the partial matches
+    # (a common word alone: a tenth of a catalogue) are never ranked: the second list's
+    # one-time filter skips its scan. The order is the same as ranking every partial match.
     sql = f"""
-        WITH q AS (SELECT {strict} AS strict, {loose} AS loose)
-        SELECT p.id,
-               (CASE WHEN p.search_doc @@ q.strict THEN 0.5 ELSE 0.0 END)
-                 + 0.5 * ts_rank_cd(p.search_doc, q.loose, 32) AS score
-        FROM catalog_product p, q
-        WHERE p.search_doc @@ ({loose}){where}
-        ORDER BY score DESC, p.id
+        WITH q AS (SELECT {strict} AS strict, {loose} AS loose),
+        every_word AS MATERIALIZED (
+            SELECT p.id, 0.5 + 0.5 * ts_rank_cd(p.search_doc, q.loose, 32) AS score
+            FROM catalog_product p, q
+            WHERE p.search_doc @@ ({strict}){where}
+            ORDER BY score DESC, p.id
+            LIMIT %s
+        )
+        SELECT id, score FROM every_word
+        UNION ALL
+        (SELECT p.id, 0.5 * ts_rank_cd(p.search_doc, q.loose, 32) AS score
+         FROM catalog_product p, q
+         WHERE (SELECT count(*) FROM every_word) < %s
+           AND p.search_doc @@ ({loose}) AND NOT p.search_doc @@ q.strict{where}
+         ORDER BY score DESC, p.id
+         LIMIT %s)
+        ORDER BY score DESC, id
         LIMIT %s
     """
+    args = [*strict_params, *loose_params, *strict_params, *params, limit, limit, *loose_params, *params, limit, limit]
     with search_connection().cursor() as cursor:
-        cursor.execute(sql, [*strict_params, *loose_params, *loose_params, *params, limit])
+        cursor.execute(sql, args)
         return [(pid, float(score)) for pid, score in cursor.fetchall()]

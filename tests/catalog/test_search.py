@@ -10,6 +10,7 @@ import pytest
 from django.db import connection, transaction
 from django.test import TestCase, override_settings
 
+from catalog.filters import NO_FILTERS
 from catalog.keyword import any_words_query, keyword_search
 from catalog.models import Product
 from catalog.search import (
@@ -136,6 +137,33 @@ def test_keyword_ranks_all_words_above_some_words(catalogue, db):
     assert any_words_query("dark ankle bag") == "dark or ankle or bag"
     assert any_words_query('"dark bag"') is None
     assert any_words_query("bag -dark") is None
+
+
+def every_match_ranked(query: str, limit: int, filters: Filters) -> list[tuple[int, float]]:
+    """The oracle: every partial match ranked, as keyword search did before it learnt to stop
+    at `limit` all-word matches."""
+    from catalog.keyword import tsqueries
+
+    where, params = filters.sql("p")
+    strict, strict_params, loose, loose_params = tsqueries(query)
+    sql = f"""
+        WITH q AS (SELECT {strict} AS strict, {loose} AS loose)
+        SELECT p.id, (CASE WHEN p.search_doc @@ q.strict THEN 0.5 ELSE 0.0 END)
+                     + 0.5 * ts_rank_cd(p.search_doc, q.loose, 32) AS score
+        FROM catalog_product p, q WHERE p.search_doc @@ ({loose}){where}
+        ORDER BY score DESC, p.id LIMIT %s"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*strict_params, *loose_params, *loose_params, *params, limit])
+        return [(pid, float(score)) for pid, score in cursor.fetchall()]
+
+
+@pytest.mark.parametrize(
+    "query", ["dark bag", "dark", "dark ankle bag", "blue denim jacket", '"dark bag"', "bag -dark"]
+)
+@pytest.mark.parametrize("limit", [1, 2, 5, 200])
+def test_keyword_search_that_stops_at_enough_all_word_matches_ranks_as_ranking_every_match(catalogue, db, query, limit):
+    for filters in (NO_FILTERS, Filters(max_price=Decimal("60"))):
+        assert keyword_search(query, limit, filters) == every_match_ranked(query, limit, filters)
 
 
 def test_keyword_search_honours_filters(catalogue, db):
