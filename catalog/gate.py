@@ -19,6 +19,9 @@ When a gated model's vectors are complete (embeddings.registry sends
    and the second half is judged once more (``fall_back``): a mix fitted on few probes that
    does not hold gives way to what is known to work, and the model's other gains still count.
 
+Every probe's words and photo are encoded first, in batches, under both models, and the probe
+searches run in GATE_THREADS threads (``in_parallel``): on the demo the gate takes about 20 s.
+
 Keyword synonyms (catalog/synonyms.py) are off while it fits and judges: they are the same
 for every model, and they invert the WordNet relation the paraphrase probes are made with.
 With SEARCH_SYNONYMS on, keyword and paraphrase probes are also judged in hybrid mode *with*
@@ -48,6 +51,7 @@ from django.conf import settings
 from django.db import connection, connections
 from PIL import Image
 
+from catalog import search_cache
 from catalog.hybrid import FitQuery, fit_weights
 from catalog.models import Product
 from catalog.synonyms import synonyms_used, without_synonyms
@@ -150,7 +154,7 @@ class ProbePhotos:
             return
         encoded = encoder_for(model).encode_image_signals([self.photo(p) for p in todo])
         for i, p in enumerate(todo):
-            self.vectors[(model.pk, p.seed)] = {column: vectors[i] for column, vectors in encoded.items()}
+            self.vectors[(model.pk, p.seed)] = search_cache.frozen({c: vectors[i] for c, vectors in encoded.items()})
 
 
 def in_parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
