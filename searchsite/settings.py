@@ -324,6 +324,11 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # acks_late tasks of a killed worker come back after this many seconds
         "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600),
+        # A worker takes a Redis lock while it puts such tasks back; one killed holding it keeps
+        # every worker from doing so until the lock expires (kombu's default: 300 s, most likely
+        # why tests/integration/test_worker.py once waited its whole 300 s for a killed batch).
+        # Putting them back takes milliseconds.
+        "unacked_mutex_expire": 30,
     }
 else:
     CELERY_BROKER_URL = "filesystem://"
