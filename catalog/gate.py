@@ -407,12 +407,13 @@ def run_gate(model: EmbeddingModel, per_kind: int | None = None) -> dict[str, An
     fit_half, judge_half = split_halves(probes)
     photos = ProbePhotos()
     incumbent = EmbeddingModel.active()
-    # Every probe's words and photo encoded up front, in batches, under both models.
+    # Every probe's words and photo encoded up front, in batches: the candidate's for both
+    # halves (it is fitted and judged), the active model's for the half it is judged on.
     with reuse_query_vectors(), without_synonyms():  # the probes' paraphrases are what synonyms invert
-        for judged in (model, incumbent):
+        for judged, its_probes in ((model, probes), (incumbent, judge_half)):
             if judged is not None:
-                encode_queries_ahead(judged, [p.text for p in probes if p.text])
-                photos.encode_ahead(judged, probes if judged is model else judge_half)
+                encode_queries_ahead(judged, [p.text for p in its_probes if p.text])
+                photos.encode_ahead(judged, its_probes)
         fit = fit_fusion(model, fit_half, photos)
         fit["photo_words"] = fit_photo_words(model, fit_half, photos)
         rows = compare(model, incumbent, judge_half, photos=photos)
