@@ -95,12 +95,16 @@ def raw_pgvector(vectors: list[np.ndarray], column: str, dim: int, model_id: int
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
+    from embeddings.vector_index import indexed_expr, query_param
+
     times = []
     with psycopg.connect(**params, autocommit=True) as conn:
         register_vector(conn)
-        conn.execute(f"SET hnsw.ef_search = {ef}")
+        # The site's unfiltered search walks the index whatever the catalogue's size
+        # (catalog.search.INDEX_ONLY); so does the raw query.
+        conn.execute(f"SET hnsw.ef_search = {ef}; SET enable_seqscan = off; SET enable_sort = off")
         sql = (
-            f"SELECT product_id, ({column}::vector({dim})) <=> %s::vector({dim}) AS d "
+            f"SELECT product_id, {indexed_expr(column, dim)} <=> {query_param(dim)} AS d "
             f"FROM embeddings_productvector WHERE model_id = %s ORDER BY d LIMIT {K}"
         )
         conn.execute(sql, [vectors[0], model_id]).fetchall()

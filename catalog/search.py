@@ -205,6 +205,27 @@ class PhotoRanking(list):
         self.photos: dict[int, int] = dict(photos or {})
 
 
+# An unfiltered nearest-neighbour query goes through the model's HNSW index at any size.
+# Below about 10,000 products Postgres prices a scan of every row (the cast and distance
+# of each, TOAST reads for wide vectors) below the graph walk at ef_search 200, and picks
+# it, though it is 3-4 times slower: on the demo's 2,500 products 2.9 against 1.1 ms for
+# words, 13.9 against 3.6 ms for photos, with the same first 24 (docs/benchmarks.md
+# section 1). A filtered query keeps the planner's choice: a rare category is cheaper
+# through its btree.
+INDEX_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off; "
+INDEX_ONLY_UNDONE = "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_sort TO DEFAULT"
+
+
+def vector_search_settings(k: int, offset: int, filters: Filters) -> str:
+    """The SET LOCALs vector_search sends in the same message as its query."""
+    ef = max(settings.HNSW_EF_SEARCH, min(1000, k + offset))
+    # relaxed_order keeps scanning the HNSW graph until enough rows pass the filter (a rare
+    # category still fills a page); its slightly unordered output is re-sorted by the outer
+    # query. tests/catalog/test_search.py proves both.
+    forced = INDEX_ONLY if filters == NO_FILTERS else ""
+    return f"{forced}SET LOCAL hnsw.ef_search = {int(ef)}; SET LOCAL hnsw.iterative_scan = relaxed_order;"
+
+
 def vector_search(
     model: EmbeddingModel,
     column: str,
@@ -216,15 +237,15 @@ def vector_search(
 ) -> list[tuple[int, float]]:
     """(product_id, cosine similarity) of the nearest vectors of `model`, best first."""
     sql, params = vector_search_sql(model, column, vector, k, offset, filters, exclude_product)
-    ef = max(settings.HNSW_EF_SEARCH, min(1000, k + offset))
-    # relaxed_order keeps scanning the HNSW graph until enough rows pass the filter (a rare
-    # category still fills a page); its slightly unordered output is re-sorted by the outer
-    # query. tests/catalog/test_search.py proves both. The two SET LOCALs and the query go
-    # in one message, one round trip: Postgres runs a message of several statements as one
-    # transaction (an implicit one outside a transaction block), so the settings end with it,
-    # as they did with BEGIN ... COMMIT around them, which cost four round trips more.
-    statements = f"SET LOCAL hnsw.ef_search = {int(ef)}; SET LOCAL hnsw.iterative_scan = relaxed_order; {sql}"
-    with search_connection().cursor() as cursor:  # the replica inside a search request (db_router.py)
+    # The SET LOCALs and the query go in one message, one round trip: Postgres runs a
+    # message of several statements as one transaction (an implicit one outside a
+    # transaction block), so the settings end with it, as they did with BEGIN ... COMMIT
+    # around them, which cost four round trips more.
+    statements = f"{vector_search_settings(k, offset, filters)} {sql}"
+    connection = search_connection()  # the replica inside a search request (db_router.py)
+    if connection.in_atomic_block:  # the settings would last until the caller's COMMIT
+        statements += f"; {INDEX_ONLY_UNDONE}"
+    with connection.cursor() as cursor:
         cursor.execute(statements, params)
         while cursor.description is None and cursor.nextset():  # past the two SETs' results
             pass

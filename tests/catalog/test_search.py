@@ -26,6 +26,7 @@ from catalog.search import (
     text_query_vector,
     vector_literal,
     vector_search,
+    vector_search_settings,
     vector_search_sql,
 )
 from embeddings.models import EmbeddingModel, ProductVector
@@ -303,30 +304,36 @@ def test_browse_lists_a_category_by_price(catalogue, db):
 N_RANDOM, N_RARE, DIM = 3000, 10, 32
 
 
-@pytest.fixture
-def random_model(db):
-    """3,000 products with seeded random vectors under their own model; 10 are 'Rare'."""
+def model_of_random_vectors(name: str, count: int, dim: int, seed: int = 42):
+    """`count` products with seeded random vectors of `dim` under their own indexed model
+    (N_RARE of them 'Rare'), and a query vector."""
     from embeddings.vector_index import create_indexes
 
     model = EmbeddingModel.objects.create(
-        name="random-32",
+        name=name,
         kind="baseline",
         spec={},
         backbone="none",
         text_tower="none",
-        image_dim=DIM,
-        text_dim=DIM,
+        image_dim=dim,
+        text_dim=dim,
     )
-    rng = np.random.default_rng(42)
-    vectors = rng.normal(size=(N_RANDOM, DIM)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(count, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    rare = set(rng.choice(N_RANDOM, N_RARE, replace=False).tolist())
-    store_vectors(model, vectors, rare, "random")
+    rare = set(rng.choice(count, N_RARE, replace=False).tolist())
+    store_vectors(model, vectors, rare, name)
     create_indexes(model.pk, model.column_dims())
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE embeddings_productvector")
-    query = rng.normal(size=DIM).astype(np.float32)
+    query = rng.normal(size=dim).astype(np.float32)
     return model, query / np.linalg.norm(query)
+
+
+@pytest.fixture
+def random_model(db):
+    """3,000 products with seeded random vectors under their own model; 10 are 'Rare'."""
+    return model_of_random_vectors("random", N_RANDOM, DIM)
 
 
 def run_filtered(model, query, iterative: str) -> tuple[list, str]:
@@ -359,6 +366,30 @@ def test_a_rare_category_still_fills_a_page(random_model):
     assert f"pv_image_vec_m{model.pk}_hnsw" in plan_off
     print(f"filtered HNSW page: {len(rows)} rows with iterative scan, {len(rows_off)} without")
     assert len(rows_off) < N_RARE
+
+
+def plan_as_searched(model, query, filters: Filters, k: int) -> str:
+    """The plan of vector_search's query under the settings vector_search sends with it."""
+    sql, params = vector_search_sql(model, "image_vec", query, k, filters=filters)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(vector_search_settings(k, 0, filters))
+        cursor.execute("EXPLAIN " + sql, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_an_unfiltered_search_walks_the_index_at_any_size(db):
+    # For 1,000 photo-feature-wide vectors the planner's own choice is a scan of every row
+    # and a sort (cheaper by its estimate, 3-4 times slower on the demo's vectors); the
+    # search's settings make the HNSW graph its plan. A filtered search keeps the planner's.
+    model, query = model_of_random_vectors("wide", 1000, 1280)
+    index = f"pv_image_vec_m{model.pk}_hnsw"
+    assert index in plan_as_searched(model, query, NO_FILTERS, k=200)  # search() reads 200 deep
+    assert "enable_seqscan" not in vector_search_settings(10, 0, Filters(category="Rare"))
+    # Inside a transaction the settings end with the query, not at the caller's COMMIT.
+    with transaction.atomic(), connection.cursor() as cursor:
+        assert len(vector_search(model, "image_vec", query, 10)) == 10
+        cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_sort')")
+        assert cursor.fetchone() == ("on", "on")
 
 
 def test_explanations_add_up_to_the_score(catalogue, db):
