@@ -89,5 +89,8 @@ class TrainCfg(_Cfg):
     # checkpoint over both phases is kept. None = one phase.
     late_distill_weight: float | None = 0.1
     late_epochs: int = 10
+    # Validate, keep and serve an exponential moving average of the trained weights, with
+    # this half-life in epochs, instead of the last step's weights; 0 = the weights as trained.
+    ema_half_life: float = 0.0
     cache_dir: str | None = None  # feature cache; None = <out_dir>/feature_cache
     num_threads: int | None = None  # torch CPU threads; None = torch default

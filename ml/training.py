@@ -11,7 +11,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,43 @@ def _batches(index: list[int], batch_size: int, rng: random.Random) -> list[list
     if len(batches) > 1 and len(batches[-1]) < max(2, batch_size // 4):
         batches[-2].extend(batches.pop())  # a tiny last batch has too few negatives
     return batches
+
+
+class WeightAverage:
+    """An exponential moving average of the trained parameters, swapped into the towers to
+    validate and save them: it smooths out the last steps' noise, which with a few thousand
+    products and semi-hard mining moves a model's scores from one epoch to the next."""
+
+    def __init__(self, params: list[torch.nn.Parameter], half_life_steps: float) -> None:
+        self.params = params
+        self.decay = 0.5 ** (1.0 / half_life_steps)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start the average again from the parameters as they are now."""
+        self.updates = 0
+        self.average = [p.detach().clone() for p in self.params]
+
+    def update(self) -> None:
+        self.updates += 1
+        # A short average at first, so that the start's random weights fade out fast.
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            for avg, p in zip(self.average, self.params):
+                avg.lerp_(p.detach(), 1.0 - decay)
+
+    @contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        trained = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, avg in zip(self.params, self.average):
+                p.copy_(avg)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, t in zip(self.params, trained):
+                    p.copy_(t)
 
 
 def _restore(path: Path, image_tower: ImageTower, text_tower: torch.nn.Module) -> None:
@@ -173,6 +211,7 @@ def train(
     no_decay = [p for p in params if p.ndim <= 1]
     rng = random.Random(train_cfg.seed)
     steps_per_epoch = len(_batches(train_idx, train_cfg.batch_size, random.Random(0)))
+    average = WeightAverage(params, train_cfg.ema_half_life * steps_per_epoch) if train_cfg.ema_half_life > 0 else None
 
     def optimizer_for(epochs: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         optimizer = torch.optim.AdamW(
@@ -199,6 +238,44 @@ def train(
     best: tuple[float, float] | None = None
     best_metrics: dict[str, float] = {}
 
+    def validate_and_keep(
+        epoch: int, phase: int, distill_weight: float, losses: list[float], active: list[float], started: float
+    ) -> bool:
+        """Validate the towers' weights as they are; save them when they are the best so far."""
+        nonlocal best, best_metrics
+        img_emb, txt_emb = _embed_all(image_tower, text_inputs, feats, val_idx)
+        metrics = evaluate(img_emb, txt_emb, [groups_all[i] for i in val_idx])
+        with torch.no_grad():
+            val_loss = float(
+                loss_fn(
+                    torch.from_numpy(img_emb),
+                    torch.from_numpy(txt_emb),
+                    torch.tensor([groups_all[i] for i in val_idx]),
+                    mining=train_cfg.mining,
+                )
+            )
+        row = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            "val_loss": val_loss,
+            "val_recall@10": metrics["t2i_recall@10"],
+            "val_map@10": metrics["t2i_map@10"],
+            "active": float(np.mean(active)),
+            "seconds": time.monotonic() - started,
+            "phase": phase,
+            "distill_weight": distill_weight if distiller is not None else 0.0,
+        }
+        history.append(row)
+        score = (metrics["t2i_recall@10"], metrics["t2i_map@10"])
+        improved = best is None or score > best
+        if improved:
+            best = score
+            best_metrics = {**metrics, "epoch": epoch, "eval_split_is_val": float(eval_split == "val")}
+            save_checkpoint(
+                ckpt_path, cfg, text_cfg, train_cfg, image_tower, text_tower, backbone, best_metrics, epoch, finetune
+            )
+        return improved
+
     def run_epoch(
         epoch: int,
         phase: int,
@@ -207,7 +284,6 @@ def train(
         scheduler: torch.optim.lr_scheduler.LambdaLR,
     ) -> bool:
         """One epoch of training, then validation; True when it is the best so far (saved)."""
-        nonlocal best, best_metrics
         started = time.monotonic()
         image_tower.head.train()
         text_tower.train()
@@ -252,42 +328,16 @@ def train(
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update()
             losses.append(loss.item())
             active.append(stats["active"])
 
         image_tower.eval()
         text_tower.eval()
-        img_emb, txt_emb = _embed_all(image_tower, text_inputs, feats, val_idx)
-        metrics = evaluate(img_emb, txt_emb, [groups_all[i] for i in val_idx])
-        with torch.no_grad():
-            val_loss = float(
-                loss_fn(
-                    torch.from_numpy(img_emb),
-                    torch.from_numpy(txt_emb),
-                    torch.tensor([groups_all[i] for i in val_idx]),
-                    mining=train_cfg.mining,
-                )
-            )
-        row = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)),
-            "val_loss": val_loss,
-            "val_recall@10": metrics["t2i_recall@10"],
-            "val_map@10": metrics["t2i_map@10"],
-            "active": float(np.mean(active)),
-            "seconds": time.monotonic() - started,
-            "phase": phase,
-            "distill_weight": distill_weight if distiller is not None else 0.0,
-        }
-        history.append(row)
-        score = (metrics["t2i_recall@10"], metrics["t2i_map@10"])
-        improved = best is None or score > best
-        if improved:
-            best = score
-            best_metrics = {**metrics, "epoch": epoch, "eval_split_is_val": float(eval_split == "val")}
-            save_checkpoint(
-                ckpt_path, cfg, text_cfg, train_cfg, image_tower, text_tower, backbone, best_metrics, epoch, finetune
-            )
+        with average.swapped_in() if average is not None else nullcontext():
+            improved = validate_and_keep(epoch, phase, distill_weight, losses, active, started)
+        row = history[-1]
         logger.info("epoch %d loss %.4f val R@10 %.3f", epoch, row["loss"], row["val_recall@10"])
         if progress:
             progress(
@@ -315,6 +365,8 @@ def train(
             break
         if phase:
             _restore(ckpt_path, image_tower, text_tower)
+            if average is not None:
+                average.reset()
         optimizer, scheduler = optimizer_for(phase_epochs)
         stale = 0
         for _ in range(phase_epochs):

@@ -16,7 +16,7 @@ from ml.features import extract_features
 from ml.metrics import rank_by_similarity, recall_at_k
 from ml.tokenizer import Vocabulary
 from ml.towers import GRUTextTower, ImageTower
-from ml.training import TrainResult, _restore, train
+from ml.training import TrainResult, WeightAverage, _restore, train
 
 COLOURS = {
     "red": (220, 30, 30),
@@ -246,3 +246,56 @@ def test_late_phase_stays_within_the_epochs_asked_for(tmp_path) -> None:
         tmp_path,
     )
     assert [h["phase"] for h in result.history] == [0, 0]
+
+
+def test_weight_average_follows_the_weights_and_swaps_in_and_out() -> None:
+    layer = torch.nn.Linear(3, 2)
+    params = list(layer.parameters())
+    average = WeightAverage(params, half_life_steps=2.0)
+    start = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p in params:
+            p.add_(1.0)
+    average.update()
+    # The first update's decay is the warm-up's 2/11, not the half-life's 0.707.
+    for avg, s in zip(average.average, start):
+        assert torch.allclose(avg, s + 9 / 11)
+    trained = [p.detach().clone() for p in params]
+    with average.swapped_in():
+        for p, avg in zip(params, average.average):
+            assert torch.equal(p, avg)
+    for p, t in zip(params, trained):
+        assert torch.equal(p, t)  # the trained weights are back
+    for _ in range(200):
+        average.update()
+    for avg, t in zip(average.average, trained):
+        assert torch.allclose(avg, t, atol=1e-4)  # a constant weight is its own average
+    average.reset()
+    assert all(torch.equal(avg, t) for avg, t in zip(average.average, trained))
+
+
+def test_training_with_a_weight_average_saves_the_averaged_weights(tmp_path) -> None:
+    def image_head_after_one_epoch(half_life: float) -> dict[str, torch.Tensor]:
+        result = train(
+            shape_catalogue(),
+            ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128),
+            TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000),
+            TrainCfg(
+                epochs=1,
+                batch_size=32,
+                val_fraction=0.25,
+                seed=0,
+                distill_corpus=300,
+                distill_epochs=1,
+                ema_half_life=half_life,
+            ),
+            tmp_path / str(half_life),
+        )
+        assert result.metrics["epoch"] == 1
+        return torch.load(result.checkpoint_path, map_location="cpu", weights_only=True)["image_tower"]
+
+    # The same seed trains the same weights both ways (the average draws no random numbers);
+    # what is saved after the epoch is the trained weights without it, their average with it.
+    trained, averaged = image_head_after_one_epoch(0.0), image_head_after_one_epoch(1.0)
+    assert trained.keys() == averaged.keys()
+    assert any(not torch.equal(trained[k], averaged[k]) for k in trained)
