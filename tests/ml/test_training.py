@@ -91,6 +91,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, list
     return result, events, records
 
 
+def train_shapes(out_dir: Path, **train_cfg) -> TrainResult:
+    """The shape catalogue trained by small towers; `train_cfg` sets TrainCfg's other fields."""
+    return train(
+        shape_catalogue(),
+        ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128),
+        TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000),
+        TrainCfg(batch_size=32, val_fraction=0.25, seed=0, distill_corpus=300, distill_epochs=1, **train_cfg),
+        out_dir,
+    )
+
+
 def test_training_lowers_loss_and_raises_recall(trained) -> None:
     result, _, _ = trained
     first, last = result.history[0], result.history[-1]
@@ -192,24 +203,7 @@ def test_known_plain_view_features_spare_that_backbone_pass(tmp_path) -> None:
 
 
 def test_late_phase_goes_on_from_the_best_checkpoint_with_the_lighter_weight(tmp_path) -> None:
-    result = train(
-        shape_catalogue(),
-        ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128),
-        TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000),
-        TrainCfg(
-            epochs=12,
-            batch_size=32,
-            lr=3e-3,
-            val_fraction=0.25,
-            patience=2,
-            seed=0,
-            distill_corpus=300,
-            distill_epochs=1,
-            late_distill_weight=0.05,
-            late_epochs=3,
-        ),
-        tmp_path,
-    )
+    result = train_shapes(tmp_path, epochs=12, lr=3e-3, patience=2, late_distill_weight=0.05, late_epochs=3)
     first = [h for h in result.history if h["phase"] == 0]
     late = [h for h in result.history if h["phase"] == 1]
     assert first and all(h["distill_weight"] == 0.5 for h in first)
@@ -238,13 +232,7 @@ def test_restore_loads_the_saved_trained_weights(trained) -> None:
 
 
 def test_late_phase_stays_within_the_epochs_asked_for(tmp_path) -> None:
-    result = train(
-        shape_catalogue(),
-        ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128),
-        TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000),
-        TrainCfg(epochs=2, batch_size=32, val_fraction=0.25, seed=0, distill_corpus=300, distill_epochs=1),
-        tmp_path,
-    )
+    result = train_shapes(tmp_path, epochs=2)
     assert [h["phase"] for h in result.history] == [0, 0]
 
 
@@ -276,21 +264,7 @@ def test_weight_average_follows_the_weights_and_swaps_in_and_out() -> None:
 
 def test_training_with_a_weight_average_saves_the_averaged_weights(tmp_path) -> None:
     def image_head_after_one_epoch(half_life: float) -> dict[str, torch.Tensor]:
-        result = train(
-            shape_catalogue(),
-            ImageTowerCfg(backbone="efficientnet_lite0", image_size=96, embed_dim=64, head_hidden=128),
-            TextTowerCfg(embed_dim=64, hidden=64, glove_words=20_000),
-            TrainCfg(
-                epochs=1,
-                batch_size=32,
-                val_fraction=0.25,
-                seed=0,
-                distill_corpus=300,
-                distill_epochs=1,
-                ema_half_life=half_life,
-            ),
-            tmp_path / str(half_life),
-        )
+        result = train_shapes(tmp_path / str(half_life), epochs=1, ema_half_life=half_life)
         assert result.metrics["epoch"] == 1
         return torch.load(result.checkpoint_path, map_location="cpu", weights_only=True)["image_tower"]
 
