@@ -46,7 +46,6 @@ from catalog.models import (
     SynonymLookup,
 )
 from catalog.popularity import refresh
-from catalog.synonyms import refresh_and_wait as refresh_synonyms_and_wait
 from catalog.search import QueryVectors, image_query_vectors, reuse_query_vectors, search
 from ml.metrics import score_ranking
 from embeddings.models import EmbeddingModel, TrainingJob
@@ -132,10 +131,6 @@ def import_catalogue(csv_path: Path) -> int:
     job = run_import(job)
     if job.status == ImportJob.Status.FAILED:
         raise RuntimeError(f"{csv_path}: {job.error_message}")
-    # The import queues its synonyms' lookup on the embed worker; keyword search is scored
-    # as a shopper meets it once that is done, not racing it (one run scored fashion's
-    # paraphrases 0.158 by keyword before it, 0.203 after).
-    refresh_synonyms_and_wait()
     return Product.objects.count()
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -89,30 +88,6 @@ def refresh(batch: int = REFRESH_BATCH) -> int:
             cursor.execute(
                 "INSERT INTO catalog_synonymlookup (word) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", [words]
             )
-
-
-def pending() -> int:
-    """Vocabulary words whose synonyms are not looked up yet (refresh() has them to do)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """SELECT count(*) FROM catalog_searchword w
-               WHERE NOT EXISTS (SELECT 1 FROM catalog_synonymlookup l WHERE l.word = w.word)"""
-        )
-        return int(cursor.fetchone()[0])
-
-
-def refresh_and_wait(timeout: float = 300.0, poll: float = 0.2) -> int:
-    """refresh() here, then wait for the words another process holds (an import's refresh
-    task on the embed worker locks its batch): keyword search then sees every synonym of the
-    catalogue as it is. Returns the rows this call added."""
-    added = refresh()
-    deadline = time.monotonic() + timeout
-    while wordnet.wordnet_available() and (left := pending()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"synonyms: {left} vocabulary words still not looked up after {timeout:.0f} s")
-        time.sleep(poll)
-        added += refresh()
-    return added
 
 
 def enabled() -> bool:

@@ -59,3 +59,27 @@ def test_eval_suite_refuses_to_run_without_wipe(db, tmp_path):
         call_command("eval_suite", suite=tmp_path)
     with pytest.raises(CommandError, match="build_eval_suite"):
         call_command("eval_suite", suite=tmp_path, wipe=True)
+
+
+def test_wipe_leaves_no_word_of_the_last_catalogue(db):
+    # Another catalogue's vocabulary would get synonyms of its own and take a broad term's
+    # places from the next catalogue's words (docs/evaluation.md, "The keyword column's drift").
+    from django.db import connection
+
+    from catalog.models import Product, Synonym
+    from catalog.suite import wipe
+    from catalog.synonyms import refresh
+
+    Product.objects.create(sku="A-1", title="Waterproof anorak", category="Coats", price="10.00", description="")
+    Synonym.objects.create(term="tee", word="shirt", source=Synonym.Source.ADMIN)
+    refresh()
+
+    def words() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM catalog_searchword WHERE word = 'anorak'")
+            return cursor.fetchone()[0]
+
+    assert words() == 1 and Synonym.objects.filter(word="anorak").exists()
+    wipe()
+    assert words() == 0 and not Synonym.objects.filter(word="anorak").exists()
+    assert Synonym.objects.filter(source=Synonym.Source.ADMIN, term="tee").exists()  # an admin's are kept

@@ -12,7 +12,7 @@ from catalog.keyword import keyword_search
 from catalog.models import Product, Synonym
 from catalog.search import search
 from catalog.suggest import correct_query
-from catalog.synonyms import enabled, expansions, groups, pending, phrases, refresh, refresh_and_wait, without_synonyms
+from catalog.synonyms import enabled, expansions, groups, phrases, refresh, without_synonyms
 from ml import wordnet
 from tests.catalog.test_search import catalogue  # noqa: F401  (module fixture)
 
@@ -36,18 +36,6 @@ def test_the_import_looked_up_every_catalogue_word(catalogue, db):
     # An admin removes a WordNet synonym: the next refresh does not bring it back.
     Synonym.objects.filter(term="pant", word="trousers").delete()
     assert refresh() == 0 and not Synonym.objects.filter(term="pant", word="trousers").exists()
-
-
-def test_refresh_and_wait_leaves_no_word_to_look_up(catalogue, db):
-    # A new vocabulary word (as an import's products bring): pending until it is looked up.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO catalog_searchword (word, trigrams) VALUES ('anorak', catalog_word_trigrams('anorak'))"
-        )
-    assert pending() == 1
-    assert refresh_and_wait(timeout=30) > 0
-    assert pending() == 0
-    assert Synonym.objects.filter(source="wordnet", word="anorak", term="parka").exists()
 
 
 def test_a_word_the_catalogue_never_uses_finds_the_catalogue_word(catalogue, db):
