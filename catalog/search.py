@@ -243,11 +243,11 @@ def vector_search(
     # around them, which cost four round trips more.
     statements = f"{vector_search_settings(k, offset, filters)} {sql}"
     connection = search_connection()  # the replica inside a search request (db_router.py)
-    if connection.in_atomic_block:  # the settings would last until the caller's COMMIT
+    if connection.in_atomic_block and filters == NO_FILTERS:  # they would last until the caller's COMMIT
         statements += f"; {INDEX_ONLY_UNDONE}"
     with connection.cursor() as cursor:
         cursor.execute(statements, params)
-        while cursor.description is None and cursor.nextset():  # past the two SETs' results
+        while cursor.description is None and cursor.nextset():  # past the SETs' results
             pass
         rows = cursor.fetchall()
     ranking = [(row[0], 1.0 - float(row[1])) for row in rows]

@@ -390,6 +390,12 @@ def test_an_unfiltered_search_walks_the_index_at_any_size(db):
         assert len(vector_search(model, "image_vec", query, 10)) == 10
         cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_sort')")
         assert cursor.fetchone() == ("on", "on")
+    # A filtered search sets neither, so it leaves a caller's own settings as they are.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        vector_search(model, "image_vec", query, 10, filters=Filters(category="Rare"))
+        cursor.execute("SELECT current_setting('enable_seqscan')")
+        assert cursor.fetchone() == ("off",)
 
 
 def test_explanations_add_up_to_the_score(catalogue, db):
