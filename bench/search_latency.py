@@ -92,11 +92,11 @@ def raw_pgvector(vectors: list[np.ndarray], column: str, dim: int, model_id: int
     from django.db import connection
     from pgvector.psycopg import register_vector
 
+    from embeddings.vector_index import indexed_expr, query_param  # after setup_django, as the rest
+
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
-    from embeddings.vector_index import indexed_expr, query_param
-
     times = []
     with psycopg.connect(**params, autocommit=True) as conn:
         register_vector(conn)

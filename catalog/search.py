@@ -216,13 +216,18 @@ INDEX_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off; "
 INDEX_ONLY_UNDONE = "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_sort TO DEFAULT"
 
 
+def walks_index_only(filters: Filters) -> bool:
+    """Whether vector_search turns the scan and sort off for a query with these filters."""
+    return filters == NO_FILTERS
+
+
 def vector_search_settings(k: int, offset: int, filters: Filters) -> str:
     """The SET LOCALs vector_search sends in the same message as its query."""
     ef = max(settings.HNSW_EF_SEARCH, min(1000, k + offset))
     # relaxed_order keeps scanning the HNSW graph until enough rows pass the filter (a rare
     # category still fills a page); its slightly unordered output is re-sorted by the outer
     # query. tests/catalog/test_search.py proves both.
-    forced = INDEX_ONLY if filters == NO_FILTERS else ""
+    forced = INDEX_ONLY if walks_index_only(filters) else ""
     return f"{forced}SET LOCAL hnsw.ef_search = {int(ef)}; SET LOCAL hnsw.iterative_scan = relaxed_order;"
 
 
@@ -243,7 +248,7 @@ def vector_search(
     # around them, which cost four round trips more.
     statements = f"{vector_search_settings(k, offset, filters)} {sql}"
     connection = search_connection()  # the replica inside a search request (db_router.py)
-    if connection.in_atomic_block and filters == NO_FILTERS:  # they would last until the caller's COMMIT
+    if connection.in_atomic_block and walks_index_only(filters):  # they would last until the caller's COMMIT
         statements += f"; {INDEX_ONLY_UNDONE}"
     with connection.cursor() as cursor:
         cursor.execute(statements, params)
